@@ -1,0 +1,31 @@
+# Two commands do everything: `make demo` and `make test`. Each creates .venv when it is missing.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+# torch is installed first, pinned, so pip never resolves it to a CUDA build.
+TORCH  := torch==2.13.0
+
+.PHONY: demo test test-slow bench clean-venv
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet $(TORCH)
+	$(BIN)/pip install --quiet -e ".[dev]"
+	@if $(BIN)/pip list 2>/dev/null | grep -qi '^nvidia-'; then echo "error: an nvidia-* package was installed; the set-up must stay CPU-only" >&2; exit 1; fi
+	touch $(STAMP)
+
+DEMO := runs/demo
+
+demo: $(STAMP)
+	$(BIN)/retain fermi --model llama-3-70b --tokens 100000 --rank 32 --targets all-linear --plot $(DEMO)/fermi
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow
+
+clean-venv:
+	rm -rf $(VENV)

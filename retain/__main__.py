@@ -1,0 +1,3 @@
+from retain.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,158 @@
+"""The `retain` command. Each subcommand builds one typed config and calls one library function.
+
+    retain fermi --model llama-3-70b --format json
+    retain pretrain --config configs/pretrain.yaml --set train.lr=3e-4 --out runs/base
+
+A config comes from `--config FILE` (YAML), then `--set key.sub=value` overrides, then (for commands with
+a flat config) one flag per field. Bad input of any kind prints one line `error: ...` and exits with 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import importlib
+import sys
+from dataclasses import dataclass
+from typing import Any, get_args, get_type_hints
+
+from retain.config import apply_override, describe, field_docs, from_dict, read_yaml, type_name
+from retain.errors import RetainError
+
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: its config dataclass and the library function it calls, both as 'module:name'."""
+
+    help: str
+    config: str
+    target: str
+    flags: bool = False
+    """Give every config field its own flag (for flat configs such as fermi's)."""
+    run_dir: bool = False
+    """The command writes a run directory: adds --out and --resume."""
+
+
+COMMANDS: dict[str, Command] = {
+    "fermi": Command(
+        "bytes per token of KV cache, LoRA, soft prompt, KV prefix, full weights and pretraining",
+        "retain.fermi.estimate:FermiConfig",
+        "retain.fermi.estimate:main",
+        flags=True,
+    ),
+}
+
+
+def _load(ref: str) -> Any:
+    module, _, name = ref.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a close-match hint on unknown flags, and a one-line error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        if message.startswith("unrecognized arguments:"):
+            known = [s for a in self._actions for s in a.option_strings if s.startswith("--")]
+            for word in message.split(":", 1)[1].split():
+                close = difflib.get_close_matches(word.split("=")[0], known, n=1)
+                if close:
+                    message += f"; did you mean '{close[0]}'?"
+                    break
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    pass
+
+
+def _epilog(config_cls: type) -> str:
+    rows = describe(config_cls)
+    width = max(len(f"{k}={d!r}") for k, _, d, _ in rows)
+    lines = [f"  {f'{k}={d!r}'.ljust(width)}  {doc}" for k, _, d, doc in rows]
+    return "config keys (--set KEY=VALUE), with defaults:\n" + "\n".join(lines)
+
+
+def _add_field_flags(parser: argparse.ArgumentParser, config_cls: type) -> None:
+    hints, docs = get_type_hints(config_cls), field_docs(config_cls)
+    for f in dataclasses.fields(config_cls):
+        tp = hints[f.name]
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        flag = "--" + f.name.replace("_", "-")
+        doc = docs.get(f.name, "")
+        if tp is bool:
+            parser.add_argument(flag, dest=f"field:{f.name}", action=argparse.BooleanOptionalAction,
+                                default=argparse.SUPPRESS, help=f"{doc} (default: {default})")  # fmt: skip
+            continue
+        choices = [c for c in get_args(tp) if isinstance(c, str)] if "one of" in type_name(tp) else None
+        meta = "{" + ",".join(choices) + "}" if choices else f.name.upper()
+        parser.add_argument(flag, dest=f"field:{f.name}", metavar=meta, default=argparse.SUPPRESS,
+                            help=f"{doc} (default: {default})")  # fmt: skip
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full parser, one subparser per entry of COMMANDS."""
+    parser = _Parser(prog="retain", description=__doc__, formatter_class=_Formatter)
+    parser.add_argument("--version", action="version", version=f"retain {_load('retain:__version__')}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    parser.set_defaults(subparsers=sub.choices)
+    for name, cmd in COMMANDS.items():
+        config_cls = _load(cmd.config)
+        p = sub.add_parser(name, help=cmd.help, description=cmd.help, epilog=_epilog(config_cls),
+                           formatter_class=_Formatter)  # fmt: skip
+        p.add_argument("--config", metavar="FILE", default=None, help="YAML config file (keys as listed below)")
+        p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
+                       help="override one config key, e.g. --set train.lr=3e-4 (repeatable)")  # fmt: skip
+        if cmd.run_dir:
+            p.add_argument("--out", metavar="DIR", default=None,
+                           help="run directory (default: runs/<name>-<timestamp>/)")  # fmt: skip
+            p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+        if cmd.flags:
+            _add_field_flags(p, config_cls)
+    return parser
+
+
+def config_from_args(cmd: Command, args: argparse.Namespace) -> Any:
+    """The command's config from --config, then --set, then per-field flags."""
+    data = read_yaml(args.config) if args.config else {}
+    for override in args.overrides:
+        apply_override(data, override)
+    for key, value in vars(args).items():
+        if key.startswith("field:"):
+            name = key.removeprefix("field:")
+            if isinstance(value, bool):
+                data[name] = value
+            else:
+                apply_override(data, f"{name}={value}")
+    return from_dict(_load(cmd.config), data)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `retain` console script; returns the exit status."""
+    parser = build_parser()
+    args, extras = parser.parse_known_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    if extras:  # reported by the subcommand's parser, which knows its flags
+        args.subparsers[args.command].error(f"unrecognized arguments: {' '.join(extras)}")
+    cmd = COMMANDS[args.command]
+    try:
+        cfg = config_from_args(cmd, args)
+        kwargs = {"out": args.out, "resume": args.resume} if cmd.run_dir else {}
+        if cmd.run_dir and args.resume and args.out is None:
+            raise RetainError("--resume needs --out DIR naming the run directory to continue")
+        result = _load(cmd.target)(cfg, **kwargs)
+    except RetainError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        hint = " (finished work is saved; continue with --out DIR --resume)" if cmd.run_dir else ""
+        print(f"\ninterrupted{hint}", file=sys.stderr)
+        return 130
+    return int(result) if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""Typed configs and the CLI's handling of bad input. `pytest tests/test_config.py`"""
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pytest
+
+from retain.cli.main import COMMANDS, _load, build_parser, main
+from retain.config import ConfigError, describe, field_docs, from_dict, load_config, to_yaml
+
+
+@dataclass
+class Train:
+    lr: float = 1e-3
+    """learning rate"""
+    steps: int = 10
+    """optimizer steps"""
+    schedule: Literal["cosine", "constant"] = "cosine"
+    """LR schedule"""
+    warmup: int | None = None
+    """warmup steps, None for none"""
+
+
+@dataclass
+class Root:
+    name: str = "x"
+    """run name"""
+    train: Train = field(default_factory=Train)
+    layers: list[int] = field(default_factory=lambda: [1, 2])
+    """which layers"""
+
+
+def test_yaml_and_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("name: run\ntrain:\n  lr: 3e-4\n  steps: 5\n")
+    cfg = load_config(Root, path, ["train.steps=7", "train.warmup=2", "layers=[3,4]"])
+    assert cfg.name == "run" and cfg.train.lr == 3e-4 and cfg.train.steps == 7 and cfg.train.warmup == 2
+    assert cfg.layers == [3, 4]
+    assert load_config(Root, None, ["train.warmup=null"]).train.warmup is None
+    # resolved config round-trips through YAML
+    path.write_text(to_yaml(cfg))
+    assert load_config(Root, path) == cfg
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["train.lrr=1"], "unknown config key 'train.lrr'; valid keys under 'train': lr, steps, schedule, warmup; did you mean 'lr'?"),
+        (["trian.lr=1"], "did you mean 'train'?"),
+        (["train.steps=abc"], "config key 'train.steps': expected an integer, got 'abc'"),
+        (["train.steps=1.5"], "expected an integer"),
+        (["train.lr=fast"], "expected a number"),
+        (["train.schedule=cosin"], "'cosin' is not one of cosine, constant; did you mean 'cosine'?"),
+        (["name=3"], "expected a string"),
+        (["train=5"], "expected a mapping"),
+        (["nokey"], "must look like key.sub=value"),
+    ],
+)
+def test_bad_values_name_the_key(overrides, message):
+    with pytest.raises(ConfigError) as e:
+        load_config(Root, None, overrides)
+    assert message in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found: .*nope.yaml"):
+        load_config(Root, tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [1,\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(Root, bad)
+    bad.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="must hold a mapping"):
+        load_config(Root, bad)
+
+
+def test_field_docs_and_describe():
+    assert field_docs(Train)["lr"] == "learning rate"
+    rows = {k: (d, doc) for k, _, d, doc in describe(Root)}
+    assert rows["train.lr"] == (1e-3, "learning rate")
+    assert rows["layers"] == ([1, 2], "which layers")
+
+
+def test_bool_is_not_an_int():
+    @dataclass
+    class C:
+        n: int = 1
+        flag: bool = False
+
+    with pytest.raises(ConfigError, match="expected an integer"):
+        from_dict(C, {"n": True})
+    assert from_dict(C, {"flag": "yes"}).flag is True
+
+
+def test_every_command_has_documented_config_fields():
+    """Every field of every command's config carries a docstring (it becomes --help text)."""
+    for name, cmd in COMMANDS.items():
+        for key, _, _, doc in describe(_load(cmd.config)):
+            assert doc, f"{name}: config key '{key}' has no docstring"
+
+
+def test_help_lists_options_with_defaults(capsys):
+    for name in COMMANDS:
+        with pytest.raises(SystemExit) as e:
+            build_parser().parse_args([name, "--help"])
+        assert e.value.code == 0
+        out = capsys.readouterr().out
+        assert "--config" in out and "--set" in out and "with defaults" in out
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--help"])
+    assert all(name in capsys.readouterr().out for name in COMMANDS)
+
+
+def test_cli_errors_are_one_line_exit_2(tmp_path, capsys):
+    assert main(["fermi", "--set", "rnak=8"]) == 2
+    err = capsys.readouterr().err
+    assert err == "error: unknown config key 'rnak'; valid keys: " + err.split("valid keys: ")[1]
+    assert "did you mean 'rank'?" in err and err.count("\n") == 1
+    assert main(["fermi", "--config", str(tmp_path / "missing.yaml")]) == 2
+    assert "config file not found" in capsys.readouterr().err
+    assert main(["fermi", "--rank", "-3"]) == 2
+    assert "--rank must be positive" in capsys.readouterr().err
+    assert main(["fermi", "--kv-dtype", "fp9"]) == 2
+    assert "'fp9' is not one of" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["fermi", "--rnak", "8"])
+    assert e.value.code == 2 and "did you mean '--rank'?" in capsys.readouterr().err
