@@ -13,6 +13,7 @@ import argparse
 import dataclasses
 import difflib
 import importlib
+import os
 import sys
 from dataclasses import dataclass
 from typing import Any, get_args, get_type_hints
@@ -30,8 +31,10 @@ class Command:
     target: str
     flags: bool = False
     """Give every config field its own flag (for flat configs such as fermi's)."""
-    run_dir: bool = False
-    """The command writes a run directory: adds --out and --resume."""
+    out: bool = False
+    """The command writes a directory: adds --out DIR."""
+    resume: bool = False
+    """The command can continue an interrupted run: adds --resume."""
 
 
 COMMANDS: dict[str, Command] = {
@@ -40,6 +43,20 @@ COMMANDS: dict[str, Command] = {
         "retain.fermi.estimate:FermiConfig",
         "retain.fermi.estimate:main",
         flags=True,
+    ),
+    "world": Command(
+        "generate the synthetic world (entities, sessions, questions) and its tokenizer; print its stats",
+        "retain.world.world:WorldConfig",
+        "retain.world:main",
+        flags=True,
+        out=True,
+    ),
+    "pretrain": Command(
+        "pretrain the base model on the world: closed-book knowledge and in-context reading",
+        "retain.train.pretrain:PretrainConfig",
+        "retain.train.pretrain:main",
+        out=True,
+        resume=True,
     ),
 }
 
@@ -104,9 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--config", metavar="FILE", default=None, help="YAML config file (keys as listed below)")
         p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
                        help="override one config key, e.g. --set train.lr=3e-4 (repeatable)")  # fmt: skip
-        if cmd.run_dir:
+        if cmd.out:
             p.add_argument("--out", metavar="DIR", default=None,
-                           help="run directory (default: runs/<name>-<timestamp>/)")  # fmt: skip
+                           help="output directory (default: runs/<name>-<timestamp>/)")  # fmt: skip
+        if cmd.resume:
             p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
         if cmd.flags:
             _add_field_flags(p, config_cls)
@@ -130,6 +148,9 @@ def config_from_args(cmd: Command, args: argparse.Namespace) -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `retain` console script; returns the exit status."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is downloaded at run time
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     parser = build_parser()
     args, extras = parser.parse_known_args(argv)
     if args.command is None:
@@ -140,15 +161,17 @@ def main(argv: list[str] | None = None) -> int:
     cmd = COMMANDS[args.command]
     try:
         cfg = config_from_args(cmd, args)
-        kwargs = {"out": args.out, "resume": args.resume} if cmd.run_dir else {}
-        if cmd.run_dir and args.resume and args.out is None:
-            raise RetainError("--resume needs --out DIR naming the run directory to continue")
+        kwargs = {"out": args.out} if cmd.out else {}
+        if cmd.resume:
+            kwargs["resume"] = args.resume
+            if args.resume and args.out is None:
+                raise RetainError("--resume needs --out DIR naming the run directory to continue")
         result = _load(cmd.target)(cfg, **kwargs)
     except RetainError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        hint = " (finished work is saved; continue with --out DIR --resume)" if cmd.run_dir else ""
+        hint = " (finished work is saved; continue with --out DIR --resume)" if cmd.resume else ""
         print(f"\ninterrupted{hint}", file=sys.stderr)
         return 130
     return int(result) if isinstance(result, int) else 0

@@ -1,0 +1,102 @@
+"""Batched generation with a KV cache: the package's own loop, greedy or sampled.
+
+Prompts are left-padded into one batch; positions come from the attention mask, so padded and unpadded
+prompts get the same logits. Sampling takes Hugging Face logits processors (temperature, top-k, top-p,
+typical) and an explicit `torch.Generator`.
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers import DynamicCache, LogitsProcessorList
+
+
+@torch.no_grad()
+def generate(
+    model: torch.nn.Module,
+    prompts: list[list[int]],
+    *,
+    eos_id: int,
+    pad_id: int,
+    max_new_tokens: int = 8,
+    do_sample: bool = False,
+    logits_processor: LogitsProcessorList | None = None,
+    generator: torch.Generator | None = None,
+    batch_size: int = 64,
+) -> list[list[int]]:
+    """Continue each prompt until `eos_id` or `max_new_tokens`.
+
+    Args:
+        model: a causal LM taking `input_ids`, `attention_mask`, `position_ids`, `cache`.
+        prompts: token ids per prompt (any lengths).
+        eos_id: stops a sequence; not included in its output.
+        pad_id: fills the left of shorter prompts.
+        max_new_tokens: most tokens generated per prompt.
+        do_sample: sample from the processed distribution instead of taking the argmax.
+        logits_processor: HF processors applied to the last-position scores (B, V) before choosing.
+        generator: RNG for sampling; the global torch RNG when None.
+        batch_size: prompts per forward pass (sorted by length to limit padding).
+
+    Returns:
+        The generated ids of each prompt, in the input order, without the eos.
+    """
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    results: list[list[int]] = [[] for _ in prompts]
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        batch = [prompts[i] for i in idx]
+        out = _generate_batch(model, batch, eos_id, pad_id, max_new_tokens, do_sample, logits_processor,
+                              generator, device)  # fmt: skip
+        for i, seq in zip(idx, out):
+            results[i] = seq
+    model.train(was_training)
+    return results
+
+
+def _generate_batch(model, batch, eos_id, pad_id, max_new_tokens, do_sample, processors, generator, device):
+    B, L = len(batch), max(len(p) for p in batch)
+    ids = torch.full((B, L), pad_id, dtype=torch.long)
+    mask = torch.zeros((B, L), dtype=torch.long)
+    for b, p in enumerate(batch):
+        ids[b, L - len(p) :] = torch.tensor(p, dtype=torch.long)
+        mask[b, L - len(p) :] = 1
+    ids, mask = ids.to(device), mask.to(device)
+    position = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, L)
+    cache = DynamicCache()
+    out = model(input_ids=ids, attention_mask=mask, position_ids=position, cache=cache, use_cache=True,
+                logits_to_keep=1)  # fmt: skip
+    seen = ids  # what processors such as repetition penalties look at
+    finished = torch.zeros(B, dtype=torch.bool, device=device)
+    generated = []
+    for step in range(max_new_tokens):
+        scores = out.logits[:, -1, :].float()  # (B, V)
+        if processors:
+            scores = processors(seen, scores)
+        if do_sample:
+            probs = torch.softmax(scores, dim=-1)
+            token = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+        else:
+            token = scores.argmax(-1)
+        token = torch.where(finished, torch.full_like(token, pad_id), token)
+        generated.append(token)
+        finished |= token == eos_id
+        if finished.all() or step == max_new_tokens - 1:
+            break
+        seen = torch.cat([seen, token[:, None]], dim=1)
+        mask = torch.cat([mask, torch.ones((B, 1), dtype=mask.dtype, device=device)], dim=1)
+        position = position[:, -1:] + 1
+        out = model(input_ids=token[:, None], attention_mask=mask, position_ids=position, cache=cache,
+                    use_cache=True)  # fmt: skip
+    tokens = torch.stack(generated, dim=1).tolist() if generated else [[] for _ in range(B)]
+    result = []
+    for row in tokens:
+        seq = []
+        for t in row:
+            if t == eos_id:
+                break
+            seq.append(t)
+        result.append(seq)
+    return result

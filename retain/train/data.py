@@ -1,0 +1,103 @@
+"""The pretraining mixture: examples sampled from the world, tokenized with a loss mask, packed into rows.
+
+Batch `t` is drawn from `random.Random(derive_seed(seed, "batch", t))`, so a resumed run sees exactly the
+batches an uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import torch
+
+from retain.runs.seed import derive_seed
+from retain.world import examples as X
+from retain.world.world import World
+
+
+@dataclass
+class MixtureConfig:
+    """Weights of the pretraining tasks (normalised) and their knobs."""
+
+    bio: float = 0.35
+    """Biographies of known entities, paraphrased with shuffled attribute order (Physics of LMs 3.1)."""
+    qa: float = 0.2
+    """Closed-book questions about the known entities of the QA split."""
+    icl_bio: float = 0.2
+    """Biographies of fresh (never-seen) people in context, then questions about them."""
+    icl_session: float = 0.2
+    """Session transcripts about fresh people in context (with updates), then questions."""
+    summary: float = 0.05
+    """A fresh session's transcript, then the generic summary a reader would keep."""
+    copy: float = 0.05
+    """A random run of words repeated: bootstraps the copying heads that in-context reading needs."""
+    max_context_sessions: int = 3
+    """Most sessions in one in-context example."""
+    summary_budget_words: int | None = 60
+    """Length budget of the generic summaries, in words (None: keep every fact)."""
+
+    def __post_init__(self) -> None:
+        weights = [self.bio, self.qa, self.icl_bio, self.icl_session, self.summary, self.copy]
+        if any(w < 0 for w in weights) or sum(weights) <= 0:
+            raise ValueError("mixture weights must be non-negative and not all zero")
+
+
+def sample_example(world: World, mix: MixtureConfig, rng: random.Random, reserved: set[str]) -> X.Segments:
+    """One example of a task drawn by the mixture weights."""
+    task = rng.choices(["bio", "qa", "icl_bio", "icl_session", "summary", "copy"],
+                       weights=[mix.bio, mix.qa, mix.icl_bio, mix.icl_session, mix.summary, mix.copy])[0]  # fmt: skip
+    if task == "bio":
+        return X.bio_example(rng.choice(world.known), rng)
+    if task == "qa":
+        return X.closed_qa_example(rng.choice(world.split("known_qa")), world, rng)
+    if task == "icl_bio":
+        return X.icl_bio_example(world, rng, reserved)
+    if task == "copy":
+        return X.copy_example(rng)
+    if task == "icl_session":
+        return X.icl_session_example(world, rng, reserved, mix.max_context_sessions)
+    return X.summary_example(world, rng, reserved, mix.summary_budget_words)
+
+
+def tokenize(tokenizer, segments: X.Segments, bos: bool = True) -> tuple[list[int], list[bool]]:
+    """Token ids and loss mask of an example; the EOS placeholder becomes the tokenizer's end token."""
+    ids: list[int] = [tokenizer.bos_token_id] if bos and tokenizer.bos_token_id is not None else []
+    mask: list[bool] = [False] * len(ids)
+    for text, train in segments:
+        piece = [tokenizer.eos_token_id] if text == X.EOS else tokenizer(text, add_special_tokens=False)["input_ids"]
+        ids += piece
+        mask += [train] * len(piece)
+    return ids, mask
+
+
+def pack(examples: list[tuple[list[int], list[bool]]], rows: int, seq_len: int,
+         pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """Examples placed whole into `rows` rows of `seq_len` (first fit, in order), padded; labels are -100
+    wherever the loss is off. Examples that do not fit are dropped; a longer one is truncated."""
+    ids = torch.full((rows, seq_len), pad_id, dtype=torch.long)
+    labels = torch.full((rows, seq_len), -100, dtype=torch.long)
+    fill = [0] * rows
+    for ex_ids, ex_mask in examples:
+        ex_ids, ex_mask = ex_ids[:seq_len], ex_mask[:seq_len]
+        n = len(ex_ids)
+        row = next((r for r in range(rows) if fill[r] + n <= seq_len), None)
+        if row is None:
+            continue
+        s = fill[row]
+        ids[row, s : s + n] = torch.tensor(ex_ids)
+        labels[row, s : s + n] = torch.where(torch.tensor(ex_mask), torch.tensor(ex_ids), -100)
+        fill[row] += n
+    return ids, labels
+
+
+def pretrain_batch(world: World, tokenizer, mix: MixtureConfig, seed: int, step: int, rows: int, seq_len: int,
+                   reserved: set[str]) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """The packed batch of step `step`: examples are drawn until the rows hold ~rows x seq_len tokens."""
+    rng = random.Random(derive_seed(seed, "batch", step))
+    examples, total = [], 0
+    while total < rows * seq_len * 0.97:
+        ex = tokenize(tokenizer, sample_example(world, mix, rng, reserved))
+        examples.append(ex)
+        total += len(ex[0])
+    return pack(examples, rows, seq_len, tokenizer.pad_token_id)

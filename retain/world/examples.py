@@ -1,0 +1,203 @@
+"""Training and evaluation examples drawn from a world, as text segments with a loss flag.
+
+An example is a list of `(text, train)` segments: the tokenizer concatenates them and the loss applies
+only where `train` is true (answers, summaries, biography text). Samplers take an explicit
+`random.Random`; the pretraining mixture in `retain.train.data` calls them with a seed per step.
+
+Formats (the same at training and evaluation time):
+- closed-book QA: `Q: <question> A:` then ` <answer>` and the end-of-answer token.
+- in-context QA: `<context> Q: ... A: <answer> <eos> Q: ... A: <answer> <eos>`.
+- summary: `Transcript: <session> Notes:` then the notes.
+"""
+
+from __future__ import annotations
+
+import random
+
+from retain.world import render as R
+from retain.world.templates import UPDATABLE
+from retain.world.world import ATTRIBUTE_SETS, Entity, Fact, Session, World, all_names, random_attrs
+
+Segments = list[tuple[str, bool]]
+EOS = "<eos>"  # placeholder segment: the tokenizer's end token, trained after each answer
+
+
+def fresh_people(world: World, n: int, rng: random.Random, reserved: set[str]) -> list[Entity]:
+    """People that exist only in this example: names outside the world's, random attributes; mentors are
+    known entities so two-hop questions mix context with memory."""
+    names = []
+    pool = all_names()
+    while len(names) < n:
+        name = rng.choice(pool)
+        if name not in reserved and name not in names:
+            names.append(name)
+    mentors = [e.name for e in world.known]
+    return [Entity(name, random_attrs(rng, mentors), "fresh") for name in names]
+
+
+def qa_segments(questions, train: bool = True, train_questions: bool = False) -> Segments:
+    """`Q: ... A: answer <eos>` for each question; the loss covers answers (and questions if asked: in
+    context, a question's name is a copy from the context, which trains the copying heads)."""
+    segs: Segments = []
+    for q in questions:
+        segs += [(R.qa_prompt(q.text), train_questions), (" " + q.answer, train), (EOS, train)]
+    return segs
+
+
+def copy_example(rng: random.Random, min_len: int = 8, max_len: int = 24) -> Segments:
+    """A random run of world words, then the same run again: the cheapest signal for the attention heads
+    that find an earlier occurrence and copy what followed it (induction heads), which in-context reading
+    is built from. The second half carries the loss."""
+    from retain.world import vocab
+
+    pool = vocab.FIRST_NAMES + vocab.LAST_NAMES + vocab.CITIES + vocab.EMPLOYERS + vocab.FIELDS + vocab.YEARS
+    run = " ".join(rng.choice(pool) for _ in range(rng.randint(min_len, max_len)))
+    return [(run, False), (" " + run, True), (EOS, True)]
+
+
+def bio_example(entity: Entity, rng: random.Random) -> Segments:
+    return [(R.bio(entity, rng), True), (EOS, True)]
+
+
+def closed_qa_example(entity: Entity, world: World, rng: random.Random, n: int = 3) -> Segments:
+    """A few closed-book questions about a known entity (recall, sometimes two-hop)."""
+    attrs = rng.sample(list(entity.attrs), k=min(n, len(entity.attrs)))
+    qs = [R.question(entity.name, a, entity.attrs[a], rng) for a in attrs]
+    if rng.random() < 0.3:
+        mentor = world.entities[entity.attrs["mentor"]]
+        attr = rng.choice(list(R.T.TWO_HOP))
+        qs.append(R.two_hop_question(entity.name, attr, mentor.attrs[attr], rng))
+    return qa_segments(qs)
+
+
+def icl_bio_example(world: World, rng: random.Random, reserved: set[str], max_people: int = 3) -> Segments:
+    """Biographies of 1..max_people fresh people in context, then questions about them."""
+    people = fresh_people(world, rng.randint(1, max_people), rng, reserved)
+    context = " ".join(R.bio(p, rng) for p in people)
+    qs = [R.question(p.name, a, v, rng) for p in people for a, v in p.attrs.items()]
+    if len(people) >= 2 and rng.random() < 0.5:
+        q = R.compare_question(people[0], people[1], rng)
+        if q:
+            qs.append(q)
+    if rng.random() < 0.3:
+        p = rng.choice(people)
+        mentor = world.entities[p.attrs["mentor"]]
+        qs.append(R.two_hop_question(p.name, "birth_city", mentor.attrs["birth_city"], rng))
+    rng.shuffle(qs)
+    return [(context, True)] + qa_segments(qs, train_questions=True)
+
+
+def fresh_session(world: World, rng: random.Random, reserved: set[str], index: int,
+                  new_people: int = 2, n_updates: int = 1, n_chatter: int = 2,
+                  earlier: list[Entity] | None = None) -> tuple[Session, list[Entity]]:  # fmt: skip
+    """A session like the stream's, about fresh people; updates hit known entities or people of earlier
+    sessions in the same context."""
+    people = fresh_people(world, new_people, rng, reserved)
+    reserved |= {p.name for p in people}
+    targets = list(world.known) + list(earlier or [])
+    updates = []
+    for _ in range(n_updates):
+        e = rng.choice(targets)
+        attr = rng.choice(UPDATABLE)
+        updates.append(Fact(e.name, attr, rng.choice([v for v in ATTRIBUTE_SETS[attr] if v != e.attrs[attr]])))
+    turns, facts = R.session_turns(people, updates, n_chatter, rng)
+    return Session(index, turns, [p.name for p in people], facts, updates), people
+
+
+def session_context(sessions: list[Session]) -> str:
+    """Several transcripts in one prompt, oldest first."""
+    return " ".join(f"Session {s.index + 1}. {s.transcript}" for s in sessions)
+
+
+def icl_session_example(world: World, rng: random.Random, reserved: set[str], max_sessions: int = 3) -> Segments:
+    """1..max_sessions sessions in context, then questions on any of them; an update must beat both the
+    model's memory and an earlier session."""
+    reserved = set(reserved)
+    sessions, everyone = [], []
+    for i in range(rng.randint(1, max_sessions)):
+        s, people = fresh_session(world, rng, reserved, i, n_updates=rng.randint(0, 2),
+                                  n_chatter=rng.randint(0, 3), earlier=everyone)  # fmt: skip
+        sessions.append(s)
+        everyone += people
+    current = {p.name: dict(p.attrs) for p in everyone}
+    for s in sessions:
+        for f in s.updates:
+            current.setdefault(f.entity, dict(world.entities[f.entity].attrs) if f.entity in world.entities else {})
+            current[f.entity][f.attribute] = f.value
+    qs = []
+    for _ in range(rng.randint(3, 6)):
+        s = rng.choice(sessions)
+        if s.updates and rng.random() < 0.35:
+            f = rng.choice(s.updates)
+            qs.append(R.question(f.entity, f.attribute, current[f.entity][f.attribute], rng, kind="update"))
+        else:
+            p = rng.choice([e for e in everyone if e.name in s.new_entities])
+            attr = rng.choice(list(p.attrs))
+            qs.append(R.question(p.name, attr, current[p.name][attr], rng))
+    return [(session_context(sessions), True)] + qa_segments(qs, train_questions=True)
+
+
+def summary_notes(session: Session, budget_words: int | None) -> str:
+    """The generic summary a reader would keep: the session's facts in the order stated, one plain
+    sentence each, chatter dropped, cut at the last whole sentence within `budget_words` words."""
+    out, words = [], 0
+    for s in R.oracle_sentences(session):
+        n = len(s.split())
+        if budget_words is not None and words + n > budget_words:
+            break
+        out.append(s)
+        words += n
+    return " ".join(out)
+
+
+def summary_prompt(transcript: str) -> str:
+    return f"Transcript: {transcript} Notes:"
+
+
+def summary_example(world: World, rng: random.Random, reserved: set[str], budget_words: int | None) -> Segments:
+    """A fresh session's transcript, then its generic summary."""
+    s, _ = fresh_session(world, rng, set(reserved), 0, n_updates=rng.randint(0, 2), n_chatter=rng.randint(0, 3))
+    return [(summary_prompt(s.transcript), False), (" " + summary_notes(s, budget_words), True), (EOS, True)]
+
+
+# ---- evaluation sets: (context or None, question) pairs -------------------------------------------------
+
+Item = tuple[str | None, "R.Question"]
+
+
+def closed_book_items(entities: list[Entity], world: World, rng: random.Random, heldout: bool = False,
+                      two_hop: bool = True, n_compare: int = 0) -> list[Item]:  # fmt: skip
+    """Recall on every attribute of each entity, plus two-hop and comparison questions, no context."""
+    items: list[Item] = [(None, q) for e in entities for q in R.entity_questions(e, rng, heldout)]
+    if two_hop:
+        for e in entities:
+            attr = rng.choice(list(R.T.TWO_HOP))
+            items.append((None, R.two_hop_question(e.name, attr, world.entities[e.attrs["mentor"]].attrs[attr], rng,
+                                                   heldout)))  # fmt: skip
+    for _ in range(n_compare):
+        a, b = rng.sample(entities, 2)
+        q = R.compare_question(a, b, rng, heldout)
+        if q:
+            items.append((None, q))
+    return items
+
+
+def open_book_items(entities: list[Entity], world: World, rng: random.Random, heldout: bool = False) -> list[Item]:
+    """Each entity's biography in context (held-out templates if `heldout`), then recall on every attribute,
+    a two-hop question, and a comparison with a second entity whose biography is also in context."""
+    items: list[Item] = []
+    for i, e in enumerate(entities):
+        context = R.bio(e, rng, heldout)
+        items += [(context, q) for q in R.entity_questions(e, rng, heldout)]
+        mentor = world.entities[e.attrs["mentor"]]
+        items.append((context, R.two_hop_question(e.name, "birth_city", mentor.attrs["birth_city"], rng, heldout)))
+        other = entities[(i + 1) % len(entities)]
+        q = R.compare_question(e, other, rng, heldout)
+        if q and other is not e:
+            items.append((R.bio(e, rng, heldout) + " " + R.bio(other, rng, heldout), q))
+    return items
+
+
+def session_items(sessions: list[Session]) -> list[Item]:
+    """Each stream session's transcript in context, then its own questions."""
+    return [(session_context([s]), q) for s in sessions for q in s.questions]

@@ -1,0 +1,89 @@
+"""Pretraining end to end on a tiny config: outputs, resume equivalence, refusal to overwrite.
+`pytest tests/test_pretrain.py`"""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from retain.cli.main import main
+from retain.config import from_dict
+from retain.errors import RetainError
+from retain.train.pretrain import PretrainConfig, pretrain
+
+TINY = {
+    "name": "t",
+    "world": {"n_known": 16, "n_eval": 4, "n_sessions": 2},
+    "model": {"size": "tiny"},
+    "train": {"steps": 10, "batch_size": 4, "seq_len": 128, "eval_every": 5, "ckpt_every": 3, "log_every": 2},
+    "eval": {"during_n": 6, "final_n": 12},
+}
+
+
+def _cfg(**over):
+    data = json.loads(json.dumps(TINY))
+    for k, v in over.items():
+        data[k].update(v)
+    return from_dict(PretrainConfig, data)
+
+
+def _weights(path):
+    return load_file(str(path / "model" / "model.safetensors"))
+
+
+def test_run_dir_outputs(tmp_path):
+    s = pretrain(_cfg(), out=tmp_path / "run")
+    run = tmp_path / "run"
+    for name in ("config.yaml", "metrics.jsonl", "summary.json", "report.md", "loss.png", "accuracy.png",
+                 "model/config.json", "model/tokenizer.json", "world/sessions.jsonl", "world/tokenizer/tokenizer.json"):  # fmt: skip
+        assert (run / name).exists(), name
+    for key in ("closed_book_acc", "open_book_acc", "heldout_template_acc", "params", "tokens_seen", "seconds"):
+        assert key in s
+    assert s["tokens_seen"] > 10 * 4 * 64
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "eval/closed_book_acc" in r] == [0, 5, 10]
+    assert all("train/loss" in r for r in records if r["step"] % 2 == 0 and "eval/closed_book_acc" not in r)
+
+
+def test_resume_reaches_the_same_end(tmp_path):
+    straight = pretrain(_cfg(), out=tmp_path / "a")
+
+    def interrupt(step):
+        if step == 6:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(_cfg(), out=tmp_path / "b", on_step=interrupt)
+    assert not (tmp_path / "b" / "summary.json").exists()
+    resumed = pretrain(_cfg(), out=tmp_path / "b", resume=True)
+    wa, wb = _weights(tmp_path / "a"), _weights(tmp_path / "b")
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    for key in ("closed_book_acc", "open_book_acc", "heldout_template_acc", "tokens_seen"):
+        assert resumed[key] == straight[key]
+    steps = [json.loads(line)["step"] for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(steps)  # nothing logged twice after the resume
+
+
+def test_refuses_to_overwrite_and_resume_needs_a_checkpoint(tmp_path, capsys):
+    cfg = _cfg(train={"steps": 2})
+    pretrain(cfg, out=tmp_path / "r")
+    with pytest.raises(RetainError, match="already holds a run"):
+        pretrain(cfg, out=tmp_path / "r")
+    with pytest.raises(RetainError, match="nothing to resume"):
+        pretrain(cfg, out=tmp_path / "empty", resume=True)
+    assert main(["pretrain", "--resume"]) == 2
+    assert "--resume needs --out" in capsys.readouterr().err
+    assert main(["pretrain", "--set", "train.lrr=1"]) == 2
+    assert "did you mean 'lr'" in capsys.readouterr().err
+
+
+def test_corrupt_checkpoint_on_resume_is_one_line(tmp_path, capsys):
+    cfg = _cfg(train={"steps": 4, "ckpt_every": 2})
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(cfg, out=tmp_path / "c", on_step=lambda s: (_ for _ in ()).throw(KeyboardInterrupt) if s == 2 else None)
+    ckpt = sorted((tmp_path / "c" / "ckpt").glob("*.safetensors"))[-1]
+    ckpt.write_bytes(ckpt.read_bytes()[:100])
+    assert main(["pretrain", "--out", str(tmp_path / "c"), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "is corrupt" in err and err.count("\n") == 1

@@ -1,0 +1,204 @@
+"""World invariants: answers follow from the world, updates win, held-out templates stay out of training.
+`pytest tests/test_world.py`"""
+
+import random
+import re
+
+import pytest
+
+from retain.errors import RetainError
+from retain.world import examples as X
+from retain.world import render as R
+from retain.world import templates as T
+from retain.world.io import load_user_sessions, load_world, save_world, tokenizer_corpus
+from retain.world.render import date_key
+from retain.world.world import ATTRIBUTE_SETS, WorldConfig, build_world
+from retain.train.data import MixtureConfig, sample_example
+
+
+@pytest.fixture(scope="module")
+def world():
+    return build_world(WorldConfig(n_known=40, n_eval=10, n_sessions=6, updates_per_session=2))
+
+
+def test_world_is_reproducible_from_its_seed(world):
+    again = build_world(world.config)
+    assert [s.transcript for s in again.sessions] == [s.transcript for s in world.sessions]
+    assert {n: e.attrs for n, e in again.entities.items()} == {n: e.attrs for n, e in world.entities.items()}
+    other = build_world(WorldConfig(n_known=40, n_eval=10, n_sessions=6, updates_per_session=2, seed=1))
+    assert {n: e.attrs for n, e in other.entities.items()} != {n: e.attrs for n, e in world.entities.items()}
+
+
+def test_every_session_answer_follows_from_the_world(world):
+    for s in world.sessions:
+        assert s.questions, "every stream session carries questions"
+        for q in s.questions:
+            if q.kind == "recall":
+                assert q.entity in s.new_entities and world.entities[q.entity].attrs[q.attribute] == q.answer
+            elif q.kind == "update":
+                assert world.value(q.entity, q.attribute, after_session=s.index) == q.answer
+            elif q.kind == "two_hop":
+                mentor = world.entities[world.entities[q.entity].attrs["mentor"]]
+                assert mentor.attrs[q.attribute] == q.answer
+            elif q.kind == "compare":
+                a, b = (world.entities[n] for n in q.entity.split("|"))
+                earlier = min((a, b), key=lambda e: date_key(e.attrs["birth_date"]))
+                assert q.answer == earlier.name and date_key(a.attrs["birth_date"]) != date_key(b.attrs["birth_date"])
+            else:
+                raise AssertionError(q.kind)
+            assert q.answer  # single, non-empty answer
+
+
+def test_session_text_states_every_fact_it_claims(world):
+    for s in world.sessions:
+        for f in s.facts:
+            assert f.entity in s.transcript and f.value in s.transcript
+
+
+def test_updates_override_and_are_not_base_knowledge(world):
+    updated = world.updated_facts()
+    assert len(updated) == sum(len(s.updates) for s in world.sessions) > 0
+    for s in world.sessions:
+        for u in s.updates:
+            original = world.entities[u.entity].attrs[u.attribute]
+            assert u.value != original and u.entity in {e.name for e in world.known}
+            assert world.value(u.entity, u.attribute, after_session=s.index - 1) == original
+            assert world.value(u.entity, u.attribute) == u.value
+            assert any(q.kind == "update" and q.entity == u.entity and q.answer == u.value for q in s.questions)
+
+
+def test_splits_are_disjoint_and_values_in_their_sets(world):
+    splits = {e.split for e in world.entities.values()}
+    assert splits == {"known_qa", "known_bio", "eval", "session"}
+    session_names = {n for s in world.sessions for n in s.new_entities}
+    assert session_names == {e.name for e in world.split("session")}
+    known = {e.name for e in world.known}
+    for e in world.entities.values():
+        for a, v in e.attrs.items():
+            assert v in (ATTRIBUTE_SETS[a] if a != "mentor" else known)
+
+
+def test_bits_are_exact(world):
+    import math
+
+    per_entity = sum(math.log2(len(s)) for s in ATTRIBUTE_SETS.values()) + math.log2(40)
+    assert world.bits()["eval"] == pytest.approx(10 * per_entity)
+    assert world.stats()["bits_per_entity"] == pytest.approx(per_entity, abs=0.01)
+
+
+def _template_regex(template: str) -> re.Pattern:
+    parts = re.split(r"\{(?:name|value|other)\}", template)
+    return re.compile(r"[^.?]+".join(re.escape(p) for p in parts))
+
+
+def test_heldout_templates_never_appear_in_training_text(world):
+    heldout = [t for group in (T.BIO, T.QUESTION, T.TWO_HOP, T.UPDATE) for ts in group.values()
+               for t in T.split(ts, heldout=True)] + T.split(T.COMPARE, True) + T.split(T.INTRO, True)  # fmt: skip
+    train = [t for group in (T.BIO, T.QUESTION, T.TWO_HOP, T.UPDATE) for ts in group.values()
+             for t in T.split(ts, heldout=False)]  # fmt: skip
+    assert not set(heldout) & set(train)
+    rng = random.Random(0)
+    reserved = set(world.entities)
+    text = " ".join(seg for _ in range(600) for seg, _ in sample_example(world, MixtureConfig(), rng, reserved))
+    # the stream's sessions (written into memory in later issues) also use only training templates
+    text += " ".join(s.transcript + " " + " ".join(q.text for q in s.questions) for s in world.sessions)
+    for t in heldout:
+        assert not _template_regex(t).search(text), f"held-out template leaked: {t}"
+    hits = sum(bool(_template_regex(t).search(text)) for t in train)
+    assert hits > 0.9 * len(train)  # the check can see templates at all
+
+
+def test_heldout_eval_uses_only_heldout_templates(world):
+    rng = random.Random(0)
+    items = X.open_book_items(world.split("eval"), world, rng, heldout=True)
+    train_q = [t for ts in T.QUESTION.values() for t in T.split(ts, False)]
+    for _, q in items:
+        if q.kind == "recall":
+            assert q.heldout and not any(_template_regex(t).fullmatch(q.text) for t in train_q)
+
+
+def test_open_book_answers_are_in_the_context(world):
+    for context, q in X.open_book_items(world.split("eval"), world, random.Random(1)):
+        if q.kind in ("recall", "compare"):
+            assert q.answer in context
+
+
+def test_in_context_session_examples_answer_the_newest_value(world):
+    rng = random.Random(3)
+    found_update = False
+    for _ in range(200):
+        segs = X.icl_session_example(world, rng, set(world.entities), max_sessions=3)
+        context = segs[0][0]
+        for i, (text, _) in enumerate(segs):
+            if text.startswith("Q:") and segs[i + 1][0].strip() and ("work" in text or "live" in text):
+                answer = segs[i + 1][0].strip()
+                name = re.search(r"([A-Z][a-z]+ [A-Z][a-z]+)", text[2:]).group(1)
+                # the newest statement about this person's attribute in the context gives the answer
+                stated = [m for m in re.finditer(re.escape(answer), context)]
+                assert stated, (text, answer)
+                found_update |= "now" in context and name in context
+    assert found_update
+
+
+def test_save_load_roundtrip(tmp_path, world):
+    save_world(world, tmp_path / "w")
+    back = load_world(tmp_path / "w")
+    assert back.config == world.config
+    assert [s.questions for s in back.sessions] == [s.questions for s in world.sessions]
+    assert back.entities.keys() == world.entities.keys()
+    with pytest.raises(RetainError, match="not a world directory"):
+        load_world(tmp_path)
+
+
+def test_tokenizer_roundtrip_and_no_unknowns(tmp_path, world):
+    from retain.eval.exact_match import normalize
+    from retain.models.build import load_tokenizer
+
+    save_world(world, tmp_path / "w")
+    tok = load_tokenizer(tmp_path / "w" / "tokenizer")
+    texts = tokenizer_corpus(world) + [s.transcript for s in world.sessions]
+    unk = tok.unk_token_id
+    for text in texts:
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        assert unk not in ids
+        assert normalize(tok.decode(ids)) == normalize(text)
+    # names, cities and dates are whole tokens
+    assert len(tok("Ana Kovac was born in Lisbon on 14 March 1972", add_special_tokens=False)["input_ids"]) == 10
+    assert (tok.pad_token_id, tok.unk_token_id, tok.bos_token_id, tok.eos_token_id) == (0, 1, 2, 3)
+
+
+def test_bpe_tokenizer_roundtrip(world):
+    from retain.world.tokenizer import train_tokenizer
+
+    tok = train_tokenizer(tokenizer_corpus(world), "bpe", vocab_size=800)
+    for text in [world.sessions[0].transcript, "Q: Where was Ana Kovac born? A: Lisbon"]:
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        assert tok.decode(ids).strip() == text
+
+
+def test_user_sessions_jsonl_and_text(tmp_path):
+    p = tmp_path / "s.jsonl"
+    p.write_text('{"id": "a", "turns": [{"role": "User", "text": "Kim lives in Oslo."}], '
+                 '"questions": [{"question": "Where does Kim live?", "answer": "Oslo"}]}\n'
+                 '{"transcript": "Bo works at Acme."}\n')  # fmt: skip
+    sessions = load_user_sessions(p)
+    assert sessions[0].transcript == "User: Kim lives in Oslo." and sessions[0].questions[0].answer == "Oslo"
+    assert sessions[1].questions == []
+    t = tmp_path / "s.txt"
+    t.write_text("first session\n---\nsecond session\n")
+    assert [s.transcript for s in load_user_sessions(t)] == ["User: first session", "User: second session"]
+    for bad, msg in [('{"turns": []}', "no text"), ('{"text": "x"}', "unknown keys"),
+                     ('{"transcript": "x", "questions": [{"q": 1}]}', "'question' and 'answer'"), ("{", "not valid JSON")]:  # fmt: skip
+        p.write_text(bad + "\n")
+        with pytest.raises(RetainError, match=msg):
+            load_user_sessions(p)
+    with pytest.raises(RetainError, match="not found"):
+        load_user_sessions(tmp_path / "missing.jsonl")
+
+
+def test_summary_notes_respect_budget(world):
+    s = world.sessions[0]
+    full = X.summary_notes(s, None)
+    short = X.summary_notes(s, 30)
+    assert full == R.oracle_notes(s)
+    assert len(short.split()) <= 30 and full.startswith(short)
