@@ -109,7 +109,8 @@ def test_help_lists_options_with_defaults(capsys):
         assert "--config" in out and "--set" in out and "with defaults" in out
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--help"])
-    assert all(name in capsys.readouterr().out for name in COMMANDS)
+    out = capsys.readouterr().out
+    assert all(name in out for name in COMMANDS)
 
 
 def test_cli_errors_are_one_line_exit_2(tmp_path, capsys):

@@ -87,3 +87,20 @@ def test_corrupt_checkpoint_on_resume_is_one_line(tmp_path, capsys):
     assert main(["pretrain", "--out", str(tmp_path / "c"), "--resume"]) == 2
     err = capsys.readouterr().err
     assert "is corrupt" in err and err.count("\n") == 1
+
+
+def test_packed_examples_do_not_see_each_other():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from retain.train.data import forward_packed, pack
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                         num_key_value_heads=2, intermediate_size=64)).eval()  # fmt: skip
+    a, b = [5, 6, 7, 8, 9, 10, 11], [12, 13, 14, 15, 16]
+    ids, labels, pos = pack([(a, [True] * 7), (b, [True] * 5)], rows=1, seq_len=16, pad_id=0)
+    assert pos[0].tolist() == list(range(7)) + list(range(5)) + list(range(4))
+    with torch.no_grad():
+        packed = forward_packed(model, ids, pos).logits[0, 7:12]
+        alone = model(input_ids=torch.tensor([b])).logits[0]
+    torch.testing.assert_close(packed, alone, atol=1e-5, rtol=1e-5)

@@ -56,7 +56,9 @@ def check_causal_lm_dir(path: str | Path) -> Path:
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
     archs = config.get("architectures") or []
-    if not (any(a.endswith("ForCausalLM") for a in archs) or config.get("model_type") in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES):
+    causal = (any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs) if archs
+              else config.get("model_type") in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES)  # fmt: skip
+    if not causal:
         what = ", ".join(archs) or config.get("model_type", "unknown")
         raise RetainError(f"{path} is not a causal language model ({what}); retain needs a *ForCausalLM checkpoint")
     if config.get("auto_map"):

@@ -56,6 +56,13 @@ def generate(
     return results
 
 
+def cache_kwarg(model: torch.nn.Module) -> str:
+    """transformers >= 5.2x names the cache argument `cache`; older releases `past_key_values`."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
 def _generate_batch(model, batch, eos_id, pad_id, max_new_tokens, do_sample, processors, generator, device):
     B, L = len(batch), max(len(p) for p in batch)
     ids = torch.full((B, L), pad_id, dtype=torch.long)
@@ -66,8 +73,9 @@ def _generate_batch(model, batch, eos_id, pad_id, max_new_tokens, do_sample, pro
     ids, mask = ids.to(device), mask.to(device)
     position = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, L)
     cache = DynamicCache()
-    out = model(input_ids=ids, attention_mask=mask, position_ids=position, cache=cache, use_cache=True,
-                logits_to_keep=1)  # fmt: skip
+    kw = cache_kwarg(model)
+    out = model(input_ids=ids, attention_mask=mask, position_ids=position, use_cache=True, logits_to_keep=1,
+                **{kw: cache})  # fmt: skip
     seen = ids  # what processors such as repetition penalties look at
     finished = torch.zeros(B, dtype=torch.bool, device=device)
     generated = []
@@ -88,8 +96,8 @@ def _generate_batch(model, batch, eos_id, pad_id, max_new_tokens, do_sample, pro
         seen = torch.cat([seen, token[:, None]], dim=1)
         mask = torch.cat([mask, torch.ones((B, 1), dtype=mask.dtype, device=device)], dim=1)
         position = position[:, -1:] + 1
-        out = model(input_ids=token[:, None], attention_mask=mask, position_ids=position, cache=cache,
-                    use_cache=True)  # fmt: skip
+        out = model(input_ids=token[:, None], attention_mask=mask, position_ids=position, use_cache=True,
+                    **{kw: cache})  # fmt: skip
     tokens = torch.stack(generated, dim=1).tolist() if generated else [[] for _ in range(B)]
     result = []
     for row in tokens:

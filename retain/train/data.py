@@ -32,6 +32,13 @@ class MixtureConfig:
     """A fresh session's transcript, then the generic summary a reader would keep."""
     copy: float = 0.05
     """A random run of words repeated: bootstraps the copying heads that in-context reading needs."""
+    context_loss: bool = False
+    """Train on the in-context examples' context text too. Off: random facts of fresh people are noise that
+    slowed in-context retrieval in our runs (docs/log.md)."""
+    copy_warmup_steps: int = 0
+    """Draw only copy examples for the first steps, so copying heads form before the rest is learned."""
+    max_context_people: int = 3
+    """Most fresh biographies in one in-context example."""
     max_context_sessions: int = 3
     """Most sessions in one in-context example."""
     summary_budget_words: int | None = 60
@@ -51,13 +58,15 @@ def sample_example(world: World, mix: MixtureConfig, rng: random.Random, reserve
         return X.bio_example(rng.choice(world.known), rng)
     if task == "qa":
         return X.closed_qa_example(rng.choice(world.split("known_qa")), world, rng)
-    if task == "icl_bio":
-        return X.icl_bio_example(world, rng, reserved)
     if task == "copy":
         return X.copy_example(rng)
-    if task == "icl_session":
-        return X.icl_session_example(world, rng, reserved, mix.max_context_sessions)
-    return X.summary_example(world, rng, reserved, mix.summary_budget_words)
+    if task == "icl_bio":
+        segs = X.icl_bio_example(world, rng, reserved, mix.max_context_people)
+    elif task == "icl_session":
+        segs = X.icl_session_example(world, rng, reserved, mix.max_context_sessions)
+    else:
+        return X.summary_example(world, rng, reserved, mix.summary_budget_words)
+    return [(segs[0][0], mix.context_loss)] + segs[1:]
 
 
 def tokenize(tokenizer, segments: X.Segments, bos: bool = True) -> tuple[list[int], list[bool]]:
@@ -72,11 +81,16 @@ def tokenize(tokenizer, segments: X.Segments, bos: bool = True) -> tuple[list[in
 
 
 def pack(examples: list[tuple[list[int], list[bool]]], rows: int, seq_len: int,
-         pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+         pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
     """Examples placed whole into `rows` rows of `seq_len` (first fit, in order), padded; labels are -100
-    wherever the loss is off. Examples that do not fit are dropped; a longer one is truncated."""
+    wherever the loss is off. Examples that do not fit are dropped; a longer one is truncated.
+
+    Returns ids, labels and position ids that restart at 0 for every example (and for the padding). Given
+    position ids and no attention mask, transformers masks attention to stay inside each example, so a
+    packed example sees exactly what it would see alone, as at evaluation time."""
     ids = torch.full((rows, seq_len), pad_id, dtype=torch.long)
     labels = torch.full((rows, seq_len), -100, dtype=torch.long)
+    positions = torch.zeros((rows, seq_len), dtype=torch.long)
     fill = [0] * rows
     for ex_ids, ex_mask in examples:
         ex_ids, ex_mask = ex_ids[:seq_len], ex_mask[:seq_len]
@@ -87,17 +101,27 @@ def pack(examples: list[tuple[list[int], list[bool]]], rows: int, seq_len: int,
         s = fill[row]
         ids[row, s : s + n] = torch.tensor(ex_ids)
         labels[row, s : s + n] = torch.where(torch.tensor(ex_mask), torch.tensor(ex_ids), -100)
+        positions[row, s : s + n] = torch.arange(n)
         fill[row] += n
-    return ids, labels
+    for row, f in enumerate(fill):
+        positions[row, f:] = torch.arange(seq_len - f)
+    return ids, labels, positions
+
+
+def forward_packed(model, ids: torch.Tensor, positions: torch.Tensor, labels: torch.Tensor | None = None):
+    """The model on a batch from `pack`: no attention mask and no cache, so transformers derives document
+    masking from the restarting position ids (with a cache it silently attends across examples)."""
+    return model(input_ids=ids, position_ids=positions, labels=labels, use_cache=False)
 
 
 def pretrain_batch(world: World, tokenizer, mix: MixtureConfig, seed: int, step: int, rows: int, seq_len: int,
-                   reserved: set[str]) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+                   reserved: set[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
     """The packed batch of step `step`: examples are drawn until the rows hold ~rows x seq_len tokens."""
     rng = random.Random(derive_seed(seed, "batch", step))
     examples, total = [], 0
     while total < rows * seq_len * 0.97:
-        ex = tokenize(tokenizer, sample_example(world, mix, rng, reserved))
+        segs = X.copy_example(rng) if step < mix.copy_warmup_steps else sample_example(world, mix, rng, reserved)
+        ex = tokenize(tokenizer, segs)
         examples.append(ex)
         total += len(ex[0])
     return pack(examples, rows, seq_len, tokenizer.pad_token_id)

@@ -36,7 +36,7 @@ from retain.runs.checkpoint import (
 from retain.runs.progress import progress
 from retain.runs.rundir import RunDir
 from retain.runs.seed import seed_everything
-from retain.train.data import MixtureConfig, pretrain_batch
+from retain.train.data import MixtureConfig, forward_packed, pretrain_batch
 from retain.train.optim import adamw, lr_at, set_lr
 from retain.world.io import build_tokenizer, load_world, save_world
 from retain.world.world import World, WorldConfig, build_world
@@ -188,11 +188,11 @@ def pretrain(cfg: PretrainConfig, out: str | None = None, resume: bool = False,
             break
 
         set_lr(optimizer, lr_at(step, t_cfg.steps, t_cfg.lr, t_cfg.warmup_steps, t_cfg.min_lr_ratio))
-        ids, labels = pretrain_batch(world, tok, cfg.mixture, cfg.seed, step, t_cfg.batch_size, t_cfg.seq_len, reserved)
-        ids, labels = ids.to(device), labels.to(device)
+        batch = pretrain_batch(world, tok, cfg.mixture, cfg.seed, step, t_cfg.batch_size, t_cfg.seq_len, reserved)
+        ids, labels, positions = (t.to(device) for t in batch)
         model.train()
         with torch.autocast(device, dtype=torch.bfloat16, enabled=t_cfg.bf16):
-            loss = model(input_ids=ids, attention_mask=(ids != tok.pad_token_id).long(), labels=labels).loss
+            loss = forward_packed(model, ids, positions, labels).loss
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), t_cfg.grad_clip)
         optimizer.step()
