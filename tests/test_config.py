@@ -1,12 +1,13 @@
 """Typed configs and the CLI's handling of bad input. `pytest tests/test_config.py`"""
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import pytest
 
 from retain.cli.main import COMMANDS, _load, build_parser, main
-from retain.config import ConfigError, describe, field_docs, from_dict, load_config, to_yaml
+from retain.config import ConfigError, describe, field_docs, from_dict, load_config, read_yaml, to_yaml
 
 
 @dataclass
@@ -127,3 +128,13 @@ def test_cli_errors_are_one_line_exit_2(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["fermi", "--rnak", "8"])
     assert e.value.code == 2 and "did you mean '--rank'?" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml")),
+                         ids=lambda p: f"{p.parent.name}/{p.name}")  # fmt: skip
+def test_every_shipped_config_loads(path):
+    """configs/<dir>/<command>.yaml is a valid config of that command: no stale key survives a rename."""
+    command = path.stem
+    assert command in COMMANDS, f"{path.name} names no command"
+    cfg = from_dict(_load(COMMANDS[command].config), read_yaml(path))
+    assert cfg is not None

@@ -20,23 +20,28 @@ from retain.world.world import World
 class MixtureConfig:
     """Weights of the pretraining tasks (normalised) and their knobs."""
 
-    bio: float = 0.35
+    bio: float = 0.3
     """Biographies of known entities, paraphrased with shuffled attribute order (Physics of LMs 3.1)."""
-    qa: float = 0.2
+    qa: float = 0.15
     """Closed-book questions about the known entities of the QA split."""
-    icl_bio: float = 0.2
+    icl_bio: float = 0.15
     """Biographies of fresh (never-seen) people in context, then questions about them."""
-    icl_session: float = 0.2
+    icl_facts: float = 0.2
+    """A few single facts of fresh people in context, then questions: a short-context warm-up for reading."""
+    icl_session: float = 0.15
     """Session transcripts about fresh people in context (with updates), then questions."""
     summary: float = 0.05
     """A fresh session's transcript, then the generic summary a reader would keep."""
-    copy: float = 0.05
+    copy: float = 0.0
     """A random run of words repeated: bootstraps the copying heads that in-context reading needs."""
     context_loss: bool = False
     """Train on the in-context examples' context text too. Off: random facts of fresh people are noise that
     slowed in-context retrieval in our runs (docs/log.md)."""
-    copy_warmup_steps: int = 0
-    """Draw only copy examples for the first steps, so copying heads form before the rest is learned."""
+    reading_warmup_steps: int = 300
+    """Draw only one-fact in-context examples for the first steps: with a one-sentence context the heads
+    that copy a value out of the context form in ~200 steps; with whole biographies they plateau (docs/log.md)."""
+    max_facts: int = 3
+    """Most facts per person in an icl_facts example (the count is geometric: half have one)."""
     max_context_people: int = 3
     """Most fresh biographies in one in-context example."""
     max_context_sessions: int = 3
@@ -45,15 +50,16 @@ class MixtureConfig:
     """Length budget of the generic summaries, in words (None: keep every fact)."""
 
     def __post_init__(self) -> None:
-        weights = [self.bio, self.qa, self.icl_bio, self.icl_session, self.summary, self.copy]
+        weights = [self.bio, self.qa, self.icl_bio, self.icl_facts, self.icl_session, self.summary, self.copy]
         if any(w < 0 for w in weights) or sum(weights) <= 0:
             raise ValueError("mixture weights must be non-negative and not all zero")
 
 
 def sample_example(world: World, mix: MixtureConfig, rng: random.Random, reserved: set[str]) -> X.Segments:
     """One example of a task drawn by the mixture weights."""
-    task = rng.choices(["bio", "qa", "icl_bio", "icl_session", "summary", "copy"],
-                       weights=[mix.bio, mix.qa, mix.icl_bio, mix.icl_session, mix.summary, mix.copy])[0]  # fmt: skip
+    tasks = {"bio": mix.bio, "qa": mix.qa, "icl_bio": mix.icl_bio, "icl_facts": mix.icl_facts,
+             "icl_session": mix.icl_session, "summary": mix.summary, "copy": mix.copy}  # fmt: skip
+    task = rng.choices(list(tasks), weights=list(tasks.values()))[0]
     if task == "bio":
         return X.bio_example(rng.choice(world.known), rng)
     if task == "qa":
@@ -62,6 +68,8 @@ def sample_example(world: World, mix: MixtureConfig, rng: random.Random, reserve
         return X.copy_example(rng)
     if task == "icl_bio":
         segs = X.icl_bio_example(world, rng, reserved, mix.max_context_people)
+    elif task == "icl_facts":
+        segs = X.icl_facts_example(world, rng, reserved, mix.max_facts)
     elif task == "icl_session":
         segs = X.icl_session_example(world, rng, reserved, mix.max_context_sessions)
     else:
@@ -120,7 +128,10 @@ def pretrain_batch(world: World, tokenizer, mix: MixtureConfig, seed: int, step:
     rng = random.Random(derive_seed(seed, "batch", step))
     examples, total = [], 0
     while total < rows * seq_len * 0.97:
-        segs = X.copy_example(rng) if step < mix.copy_warmup_steps else sample_example(world, mix, rng, reserved)
+        if step < mix.reading_warmup_steps:
+            segs = X.icl_facts_example(world, rng, reserved, max_facts=1)
+        else:
+            segs = sample_example(world, mix, rng, reserved)
         ex = tokenize(tokenizer, segs)
         examples.append(ex)
         total += len(ex[0])

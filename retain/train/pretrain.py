@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -37,7 +37,7 @@ from retain.runs.progress import progress
 from retain.runs.rundir import RunDir
 from retain.runs.seed import seed_everything
 from retain.train.data import MixtureConfig, forward_packed, pretrain_batch
-from retain.train.optim import adamw, lr_at, set_lr
+from retain.train.optim import lr_at, make_optimizer, set_lr
 from retain.world.io import build_tokenizer, load_world, save_world
 from retain.world.world import World, WorldConfig, build_world
 
@@ -52,6 +52,8 @@ class TrainConfig:
     """Rows per step; each row packs whole examples up to seq_len tokens."""
     seq_len: int = 256
     """Tokens per row."""
+    optimizer: Literal["adamw", "muon"] = "adamw"
+    """adamw, or muon: Muon on the hidden matrices and AdamW on embeddings and norms (docs/log.md compares)."""
     lr: float = 3e-3
     """Peak learning rate (small models memorise faster with a high one)."""
     min_lr_ratio: float = 0.1
@@ -153,7 +155,7 @@ def pretrain(cfg: PretrainConfig, out: str | None = None, resume: bool = False,
         model = build_model(cfg.model, tok, seed=cfg.seed)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model.to(device)
-    optimizer = adamw(model.named_parameters(), t_cfg.lr, t_cfg.weight_decay)
+    optimizer = make_optimizer(t_cfg.optimizer, model.named_parameters(), t_cfg.lr, t_cfg.weight_decay)
     reserved = set(world.entities)
     params = param_count(model)
 

@@ -87,6 +87,24 @@ def icl_bio_example(world: World, rng: random.Random, reserved: set[str], max_pe
     return [(context, True)] + qa_segments(qs, train_questions=True)
 
 
+def icl_facts_example(world: World, rng: random.Random, reserved: set[str], max_facts: int = 3) -> Segments:
+    """One or two fresh people with 1..max_facts facts each (geometric: half have one), sentences shuffled together, then a question
+    per fact. The short context gives a strong, early gradient to the heads that copy a value out of the
+    context; full biographies alone leave a long plateau first (docs/log.md)."""
+    people = fresh_people(world, rng.randint(1, 2), rng, reserved)
+    sentences, qs = [], []
+    for p in people:
+        k = 1
+        while k < max_facts and rng.random() < 0.5:  # mostly one or two facts: a short context
+            k += 1
+        for a in rng.sample(list(p.attrs), k=k):
+            sentences.append(R.fact_sentence(p.name, a, p.attrs[a], rng))
+            qs.append(R.question(p.name, a, p.attrs[a], rng))
+    rng.shuffle(sentences)
+    rng.shuffle(qs)
+    return [(" ".join(sentences), True)] + qa_segments(qs, train_questions=True)
+
+
 def fresh_session(world: World, rng: random.Random, reserved: set[str], index: int,
                   new_people: int = 2, n_updates: int = 1, n_chatter: int = 2,
                   earlier: list[Entity] | None = None) -> tuple[Session, list[Entity]]:  # fmt: skip
