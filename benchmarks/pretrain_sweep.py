@@ -1,9 +1,8 @@
 """Run several pretraining configs side by side and tabulate their summaries.
 
-    python -m benchmarks.pretrain_sweep --config configs/pretrain.yaml --grid configs/sweeps/pretrain.yaml \
-        --out runs/sweep --jobs 2
+    python -m benchmarks.pretrain_sweep --config configs/pretrain.yaml --grid grid.yaml --out runs/sweep --jobs 2
 
-The grid file is a list of {name, set: [key=value, ...]}; each entry runs `retain pretrain` with those
+The grid file holds `runs:`, a list of {name, set: [key=value, ...]}; each entry runs `retain pretrain` with those
 overrides into <out>/<name>. Finished runs (with a summary.json) are skipped, so a sweep can be resumed.
 """
 

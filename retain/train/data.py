@@ -33,7 +33,8 @@ class MixtureConfig:
     summary: float = 0.05
     """A fresh session's transcript, then the generic summary a reader would keep."""
     copy: float = 0.0
-    """A random run of words repeated: bootstraps the copying heads that in-context reading needs."""
+    """A random run of words repeated, for induction heads. Off by default: the reading warm-up forms the
+    copying heads in-context reading needs faster (docs/log.md)."""
     context_loss: bool = False
     """Train on the in-context examples' context text too. Off: random facts of fresh people are noise that
     slowed in-context retrieval in our runs (docs/log.md)."""

@@ -64,8 +64,9 @@ class MuonAdamW:
         for o in self.optimizers:
             mine, groups = groups[: len(o.param_groups)], groups[len(o.param_groups) :]
             n = sum(len(g["params"]) for g in mine)
-            o.load_state_dict({"state": {pid - offset: v for pid, v in sd["state"].items() if offset <= pid < offset + n},
-                               "param_groups": [{**g, "params": [i - offset for i in g["params"]]} for g in mine]})  # fmt: skip
+            state = {pid - offset: v for pid, v in sd["state"].items() if offset <= pid < offset + n}
+            mine = [{**g, "params": [i - offset for i in g["params"]]} for g in mine]
+            o.load_state_dict({"state": state, "param_groups": mine})
             offset += n
 
 
