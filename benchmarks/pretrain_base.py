@@ -19,7 +19,7 @@ from benchmarks.results import write_section
 TARGETS = {"closed_book_acc": 0.95, "open_book_acc": 0.90}
 SECONDS = 600
 ROWS = ["closed_book_acc", "closed_book_acc_qa_split", "closed_book_acc_bio_split", "closed_book_heldout_q_acc",
-        "open_book_acc", "heldout_template_acc", "session_icl_acc"]  # fmt: skip
+        "open_book_acc", "heldout_template_acc", "session_icl_acc", "session_stream_acc"]  # fmt: skip
 
 
 def table(s: dict) -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 from retain.config import read_yaml
 
 KEYS = ["closed_book_acc", "closed_book_acc_bio_split", "open_book_acc", "heldout_template_acc", "session_icl_acc",
-        "seconds"]  # fmt: skip
+        "session_stream_acc", "seconds"]  # fmt: skip
 
 
 def run_one(config: str, entry: dict, out: Path, extra: list[str]) -> dict:

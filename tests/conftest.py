@@ -16,3 +16,17 @@ def _restore_torch_state():
     yield
     torch.set_default_dtype(dtype)
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def smoke_base(tmp_path_factory):
+    """A base run (model/ and world/) from the seconds-long smoke pretraining config, shared by the tests."""
+    from pathlib import Path
+
+    from retain.config import load_config
+    from retain.train.pretrain import PretrainConfig, pretrain
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path_factory.mktemp("smoke") / "base"
+    pretrain(load_config(PretrainConfig, root / "configs" / "smoke" / "pretrain.yaml"), out=out)
+    return out

@@ -87,6 +87,15 @@ def test_corrupt_checkpoint_on_resume_is_one_line(tmp_path, capsys):
     assert "is corrupt" in err and err.count("\n") == 1
 
 
+def test_pack_drops_an_example_longer_than_a_row():
+    from retain.train.data import pack
+
+    long, short = [5] * 20, [6, 7, 8]
+    ids, labels, pos = pack([(long, [True] * 20), (short, [True] * 3)], rows=1, seq_len=16, pad_id=0)
+    assert ids[0, :3].tolist() == short and (ids[0, 3:] == 0).all()  # cut, it would lose its questions
+    assert (labels[0, 3:] == -100).all()
+
+
 def test_packed_examples_do_not_see_each_other():
     from transformers import LlamaConfig, LlamaForCausalLM
 

@@ -58,6 +58,13 @@ COMMANDS: dict[str, Command] = {
         out=True,
         resume=True,
     ),
+    "run": Command(
+        "the continual loop: write each session into every medium and compare them with in-context",
+        "retain.continual.loop:ContinualConfig",
+        "retain.continual.loop:main",
+        out=True,
+        resume=True,
+    ),
 }
 
 
@@ -119,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=cmd.help, description=cmd.help, epilog=_epilog(config_cls),
                            formatter_class=_Formatter)  # fmt: skip
         p.add_argument("--config", metavar="FILE", default=None, help="YAML config file (keys as listed below)")
+        if not cmd.flags:
+            p.add_argument("config_file", nargs="?", metavar="CONFIG", default=None, help="same as --config FILE")
         p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
                        help="override one config key, e.g. --set train.lr=3e-4 (repeatable)")  # fmt: skip
         if cmd.out:
@@ -133,7 +142,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(cmd: Command, args: argparse.Namespace) -> Any:
     """The command's config from --config, then --set, then per-field flags."""
-    data = read_yaml(args.config) if args.config else {}
+    positional = getattr(args, "config_file", None)
+    if positional and args.config and positional != args.config:
+        raise RetainError(f"two configs given ({positional} and --config {args.config}); pass one")
+    path = args.config or positional
+    data = read_yaml(path) if path else {}
     for override in args.overrides:
         apply_override(data, override)
     for key, value in vars(args).items():

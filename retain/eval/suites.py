@@ -31,6 +31,7 @@ def base_suites(world: World, seed: int = 0, n: int | None = None) -> dict[str, 
         "open_book": X.open_book_items(fresh, world, rng("ob")),
         "heldout_template": X.open_book_items(fresh, world, rng("ob_h"), heldout=True),
         "session_icl": X.session_items(world.sessions),
+        "session_stream": X.stream_items(world.sessions),
     }
     return {k: _subset(v, n, derive_seed(seed, "subset", k)) for k, v in suites.items()}
 
@@ -64,4 +65,5 @@ def headline(metrics: dict[str, float]) -> dict[str, float]:
         "open_book_acc": mean("open_book"),
         "heldout_template_acc": mean("heldout_template"),
         "session_icl_acc": metrics.get("session_icl/acc", float("nan")),
+        "session_stream_acc": metrics.get("session_stream/acc", float("nan")),
     }

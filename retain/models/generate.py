@@ -23,6 +23,7 @@ def generate(
     logits_processor: LogitsProcessorList | None = None,
     generator: torch.Generator | None = None,
     batch_size: int = 64,
+    prefix: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
 ) -> list[list[int]]:
     """Continue each prompt until `eos_id` or `max_new_tokens`.
 
@@ -36,6 +37,8 @@ def generate(
         logits_processor: HF processors applied to the last-position scores (B, V) before choosing.
         generator: RNG for sampling; the global torch RNG when None.
         batch_size: prompts per forward pass (sorted by length to limit padding).
+        prefix: a KV cache every prompt continues, one (keys, values) pair of shape (1, kv_heads, P,
+            head_dim) per layer (a soft prompt's or a trained KV prefix); prompts start at position P.
 
     Returns:
         The generated ids of each prompt, in the input order, without the eos.
@@ -49,7 +52,7 @@ def generate(
         idx = order[start : start + batch_size]
         batch = [prompts[i] for i in idx]
         out = _generate_batch(model, batch, eos_id, pad_id, max_new_tokens, do_sample, logits_processor,
-                              generator, device)  # fmt: skip
+                              generator, device, prefix)  # fmt: skip
         for i, seq in zip(idx, out):
             results[i] = seq
     model.train(was_training)
@@ -63,7 +66,15 @@ def cache_kwarg(model: torch.nn.Module) -> str:
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
-def _generate_batch(model, batch, eos_id, pad_id, max_new_tokens, do_sample, processors, generator, device):
+def prefix_cache(prefix: list[tuple[torch.Tensor, torch.Tensor]] | None, batch: int) -> DynamicCache:
+    """A fresh cache holding `prefix` for each of `batch` rows (empty without a prefix)."""
+    if not prefix:
+        return DynamicCache()
+    return DynamicCache(ddp_cache_data=[(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)) for k, v in prefix])
+
+
+def _generate_batch(model, batch, eos_id, pad_id, max_new_tokens, do_sample, processors, generator, device,
+                    prefix=None):  # fmt: skip
     B, L = len(batch), max(len(p) for p in batch)
     ids = torch.full((B, L), pad_id, dtype=torch.long)
     mask = torch.zeros((B, L), dtype=torch.long)
@@ -72,7 +83,11 @@ def _generate_batch(model, batch, eos_id, pad_id, max_new_tokens, do_sample, pro
         mask[b, L - len(p) :] = 1
     ids, mask = ids.to(device), mask.to(device)
     position = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, L)
-    cache = DynamicCache()
+    cache = prefix_cache(prefix, B)
+    if prefix:  # the prefix sits at positions 0..P-1, visible to every row
+        P = prefix[0][0].shape[2]
+        mask = torch.cat([torch.ones((B, P), dtype=mask.dtype, device=device), mask], dim=1)
+        position = position + P
     kw = cache_kwarg(model)
     out = model(input_ids=ids, attention_mask=mask, position_ids=position, use_cache=True, logits_to_keep=1,
                 **{kw: cache})  # fmt: skip

@@ -45,8 +45,8 @@ class MixtureConfig:
     """Most facts per person in an icl_facts example (the count is geometric: half have one)."""
     max_context_people: int = 3
     """Most fresh biographies in one in-context example."""
-    max_context_sessions: int = 3
-    """Most sessions in one in-context example."""
+    max_context_sessions: int = 8
+    """Most sessions in one in-context example (the continual loop's in-context baseline holds ten)."""
     summary_budget_words: int | None = 60
     """Length budget of the generic summaries, in words (None: keep every fact)."""
 
@@ -92,7 +92,8 @@ def tokenize(tokenizer, segments: X.Segments, bos: bool = True) -> tuple[list[in
 def pack(examples: list[tuple[list[int], list[bool]]], rows: int, seq_len: int,
          pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
     """Examples placed whole into `rows` rows of `seq_len` (first fit, in order), padded; labels are -100
-    wherever the loss is off. Examples that do not fit are dropped; a longer one is truncated.
+    wherever the loss is off. Examples that do not fit are dropped, and so is one longer than a row: cut, an
+    in-context example would lose its questions and train nothing.
 
     Returns ids, labels and position ids that restart at 0 for every example (and for the padding). Given
     position ids and no attention mask, transformers masks attention to stay inside each example, so a
@@ -102,9 +103,8 @@ def pack(examples: list[tuple[list[int], list[bool]]], rows: int, seq_len: int,
     positions = torch.zeros((rows, seq_len), dtype=torch.long)
     fill = [0] * rows
     for ex_ids, ex_mask in examples:
-        ex_ids, ex_mask = ex_ids[:seq_len], ex_mask[:seq_len]
         n = len(ex_ids)
-        row = next((r for r in range(rows) if fill[r] + n <= seq_len), None)
+        row = None if n > seq_len else next((r for r in range(rows) if fill[r] + n <= seq_len), None)
         if row is None:
             continue
         s = fill[row]
@@ -125,15 +125,21 @@ def forward_packed(model, ids: torch.Tensor, positions: torch.Tensor, labels: to
 
 def pretrain_batch(world: World, tokenizer, mix: MixtureConfig, seed: int, step: int, rows: int, seq_len: int,
                    reserved: set[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
-    """The packed batch of step `step`: examples are drawn until the rows hold ~rows x seq_len tokens."""
+    """The packed batch of step `step`: examples are drawn until the rows hold ~rows x seq_len tokens.
+    Examples longer than a row are drawn again (the mixture weights count the examples that fit)."""
     rng = random.Random(derive_seed(seed, "batch", step))
-    examples, total = [], 0
+    examples, total, too_long = [], 0, 0
     while total < rows * seq_len * 0.97:
         if step < mix.reading_warmup_steps:
             segs = X.icl_facts_example(world, rng, reserved, max_facts=1)
         else:
             segs = sample_example(world, mix, rng, reserved)
         ex = tokenize(tokenizer, segs)
+        if len(ex[0]) > seq_len:
+            too_long += 1
+            if too_long > 1000:
+                raise ValueError(f"train.seq_len={seq_len} is shorter than almost every example; raise it")
+            continue
         examples.append(ex)
         total += len(ex[0])
     return pack(examples, rows, seq_len, tokenizer.pad_token_id)

@@ -13,7 +13,8 @@ EVAL_KEYS = {
     "eval/closed_book_acc_bio_split": "closed-book recall, bio-only split",
     "eval/open_book_acc": "open-book recall (new, in context)",
     "eval/heldout_template_acc": "held-out templates (open-book)",
-    "eval/session_icl_acc": "sessions in context",
+    "eval/session_icl_acc": "one session in context",
+    "eval/session_stream_acc": "all sessions in context",
 }
 
 

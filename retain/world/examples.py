@@ -133,8 +133,8 @@ def icl_session_example(world: World, rng: random.Random, reserved: set[str], ma
     reserved = set(reserved)
     sessions, everyone = [], []
     for i in range(rng.randint(1, max_sessions)):
-        s, people = fresh_session(world, rng, reserved, i, n_updates=rng.randint(0, 2),
-                                  n_chatter=rng.randint(0, 3), earlier=everyone)  # fmt: skip
+        s, people = fresh_session(world, rng, reserved, i, world.config.new_per_session, rng.randint(0, 2),
+                                  rng.randint(0, 2), earlier=everyone)  # fmt: skip
         sessions.append(s)
         everyone += people
     current = {p.name: dict(p.attrs) for p in everyone}
@@ -174,7 +174,8 @@ def summary_prompt(transcript: str) -> str:
 
 def summary_example(world: World, rng: random.Random, reserved: set[str], budget_words: int | None) -> Segments:
     """A fresh session's transcript, then its generic summary."""
-    s, _ = fresh_session(world, rng, set(reserved), 0, n_updates=rng.randint(0, 2), n_chatter=rng.randint(0, 3))
+    s, _ = fresh_session(world, rng, set(reserved), 0, world.config.new_per_session, rng.randint(0, 2),
+                         rng.randint(0, 2))
     return [(summary_prompt(s.transcript), False), (" " + summary_notes(s, budget_words), True), (EOS, True)]
 
 
@@ -219,3 +220,10 @@ def open_book_items(entities: list[Entity], world: World, rng: random.Random, he
 def session_items(sessions: list[Session]) -> list[Item]:
     """Each stream session's transcript in context, then its own questions."""
     return [(session_context([s]), q) for s in sessions for q in s.questions]
+
+
+def stream_items(sessions: list[Session]) -> list[Item]:
+    """The whole stream in context, oldest first, then every session's questions: the in-context baseline
+    of the continual loop once it has seen every session."""
+    context = session_context(sessions)
+    return [(context, q) for s in sessions for q in s.questions]

@@ -44,11 +44,12 @@ class WorldConfig:
     """Entities never trained on, for open-book evaluation (biography in context)."""
     n_sessions: int = 10
     """Sessions in the continual stream."""
-    new_per_session: int = 2
-    """New entities each session introduces."""
+    new_per_session: int = 1
+    """New entities each session introduces (one keeps a session near 110 tokens, so ten fit in a context
+    of 1,024 and the in-context baseline can hold the whole stream)."""
     updates_per_session: int = 1
     """Known facts (employer, home city) each session updates; the newer value must win."""
-    chatter_per_session: int = 2
+    chatter_per_session: int = 1
     """Distractor turns per session."""
     tokenizer: Literal["word", "bpe"] = "word"
     """Tokenizer trained on the world's text: one id per word, or byte-level BPE."""

@@ -1,0 +1,82 @@
+"""Run the continual loop (configs/continual.yaml) and record every medium against the issue's targets in
+docs/RESULTS.md.
+
+    python -m benchmarks.continual --base runs/base --out runs/continual
+    python -m benchmarks.continual --base runs/base --out runs/continual --config configs/continual.yaml
+
+A run directory that already holds a summary is only read back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from benchmarks.results import write_section
+
+SECONDS = 15 * 60
+IN_CONTEXT = 0.9  # in-context recall (ACC)
+LORA_VS_CONTEXT = 0.8  # LoRA with replay: ACC >= 0.8 x in-context ACC
+BYTES_RATIO = 30  # at >= 30x fewer bytes per token than the in-context KV cache
+BASE_DROP = 0.05  # base-knowledge drop <= 5 points
+
+
+def table(media: dict) -> str:
+    lines = ["| medium | ACC | just written | BWT | FWT | base drop | skill acc | B/token | x fewer than KV cache | "
+             "bits/param | write s |", "| --- |" + " ---: |" * 10]  # fmt: skip
+    for name, m in media.items():
+        ratio = m.get("bytes_ratio_vs_kv")
+        bpp = m.get("bits_per_param")
+        lines.append(f"| {name} | {m['acc']:.3f} | {m['just_written']:.3f} | {m['bwt']:+.3f} | {m['fwt']:+.3f} | "
+                     f"{m['base_acc_drop'] * 100:+.1f} pt | {m['skill_acc']:.3f} | {m['bytes_per_token']:.1f} | "
+                     f"{'-' if ratio is None else f'{ratio:.1f}'} | {'-' if bpp is None else f'{bpp:.4f}'} | "
+                     f"{m['write_seconds']:.0f} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def verdicts(media: dict, seconds: float) -> list[str]:
+    ctx = next((m for m in media.values() if m["kind"] == "context"), None)
+    out = [f"- whole run {seconds:.0f} s (target <= {SECONDS} s): {'met' if seconds <= SECONDS else 'not met'}"]
+    if ctx:
+        out.append(f"- in-context ACC {ctx['acc']:.3f} (target >= {IN_CONTEXT}): "
+                   f"{'met' if ctx['acc'] >= IN_CONTEXT else 'not met'}")  # fmt: skip
+    for name, m in media.items():
+        if m["kind"] != "lora" or not ctx:
+            continue
+        ok = (m["acc"] >= LORA_VS_CONTEXT * ctx["acc"] and (m["bytes_ratio_vs_kv"] or 0) >= BYTES_RATIO
+              and m["base_acc_drop"] <= BASE_DROP)  # fmt: skip
+        out.append(f"- {name}: ACC {m['acc']:.3f} = {m['recall_vs_context']:.2f} x in-context (target >= "
+                   f"{LORA_VS_CONTEXT}), {m['bytes_ratio_vs_kv']:.1f}x fewer bytes per token than the "
+                   f"in-context KV cache (target >= {BYTES_RATIO}), base drop {m['base_acc_drop'] * 100:+.1f} pt (target <= 5): "
+                   f"{'met' if ok else 'not met'}")  # fmt: skip
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default="configs/continual.yaml")
+    p.add_argument("--base", default="runs/base")
+    p.add_argument("--out", default="runs/continual")
+    p.add_argument("--set", action="append", default=[], help="override a config key")
+    args = p.parse_args()
+    out = Path(args.out)
+    if not (out / "summary.json").exists():
+        from retain.config import load_config
+        from retain.continual.loop import ContinualConfig, continual
+
+        cfg = load_config(ContinualConfig, args.config, [f"base={args.base}", *args.set])
+        t0 = time.perf_counter()
+        continual(cfg, str(out), resume=(out / "config.yaml").exists())
+        (out / "seconds.txt").write_text(f"{time.perf_counter() - t0:.1f}\n")
+    s = json.loads((out / "summary.json").read_text())
+    seconds = float((out / "seconds.txt").read_text()) if (out / "seconds.txt").exists() else float("nan")
+    body = (f"`{args.config}` on the base model `{args.base}`, run into `{out}` (report: `{out}/report.md`). "
+            f"Overrides: `{' '.join(args.set) or 'none'}`. ACC is recall over all sessions' questions after the "
+            f"last write.\n\n{table(s['media'])}\n\n" + "\n".join(verdicts(s["media"], seconds)))  # fmt: skip
+    write_section("continual", "Continual loop: every medium over ten sessions (configs/continual.yaml)", body)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,236 @@
+"""`retain run`: the continual loop. Sessions arrive in order; each medium writes each session's material
+and is evaluated after every write on every session's questions, on base knowledge and on a held-out skill.
+
+    retain run --config configs/continual.yaml --out runs/continual
+    retain run --out runs/continual --resume        # media already finished are read back, not rerun
+
+For each medium, top to bottom: fresh copy of the base model -> evaluate (R0) -> for each session: write,
+evaluate (row i of R) -> metrics. Every medium sees the same materials, questions and base model.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from retain.config import from_dict, read_yaml
+from retain.errors import RetainError
+from retain.eval import continual as CL
+from retain.eval.exact_match import exact_match
+from retain.fermi.arch import from_hf_config
+from retain.fermi.formulas import kv_bytes_per_token
+from retain.memory import MediumConfig, Memory, make_memory
+from retain.memory.writers import WriterConfig, make_writer
+from retain.models.build import load_model_and_tokenizer
+from retain.runs.files import atomic_write_json, read_json
+from retain.runs.progress import progress
+from retain.runs.rundir import RunDir
+from retain.runs.seed import derive_seed, seed_everything
+from retain.world import examples as X
+from retain.world import render as R
+from retain.world.io import load_world
+from retain.world.world import ATTRIBUTE_SETS, Question, World
+
+
+@dataclass
+class EvalConfig:
+    """What is asked after every write."""
+
+    base_n: int = 100
+    """Closed-book recall questions on known people (facts no session updates): base knowledge."""
+    skill_n: int = 60
+    """Open-book questions on fresh people (biography in context): the held-out reading skill."""
+    batch_size: int = 64
+    """Prompts per generation batch."""
+
+
+@dataclass
+class ContinualConfig:
+    """A continual run: which base model, which sessions, which writer, which media."""
+
+    name: str = "continual"
+    """Run name; the run directory defaults to runs/<name>-<timestamp>/."""
+    seed: int = 0
+    """Seed of the writes (batch sampling, soft-prompt init) and of the evaluation subsets."""
+    base: str = "runs/base"
+    """A pretraining run directory (its model/ and world/), as `retain pretrain` writes it."""
+    sessions: int = 10
+    """The first N sessions of the world's stream, in order."""
+    writer: WriterConfig = field(default_factory=WriterConfig)
+    media: list[MediumConfig] = field(default_factory=lambda: [MediumConfig(kind="none"),
+                                                               MediumConfig(kind="context"), MediumConfig()])
+    """The media run side by side on the same materials."""
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    threads: int | None = None
+    """torch CPU threads (None: torch's default)."""
+
+    def __post_init__(self) -> None:
+        names = [m.name for m in self.media]
+        if len(set(names)) != len(names):
+            raise ValueError(f"media names must differ, got {names}; set media[i].name")
+        if self.sessions < 1:
+            raise ValueError(f"sessions must be at least 1, got {self.sessions}")
+
+
+@dataclass
+class Suites:
+    """The fixed questions of a run."""
+
+    sessions: list[list[Question]]
+    base: list[Question]
+    skills: list[tuple[str, Question]]
+    shots: list[Question]
+    """Closed-book questions on known people of the QA split, for many-shot ICL (disjoint from `base`)."""
+
+
+def build_suites(world: World, n_sessions: int, cfg: EvalConfig, seed: int) -> Suites:
+    updated = world.updated_facts()
+    rng = random.Random(derive_seed(seed, "continual", "base"))
+    base = [q for _, q in X.closed_book_items(world.known, world, rng, two_hop=False)
+            if q.kind == "recall" and (q.entity, q.attribute) not in updated]  # fmt: skip
+    base = random.Random(derive_seed(seed, "continual", "base_subset")).sample(base, min(cfg.base_n, len(base)))
+    skills = X.open_book_items(world.split("eval"), world, random.Random(derive_seed(seed, "continual", "skill")))
+    skills = [it for it in skills if it[1].kind == "recall"]
+    skills = random.Random(derive_seed(seed, "continual", "skill_subset")).sample(skills, min(cfg.skill_n, len(skills)))
+    taken = {q.text for q in base}
+    shots = [q for _, q in X.closed_book_items(world.split("known_qa"), world, random.Random(derive_seed(seed, "shots")),
+                                               two_hop=False)
+             if q.kind == "recall" and (q.entity, q.attribute) not in updated and q.text not in taken]  # fmt: skip
+    return Suites([s.questions for s in world.sessions[:n_sessions]], base, skills, shots)
+
+
+def fact_bits(world: World, q: Question) -> float:
+    """Bits of the fact a recall or update question asks for (log2 of its choice set)."""
+    n = len(world.known) if q.attribute == "mentor" else len(ATTRIBUTE_SETS.get(q.attribute, []))
+    return math.log2(n) if n > 1 and q.kind in ("recall", "update") else 0.0
+
+
+def evaluate(memory: Memory, suites: Suites, batch_size: int) -> dict[str, Any]:
+    """Accuracy on every session's questions, on base knowledge and on the skill; hits per session question."""
+    flat = [q for qs in suites.sessions for q in qs]
+    t0 = time.perf_counter()
+    preds = memory.answer(flat, batch_size=batch_size)
+    hits = [exact_match(p, q.answer) for p, q in zip(preds, flat)]
+    per_session, k = [], 0
+    for qs in suites.sessions:
+        per_session.append(sum(hits[k : k + len(qs)]) / len(qs))
+        k += len(qs)
+    base = memory.answer(suites.base, contexts=[None] * len(suites.base), batch_size=batch_size)
+    skill = memory.answer([q for _, q in suites.skills], contexts=[c for c, _ in suites.skills], batch_size=batch_size)
+    return {
+        "sessions": per_session,
+        "hits": hits,
+        "base_acc": sum(exact_match(p, q.answer) for p, q in zip(base, suites.base)) / max(len(suites.base), 1),
+        "skill_acc": sum(exact_match(p, q.answer) for p, (_, q) in zip(skill, suites.skills)) / max(len(suites.skills), 1),
+        "answer_seconds": time.perf_counter() - t0,
+    }  # fmt: skip
+
+
+def run_medium(cfg: ContinualConfig, mcfg: MediumConfig, materials, suites: Suites, world: World, run: RunDir) -> dict:
+    """Write every session into one medium, evaluating after each write; returns the medium's record."""
+    model, tok = load_model_and_tokenizer(Path(cfg.base) / "model")
+    seed_everything(derive_seed(cfg.seed, "medium", mcfg.name))
+    base_text = lambda rng: R.bio(rng.choice(world.known), rng)  # noqa: E731
+    memory = make_memory(mcfg, model, tok, base_text=base_text, shot_pool=suites.shots, seed=cfg.seed)
+    before = evaluate(memory, suites, cfg.eval.batch_size)
+    rows, evals, costs = [], [], []
+    for m in progress(materials, desc=f"{mcfg.name}", leave=False):
+        cost = memory.write(m)
+        ev = evaluate(memory, suites, cfg.eval.batch_size)
+        rows.append(ev["sessions"])
+        evals.append(ev)
+        costs.append(cost)
+        run.log({"medium": mcfg.name, "session": m.session, "write_seconds": cost.seconds, "write_tokens": cost.tokens,
+                 "recall_just_written": ev["sessions"][m.session], "base_acc": ev["base_acc"],
+                 "skill_acc": ev["skill_acc"], "nbytes": memory.nbytes()})  # fmt: skip
+    session_tokens = sum(m.session_tokens for m in materials)
+    final = evals[-1]
+    flat = [q for qs in suites.sessions for q in qs]
+    bits = sum(fact_bits(world, q) for q, h in zip(flat, final["hits"]) if h)
+    nbytes, params = memory.nbytes(), memory.params()
+    return {
+        "name": mcfg.name, "kind": mcfg.kind, "config": {k: getattr(mcfg, k) for k in mcfg.__dataclass_fields__},
+        "R0": before["sessions"], "R": rows,
+        "base_curve": [before["base_acc"]] + [e["base_acc"] for e in evals],
+        "skill_curve": [before["skill_acc"]] + [e["skill_acc"] for e in evals],
+        "acc": CL.acc(rows), "bwt": CL.bwt(rows), "fwt": CL.fwt(rows, before["sessions"]),
+        "forgetting": CL.forgetting(rows), "just_written": CL.just_written(rows),
+        "base_acc": final["base_acc"], "base_acc_drop": before["base_acc"] - final["base_acc"],
+        "skill_acc": final["skill_acc"], "skill_acc_drop": before["skill_acc"] - final["skill_acc"],
+        "nbytes": nbytes, "bytes_per_token": nbytes / session_tokens, "params": params,
+        "bits": bits, "bits_per_param": bits / params if params else None,
+        "write_seconds": sum(c.seconds for c in costs), "write_tokens": sum(c.tokens for c in costs),
+        "answer_seconds": sum(e["answer_seconds"] for e in evals),
+    }  # fmt: skip
+
+
+def continual(cfg: ContinualConfig, out: str | None = None, resume: bool = False) -> dict[str, Any]:
+    """Run every medium of `cfg` over the session stream; writes summary.json, report.md and plots."""
+    base = Path(cfg.base)
+    if not (base / "model").is_dir() or not (base / "world").is_dir():
+        raise RetainError(f"base '{cfg.base}' has no model/ and world/; pretrain one first "
+                          "(retain pretrain --config configs/pretrain.yaml --out runs/base)")  # fmt: skip
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    run = RunDir(out) if resume and out else RunDir.create(cfg.name, out)
+    if resume and not (run / "config.yaml").exists():
+        raise RetainError(f"--resume: {run.path} holds no run to resume (no config.yaml)")
+    if resume:
+        cfg = from_dict(ContinualConfig, read_yaml(run / "config.yaml"))
+    else:
+        run.write_config(cfg)
+    world = load_world(base / "world")
+    if cfg.sessions > len(world.sessions):
+        raise RetainError(f"sessions={cfg.sessions} but the world holds {len(world.sessions)}; lower sessions")
+    model, tok = load_model_and_tokenizer(base / "model")
+    writer = make_writer(cfg.writer, model, tok)
+    materials = [writer(s) for s in world.sessions[: cfg.sessions]]
+    atomic_write_json(run / "materials.json", [m.__dict__ | {"facts": None, "updates": None} for m in materials])
+    del model
+    suites = build_suites(world, cfg.sessions, cfg.eval, cfg.seed)
+    results = {}
+    for mcfg in cfg.media:
+        path = run / "media" / f"{mcfg.name}.json"
+        if path.exists():
+            results[mcfg.name] = read_json(path)
+            continue
+        print(f"medium {mcfg.name}: writing {len(materials)} sessions")
+        results[mcfg.name] = run_medium(cfg, mcfg, materials, suites, world, run)
+        atomic_write_json(path, results[mcfg.name])
+    summary = summarize(results, world, base)
+    run.write_summary(summary)
+    from retain.continual.report import write_report
+
+    write_report(run, cfg, results, summary)
+    return summary
+
+
+def summarize(results: dict[str, dict], world: World, base: Path) -> dict[str, Any]:
+    """Per medium, the headline numbers, and how they compare with keeping every session in context: its
+    KV cache costs `kv_bytes_per_token` whatever the budget, and its recall is the first context medium's."""
+    keys = ["acc", "bwt", "fwt", "forgetting", "just_written", "base_acc", "base_acc_drop", "skill_acc",
+            "bytes_per_token", "bits_per_param", "params", "nbytes", "write_seconds", "answer_seconds"]  # fmt: skip
+    from transformers import AutoConfig
+
+    kv = kv_bytes_per_token(from_hf_config(AutoConfig.from_pretrained(base / "model").to_dict()))
+    out: dict[str, Any] = {"kv_bytes_per_token": kv,
+                           "media": {n: {"kind": r["kind"], **{k: r[k] for k in keys}} for n, r in results.items()}}
+    ctx = next((r for r in results.values() if r["kind"] == "context"), None)
+    for r in out["media"].values():
+        r["bytes_ratio_vs_kv"] = kv / r["bytes_per_token"] if r["bytes_per_token"] else None
+        r["recall_vs_context"] = r["acc"] / ctx["acc"] if ctx and ctx["acc"] else None
+    return out
+
+
+def main(cfg: ContinualConfig, out: str | None = None, resume: bool = False) -> None:
+    """CLI entry point of `retain run`."""
+    s = continual(cfg, out, resume)
+    for name, m in s["media"].items():
+        print(f"  {name:16s} acc {m['acc']:.3f}  bwt {m['bwt']:+.3f}  base drop {m['base_acc_drop']:+.3f}  "
+              f"{m['bytes_per_token']:.1f} B/token  write {m['write_seconds']:.0f}s")

@@ -1,0 +1,106 @@
+"""report.md and plots of a continual run: a table per medium, accuracy-matrix heatmaps, recall against
+bytes per token, base knowledge over sessions, learning curves."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from retain.config import to_yaml  # noqa: E402
+from retain.eval import continual as CL  # noqa: E402
+from retain.runs.rundir import RunDir  # noqa: E402
+
+
+def heatmaps(results: dict[str, dict]) -> plt.Figure:
+    n = len(results)
+    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.2), squeeze=False)
+    for ax, (name, r) in zip(axes[0], results.items()):
+        im = ax.imshow(r["R"], vmin=0, vmax=1, cmap="viridis")
+        ax.set(title=f"{name}\nACC {r['acc']:.2f}  BWT {r['bwt']:+.2f}", xlabel="session j (questions)",
+               ylabel="after writing session i")  # fmt: skip
+    fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label="R[i][j]")
+    return fig
+
+
+def recall_vs_bytes(results: dict[str, dict]) -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for name, r in results.items():
+        if r["bytes_per_token"] > 0:
+            ax.scatter(r["bytes_per_token"], r["acc"], s=40)
+            ax.annotate(name, (r["bytes_per_token"], r["acc"]), textcoords="offset points", xytext=(4, 4))
+    ax.set(xscale="log", xlabel="memory bytes per session token (log)", ylabel="ACC (recall after all sessions)",
+           ylim=(0, 1.02), title="Recall against memory size")  # fmt: skip
+    ax.grid(alpha=0.3, which="both")
+    return fig
+
+
+def curves(results: dict[str, dict], key: str, title: str, ylabel: str, from_zero: bool) -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for name, r in results.items():
+        ys = r[key] if key in r else CL.learning_curve(r["R"])
+        xs = range(0 if from_zero else 1, len(ys) + (0 if from_zero else 1))
+        ax.plot(list(xs), ys, marker="o", label=name)
+    ax.set(xlabel="sessions written", ylabel=ylabel, title=title, ylim=(0, 1.02))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def _f(v: Any, fmt: str) -> str:
+    return "-" if v is None else format(v, fmt)
+
+
+def write_report(run: RunDir, cfg: Any, results: dict[str, dict], summary: dict[str, Any]) -> None:
+    run.savefig(heatmaps(results), "accuracy_matrix.png")
+    run.savefig(recall_vs_bytes(results), "recall_vs_bytes.png")
+    run.savefig(curves(results, "base_curve", "Base knowledge over sessions", "closed-book recall, known people",
+                       True), "base_knowledge.png")  # fmt: skip
+    run.savefig(curves(results, "learning", "Learning curve", "mean recall on the sessions so far", False),
+                "learning_curve.png")  # fmt: skip
+    head = ("| medium | ACC | just written | BWT | FWT | base acc | base drop | skill acc | bytes | B/token | "
+            "x fewer than KV cache | bits/param | write s | answer s |")
+    lines = [head, "| --- |" + " ---: |" * 13]
+    for name, m in summary["media"].items():
+        lines.append(
+            f"| {name} | {m['acc']:.3f} | {m['just_written']:.3f} | {m['bwt']:+.3f} | {_f(m['fwt'], '+.3f')} | "
+            f"{m['base_acc']:.3f} | {m['base_acc_drop'] * 100:+.1f} pt | {m['skill_acc']:.3f} | {m['nbytes']:,} | "
+            f"{m['bytes_per_token']:.1f} | {_f(m.get('bytes_ratio_vs_kv'), '.1f')} | "
+            f"{_f(m['bits_per_param'], '.4f')} | {m['write_seconds']:.1f} | {m['answer_seconds']:.1f} |")  # fmt: skip
+    matrices = []
+    for name, r in results.items():
+        rows = "\n".join(f"| {i + 1} | " + " | ".join(f"{x:.2f}" for x in row) + " |" for i, row in enumerate(r["R"]))
+        n = len(r["R"])
+        matrices.append(f"### {name}\n\n| after \\ session | " + " | ".join(str(j + 1) for j in range(n)) + " |\n"
+                        + "| --- |" + " ---: |" * n + "\n| before | " + " | ".join(f"{x:.2f}" for x in r["R0"])
+                        + " |\n" + rows)  # fmt: skip
+    text = f"""# Continual run: {run.path.name}
+
+Writer: `{cfg.writer.kind}`; {cfg.sessions} sessions; base model `{cfg.base}`. ACC is the mean recall over all
+sessions after the last write; "just written" the mean of R[i][i]; BWT, FWT and forgetting follow Avalanche;
+base drop is closed-book recall on known people before minus after (points); bytes per token divide the
+memory's bytes by the sessions' transcript tokens.
+
+{chr(10).join(lines)}
+
+![accuracy matrices](accuracy_matrix.png)
+
+![recall vs bytes](recall_vs_bytes.png)
+
+![base knowledge](base_knowledge.png)
+
+![learning curve](learning_curve.png)
+
+## Accuracy matrices R[i][j]
+
+{chr(10).join(matrices)}
+
+## Config
+
+```yaml
+{to_yaml(cfg)}```
+"""
+    run.write_report(text)

@@ -1,0 +1,148 @@
+"""The memory interface every medium implements, its config, and what a write is given and costs.
+
+A medium holds a model and some memory (nothing, a context, an adapter, a soft prompt, the weights).
+`write(material)` puts one session's material into the memory; `answer(questions)` answers with whatever the
+memory holds. `nbytes()` is the memory's size by `retain.fermi`'s formulas (tests check them against the
+real tensors) and `params()` its trainable parameter count.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from retain.eval.qa import ask
+from retain.fermi.arch import Arch, from_hf_config
+from retain.world.world import Fact, Question
+
+
+@dataclass
+class MediumConfig:
+    """One memory medium of a continual run. Keys that do not apply to a kind are ignored by it."""
+
+    kind: Literal["none", "context", "lora", "soft_prompt", "full"] = "lora"
+    """none (the base model alone), context (material kept in the prompt), lora, soft_prompt, full."""
+    name: str = ""
+    """Label in the report (default: kind). Two media of one kind need different names."""
+    budget_tokens: int = 1200
+    """context: most tokens of material kept in the prompt; the oldest sessions are dropped first."""
+    shots: int = 0
+    """context: question-answer examples about known people between the sessions and the question."""
+    shot_kind: Literal["many_shot", "reinforced", "unsupervised"] = "many_shot"
+    """context: true answers (many_shot), the model's own answers kept when correct (reinforced), or the
+    questions alone (unsupervised)."""
+    steps: int = 60
+    """Weight media: optimizer steps per write."""
+    lr: float = 2e-3
+    """Weight media: learning rate of the write (constant)."""
+    batch_size: int = 8
+    """Weight media: sequences per write step."""
+    augment: Literal["none", "shuffle", "paraphrase"] = "shuffle"
+    """Weight media: each training copy of the material shuffles its sentences (shuffle), or re-renders its
+    facts with random templates in random order (paraphrase: only material that carries facts, i.e. oracle)."""
+    replay: float = 0.0
+    """Weight media: fraction of each write batch drawn from earlier sessions' material (rehearsal)."""
+    base_replay: float = 0.0
+    """Weight media: fraction of each write batch drawn from biographies of known people (base knowledge)."""
+    rank: int = 8
+    """lora: rank r."""
+    alpha: float = 16.0
+    """lora: scale numerator (the update is alpha / r x B A)."""
+    targets: str = "qv"
+    """lora: modules adapted: attn, qv, mlp, all-linear, or a comma list of module names."""
+    adapters: Literal["single", "per_session"] = "single"
+    """lora: one adapter trained on every session in turn (continued training), or a fresh adapter per
+    session merged into the memory by a running average of the products B A, re-factored to rank r (SVD)."""
+    prompt_tokens: int = 16
+    """soft_prompt: number of trained virtual tokens."""
+    dtype: str = "bf16"
+    """Storage dtype for byte accounting (the weights train in fp32)."""
+
+    def __post_init__(self) -> None:
+        self.name = self.name or self.kind
+        if self.shots < 0:
+            raise ValueError(f"media '{self.name}': shots must be >= 0, got {self.shots}")
+        for key in ("budget_tokens", "steps", "batch_size", "rank", "prompt_tokens"):
+            if getattr(self, key) <= 0:
+                raise ValueError(f"media '{self.name}': {key} must be positive, got {getattr(self, key)}")
+        if not 0.0 <= self.replay + self.base_replay < 1.0 or self.replay < 0 or self.base_replay < 0:
+            raise ValueError(f"media '{self.name}': replay + base_replay must be in [0, 1)")
+
+
+@dataclass
+class Material:
+    """What a writer made of one session."""
+
+    session: int
+    """Index of the session in the stream."""
+    text: str
+    """The text to write (notes, transcript, or a model's summary)."""
+    session_tokens: int
+    """Tokens of the session's transcript: the denominator of bytes per session token."""
+    facts: list[Fact] | None = None
+    """The world's facts behind the text; only oracle material carries them (paraphrase augmentation)."""
+    updates: list[Fact] | None = None
+    """Which of `facts` update an earlier value (phrased as updates when paraphrased)."""
+
+
+@dataclass
+class WriteCost:
+    seconds: float
+    tokens: int
+    """Tokens through the model's forward pass during the write."""
+
+
+class Memory(ABC):
+    """A model plus one kind of memory."""
+
+    def __init__(self, model: torch.nn.Module, tokenizer, cfg: MediumConfig):
+        self.model, self.tokenizer, self.cfg = model, tokenizer, cfg
+        self.arch: Arch = from_hf_config(model.config.to_dict())
+
+    @abstractmethod
+    def write(self, material: Material) -> WriteCost:
+        """Put one session's material into memory."""
+
+    def context(self, question: Question) -> str | None:
+        """The context a question is asked with (None: closed-book)."""
+        return None
+
+    def answer(self, questions: list[Question], contexts: list[str | None] | None = None,
+               batch_size: int = 64) -> list[str]:  # fmt: skip
+        """Greedy answers to `questions` with whatever the memory holds; `contexts` replaces the medium's
+        own context (to test a skill such as reading a given biography)."""
+        contexts = contexts if contexts is not None else [self.context(q) for q in questions]
+        return ask(self.model, self.tokenizer, questions, contexts, batch_size=batch_size)
+
+    @abstractmethod
+    def nbytes(self) -> int:
+        """Size of the memory in bytes, by the fermi formulas at `cfg.dtype`."""
+
+    def params(self) -> int:
+        """Trainable parameters of the memory (0 for the context and for none)."""
+        return 0
+
+
+class NoMemory(Memory):
+    """The base model alone: what it answers without being told anything."""
+
+    def write(self, material: Material) -> WriteCost:
+        return WriteCost(0.0, 0)
+
+    def nbytes(self) -> int:
+        return 0
+
+
+class Timer:
+    """`with Timer() as t: ...; t.seconds`."""
+
+    def __enter__(self) -> Timer:
+        self.t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.seconds = time.perf_counter() - self.t0

@@ -1,0 +1,190 @@
+"""Weight-like media written by SFT: a LoRA adapter (PEFT), a trained soft prompt, or the full weights.
+
+They share one write: `steps` of next-token loss on copies of the session's material (augmented), mixed at
+`replay` with earlier sessions' material and at `base_replay` with biographies of known people. They differ
+in what is trainable and in how a batch reaches the model.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Callable
+
+import torch
+from peft import LoraConfig, get_peft_model
+
+from retain.fermi.formulas import dtype_bytes, lora_bytes, resolve_targets, soft_prompt_params
+from retain.memory.base import Material, Memory, Timer, WriteCost
+from retain.models.generate import generate
+from retain.runs.seed import derive_seed
+from retain.world import render as R
+
+_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+
+
+def augment(material: Material, kind: str, rng: random.Random) -> str:
+    """One training copy of the material: as is, sentences shuffled, or facts re-rendered and shuffled."""
+    if kind == "paraphrase" and material.facts:
+        updates = {(f.entity, f.attribute) for f in material.updates or []}
+        sentences = [(R.update_sentence if (f.entity, f.attribute) in updates else R.fact_sentence)(
+            f.entity, f.attribute, f.value, rng) for f in material.facts]  # fmt: skip
+    elif kind in ("shuffle", "paraphrase"):
+        sentences = _SENTENCE.split(material.text.strip())
+    else:
+        return material.text
+    rng.shuffle(sentences)
+    return " ".join(sentences)
+
+
+class WeightMemory(Memory):
+    """A medium whose memory is trained parameters. Subclasses say which and how a batch is run."""
+
+    def __init__(self, model, tokenizer, cfg, base_text: Callable[[random.Random], str] | None = None,
+                 seed: int = 0):  # fmt: skip
+        super().__init__(model, tokenizer, cfg)
+        self.base_text, self.seed = base_text, seed
+        self.written: list[Material] = []
+
+    def trainable(self) -> list[torch.nn.Parameter]:
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    def params(self) -> int:
+        return sum(p.numel() for p in self.trainable())
+
+    def loss(self, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=ids, attention_mask=mask, labels=labels).loss
+
+    def batch_texts(self, material: Material, rng: random.Random) -> list[str]:
+        """`batch_size` texts: the material augmented, or rehearsal at the replay ratios."""
+        cfg, texts = self.cfg, []
+        for _ in range(cfg.batch_size):
+            u = rng.random()
+            if u < cfg.replay and self.written:
+                texts.append(augment(rng.choice(self.written), cfg.augment, rng))
+            elif cfg.replay <= u < cfg.replay + cfg.base_replay and self.base_text is not None:
+                texts.append(self.base_text(rng))
+            else:
+                texts.append(augment(material, cfg.augment, rng))
+        return texts
+
+    def encode(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Right-padded ids (BOS text EOS), attention mask and labels (-100 on padding)."""
+        tok = self.tokenizer
+        rows = [[tok.bos_token_id] + tok(t, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+                for t in texts]  # fmt: skip
+        L = max(len(r) for r in rows)
+        ids = torch.full((len(rows), L), tok.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), L), dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, : len(r)], mask[i, : len(r)] = torch.tensor(r), 1
+        return ids, mask, ids.masked_fill(mask == 0, -100)
+
+    def write(self, material: Material) -> WriteCost:
+        params = self.trainable()
+        opt = torch.optim.AdamW(params, lr=self.cfg.lr, weight_decay=0.0)
+        rng = random.Random(derive_seed(self.seed, "write", self.cfg.name, material.session))
+        tokens = 0
+        self.model.train()
+        with Timer() as t:
+            for _ in range(self.cfg.steps):
+                ids, mask, labels = self.encode(self.batch_texts(material, rng))
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=ids.device.type == "cpu"):
+                    loss = self.loss(ids, mask, labels)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+                tokens += int(mask.sum())
+        self.model.eval()
+        self.written.append(material)
+        return WriteCost(t.seconds, tokens)
+
+
+class LoraMemory(WeightMemory):
+    """A PEFT LoRA adapter; the base weights stay frozen. `adapters: single` trains one adapter on every
+    session in turn; `per_session` trains a fresh adapter on each session (on the base model alone) and
+    folds it into the memory: memory <- (n memory + new) / (n + 1) on the products B A, SVD back to rank r."""
+
+    def __init__(self, model, tokenizer, cfg, **kw):
+        self.lora = LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=0.0,
+                               target_modules=list(resolve_targets(cfg.targets)))  # fmt: skip
+        super().__init__(get_peft_model(model, self.lora), tokenizer, cfg, **kw)
+        self.memory = "default"
+
+    def write(self, material: Material) -> WriteCost:
+        n = len(self.written)
+        if self.cfg.adapters == "single" or n == 0:
+            return super().write(material)
+        new = f"session{material.session}"
+        self.model.add_adapter(new, self.lora)
+        self.model.set_adapter(new)  # only the new adapter is active and trainable
+        cost = super().write(material)
+        with Timer() as t:
+            merged = f"memory{material.session}"
+            self.model.base_model.add_weighted_adapter([self.memory, new], [n / (n + 1), 1 / (n + 1)], merged,
+                                                       combination_type="svd", svd_rank=self.cfg.rank)  # fmt: skip
+            self.model.set_adapter(merged)
+            self.model.delete_adapter(new)
+            self.model.delete_adapter(self.memory)
+            self.memory = merged
+        return WriteCost(cost.seconds + t.seconds, cost.tokens)
+
+    def trainable(self) -> list[torch.nn.Parameter]:
+        return [p for n, p in self.model.named_parameters() if p.requires_grad and "lora_" in n]
+
+    def nbytes(self) -> int:
+        return int(lora_bytes(self.arch, self.cfg.rank, self.cfg.targets, self.cfg.dtype))
+
+
+class FullMemory(WeightMemory):
+    """Every weight of the model is trained: the memory is a dense copy (or delta) of the model."""
+
+    def __init__(self, model, tokenizer, cfg, **kw):
+        model.requires_grad_(True)
+        super().__init__(model, tokenizer, cfg, **kw)
+
+    def nbytes(self) -> int:
+        return int(self.arch.param_count() * dtype_bytes(self.cfg.dtype))
+
+
+class SoftPromptMemory(WeightMemory):
+    """P trained input embeddings in front of every prompt (prompt tuning); the model stays frozen.
+
+    At answer time the prompt's KV cache is computed once and every question continues it."""
+
+    def __init__(self, model, tokenizer, cfg, **kw):
+        model.requires_grad_(False)
+        super().__init__(model, tokenizer, cfg, **kw)
+        emb = model.get_input_embeddings().weight
+        g = torch.Generator().manual_seed(derive_seed(self.seed, "soft_prompt", cfg.name))
+        init = torch.randint(0, emb.shape[0], (cfg.prompt_tokens,), generator=g)  # init from vocabulary rows
+        self.prompt = torch.nn.Parameter(emb[init].detach().clone())
+
+    def trainable(self) -> list[torch.nn.Parameter]:
+        return [self.prompt]
+
+    def loss(self, ids, mask, labels):
+        B, P = ids.shape[0], self.prompt.shape[0]
+        embeds = torch.cat([self.prompt.expand(B, -1, -1), self.model.get_input_embeddings()(ids)], dim=1)
+        mask = torch.cat([torch.ones((B, P), dtype=mask.dtype), mask], dim=1)
+        labels = torch.cat([torch.full((B, P), -100, dtype=labels.dtype), labels], dim=1)
+        return self.model(inputs_embeds=embeds, attention_mask=mask, labels=labels).loss
+
+    @torch.no_grad()
+    def prefix(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        out = self.model(inputs_embeds=self.prompt[None], use_cache=True)
+        return [(k, v) for k, v, *_ in out.past_key_values]
+
+    def answer(self, questions, contexts=None, batch_size: int = 64) -> list[str]:
+        from retain.eval.qa import decode_answer, encode
+
+        tok = self.tokenizer
+        contexts = contexts if contexts is not None else [None] * len(questions)
+        ids = [encode(tok, R.qa_prompt(q.text, c)) for q, c in zip(questions, contexts)]
+        out = generate(self.model, ids, eos_id=tok.eos_token_id, pad_id=tok.pad_token_id, max_new_tokens=8,
+                       batch_size=batch_size, prefix=self.prefix())  # fmt: skip
+        return [decode_answer(tok, o) for o in out]
+
+    def nbytes(self) -> int:
+        return int(soft_prompt_params(self.arch, self.cfg.prompt_tokens) * dtype_bytes(self.cfg.dtype))

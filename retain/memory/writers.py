@@ -1,0 +1,64 @@
+"""Summary writers: what of a session gets written into memory.
+
+- `oracle`: the session's facts, one plain sentence each: an upper bound, never the default.
+- `transcript`: the raw session.
+- `model`: the model's own notes on the session (the generic summary it learned in pretraining), greedy or
+  sampled. The RL outer loop plugs a trained policy in here: any callable `Session -> Material` is a writer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from transformers import LogitsProcessorList, TemperatureLogitsWarper
+
+from retain.eval.qa import encode
+from retain.memory.base import Material
+from retain.models.generate import generate
+from retain.world import render as R
+from retain.world.examples import summary_prompt
+from retain.world.world import Session
+
+Writer = Callable[[Session], Material]
+
+
+@dataclass
+class WriterConfig:
+    """Which writer turns a session into material, and how the model writes."""
+
+    kind: Literal["oracle", "transcript", "model"] = "transcript"
+    """oracle (the world's facts: an upper bound), transcript (the raw session), model (its own notes)."""
+    max_new_tokens: int = 96
+    """model: most tokens of a written summary."""
+    temperature: float = 0.0
+    """model: 0 writes greedily; above 0 samples at this temperature."""
+    seed: int = 0
+    """model: seed of the sampling."""
+
+
+def session_tokens(tokenizer, session: Session) -> int:
+    return len(tokenizer(session.transcript, add_special_tokens=False)["input_ids"])
+
+
+def make_writer(cfg: WriterConfig, model: torch.nn.Module | None = None, tokenizer=None) -> Writer:
+    """The writer `cfg` names; `model` writes its own notes when kind is model."""
+
+    def oracle(s: Session) -> Material:
+        return Material(s.index, R.oracle_notes(s), session_tokens(tokenizer, s), list(s.facts), list(s.updates))
+
+    def transcript(s: Session) -> Material:
+        return Material(s.index, s.transcript, session_tokens(tokenizer, s))
+
+    def written(s: Session) -> Material:
+        sample = cfg.temperature > 0
+        procs = LogitsProcessorList([TemperatureLogitsWarper(cfg.temperature)]) if sample else None
+        gen = torch.Generator().manual_seed(cfg.seed + s.index)
+        out = generate(model, [encode(tokenizer, summary_prompt(s.transcript))], eos_id=tokenizer.eos_token_id,
+                       pad_id=tokenizer.pad_token_id, max_new_tokens=cfg.max_new_tokens, do_sample=sample,
+                       logits_processor=procs, generator=gen)[0]  # fmt: skip
+        return Material(s.index, tokenizer.decode(out, skip_special_tokens=True).strip(), session_tokens(tokenizer, s))
+
+    return {"oracle": oracle, "transcript": transcript, "model": written}[cfg.kind]

@@ -1,0 +1,54 @@
+"""The continual loop end to end on the smoke config, and the metrics against hand-computed values.
+`pytest tests/test_continual.py`"""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from retain.config import load_config
+from retain.continual.loop import ContinualConfig, continual
+from retain.errors import RetainError
+from retain.eval import continual as CL
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_metrics_follow_avalanche_definitions():
+    R = [[0.9, 0.1, 0.0], [0.6, 0.8, 0.1], [0.5, 0.4, 1.0]]
+    R0 = [0.0, 0.2, 0.1]
+    assert CL.acc(R) == pytest.approx((0.5 + 0.4 + 1.0) / 3)
+    assert CL.bwt(R) == pytest.approx(((0.5 - 0.9) + (0.4 - 0.8)) / 2)
+    assert CL.forgetting(R) == pytest.approx(-CL.bwt(R))
+    assert CL.fwt(R, R0) == pytest.approx(((0.1 - 0.2) + (0.1 - 0.1)) / 2)
+    assert CL.learning_curve(R) == pytest.approx([0.9, 0.7, (0.5 + 0.4 + 1.0) / 3])
+    assert CL.just_written(R) == pytest.approx((0.9 + 0.8 + 1.0) / 3)
+
+
+def test_smoke_run_writes_matrix_summary_report_and_resumes(smoke_base, tmp_path):
+    cfg = load_config(ContinualConfig, ROOT / "configs" / "smoke" / "continual.yaml", [f"base={smoke_base}"])
+    s = continual(cfg, out=tmp_path / "run")
+    run = tmp_path / "run"
+    for name in ("config.yaml", "metrics.jsonl", "summary.json", "report.md", "materials.json",
+                 "accuracy_matrix.png", "recall_vs_bytes.png", "base_knowledge.png", "learning_curve.png"):  # fmt: skip
+        assert (run / name).exists(), name
+    assert set(s["media"]) == {m.name for m in cfg.media}
+    for m in s["media"].values():
+        for key in ("acc", "bwt", "base_acc_drop", "bytes_per_token", "bits_per_param", "write_seconds"):
+            assert key in m
+    lora = json.loads((run / "media" / "lora.json").read_text())
+    assert len(lora["R"]) == cfg.sessions and all(len(row) == cfg.sessions for row in lora["R"])
+    assert s["media"]["none"]["bytes_per_token"] == 0 and s["media"]["lora"]["write_seconds"] > 0
+    lora_m = s["media"]["lora"]
+    assert lora_m["bytes_ratio_vs_kv"] == pytest.approx(s["kv_bytes_per_token"] / lora_m["bytes_per_token"])
+    assert s["media"]["none"]["bytes_ratio_vs_kv"] is None
+    # a resumed run reads finished media back instead of writing them again
+    (run / "summary.json").unlink()
+    again = continual(cfg, out=run, resume=True)
+    assert again["media"]["lora"]["acc"] == s["media"]["lora"]["acc"]
+
+
+def test_missing_base_is_a_clear_error(tmp_path):
+    cfg = load_config(ContinualConfig, ROOT / "configs" / "smoke" / "continual.yaml", [f"base={tmp_path}/nothing"])
+    with pytest.raises(RetainError, match="pretrain one first"):
+        continual(cfg, out=tmp_path / "run")

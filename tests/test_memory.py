@@ -1,0 +1,128 @@
+"""Memory media: byte accounting against real tensors, what a write changes, the context budget, soft-prompt
+answers through a prefix cache. `pytest tests/test_memory.py`"""
+
+import random
+
+import pytest
+import torch
+
+from retain.eval.qa import encode
+from retain.fermi.formulas import kv_bytes_per_token
+from retain.memory import Material, MediumConfig, make_memory
+from retain.memory.weights import augment
+from retain.models.build import load_model_and_tokenizer
+from retain.models.generate import generate
+from retain.world.io import load_world
+from retain.world.world import Fact
+
+
+def _memory(base, **kw):
+    model, tok = load_model_and_tokenizer(base / "model")
+    return make_memory(MediumConfig(**kw), model, tok, base_text=lambda rng: "Ada Lindqvist lives in Lyon."), tok
+
+
+def _material(base, i=0):
+    world = load_world(base / "world")
+    s = world.sessions[i]
+    return Material(s.index, s.transcript, 100, list(s.facts), list(s.updates)), world
+
+
+def test_lora_bytes_match_its_tensors_and_a_write_moves_only_the_adapter(smoke_base):
+    mem, _ = _memory(smoke_base, kind="lora", rank=4, targets="all-linear", steps=2, batch_size=2, lr=1e-2)
+    lora = {n: p.detach().clone() for n, p in mem.model.named_parameters() if "lora_" in n}
+    frozen = {n: p.detach().clone() for n, p in mem.model.named_parameters() if "lora_" not in n}
+    assert mem.nbytes() == sum(p.numel() for p in lora.values()) * 2  # bf16 storage
+    assert mem.params() == sum(p.numel() for p in lora.values())
+    cost = mem.write(_material(smoke_base)[0])
+    assert cost.tokens > 0 and cost.seconds > 0
+    after = dict(mem.model.named_parameters())
+    assert any(not torch.equal(after[n], p) for n, p in lora.items())
+    assert all(torch.equal(after[n], p) for n, p in frozen.items())
+
+
+def test_full_and_soft_prompt_bytes_match_their_tensors(smoke_base):
+    full, _ = _memory(smoke_base, kind="full")
+    assert full.nbytes() == sum(p.numel() for p in full.model.parameters()) * 2
+    soft, _ = _memory(smoke_base, kind="soft_prompt", prompt_tokens=5)
+    assert soft.nbytes() == soft.prompt.numel() * 2 and soft.params() == soft.prompt.numel()
+    assert all(not p.requires_grad for p in soft.model.parameters())
+
+
+def test_context_keeps_the_newest_sessions_within_budget(smoke_base):
+    mem, tok = _memory(smoke_base, kind="context", budget_tokens=10_000)
+    world = load_world(smoke_base / "world")
+    for s in world.sessions:
+        mem.write(Material(s.index, s.transcript, 1))
+    held = mem.held_tokens()
+    assert len(mem.kept()) == len(world.sessions)
+    assert mem.nbytes() == kv_bytes_per_token(mem.arch) * held
+    mem.cfg.budget_tokens = held - 1  # one token short: the oldest session goes, the newest stays
+    kept = mem.kept()
+    assert len(kept) == len(world.sessions) - 1 and kept[-1].startswith(f"Session {len(world.sessions)}.")
+
+
+def test_soft_prompt_prefix_cache_equals_running_the_embeddings_in_front(smoke_base):
+    mem, tok = _memory(smoke_base, kind="soft_prompt", prompt_tokens=3)
+    prompts = [encode(tok, "Q: Where was Ada born? A:"), encode(tok, "Q: Who? A:")]
+    got = generate(mem.model, prompts, eos_id=tok.eos_token_id, pad_id=tok.pad_token_id, max_new_tokens=4,
+                   prefix=mem.prefix())  # fmt: skip
+    emb = mem.model.get_input_embeddings()
+    for p, g in zip(prompts, got):  # greedy by hand: prompt embeddings, then the tokens, no cache, no padding
+        ids = list(p)
+        for _ in range(len(g)):
+            x = torch.cat([mem.prompt[None], emb(torch.tensor([ids]))], dim=1)
+            ids.append(int(mem.model(inputs_embeds=x).logits[0, -1].argmax()))
+        assert ids[len(p):] == g
+
+
+def test_paraphrase_augmentation_keeps_every_fact_and_phrases_updates_as_updates(smoke_base):
+    material, world = _material(smoke_base)
+    text = augment(material, "paraphrase", random.Random(0))
+    for f in material.facts:
+        assert f.value in text and f.entity in text
+    assert augment(material, "none", random.Random(0)) == material.text
+    shuffled = augment(material, "shuffle", random.Random(1))
+    assert sorted(shuffled.split()) == sorted(material.text.split())
+    m = Material(0, "x", 1, [Fact("Ada Lindqvist", "employer", "Quasarix")], [Fact("Ada Lindqvist", "employer", "Quasarix")])
+    assert augment(m, "paraphrase", random.Random(0)) != augment(Material(0, "x", 1, m.facts), "paraphrase", random.Random(0))
+
+
+def test_bad_medium_config_names_the_key():
+    with pytest.raises(ValueError, match="rank"):
+        MediumConfig(rank=0)
+    with pytest.raises(ValueError, match="replay"):
+        MediumConfig(replay=0.7, base_replay=0.5)
+
+
+def test_per_session_adapters_fold_into_one_adapter_of_rank_r(smoke_base):
+    mem, _ = _memory(smoke_base, kind="lora", rank=2, adapters="per_session", steps=2, batch_size=2, lr=1e-2)
+    world = load_world(smoke_base / "world")
+    deltas = []
+    for s in world.sessions[:2]:
+        mem.write(Material(s.index, s.transcript, 50))
+        names = list(mem.model.peft_config)
+        assert names == [mem.memory]  # one adapter is the memory; the per-session ones are folded in
+        layer = mem.model.base_model.model.model.layers[0].self_attn.q_proj
+        assert layer.lora_A[mem.memory].weight.shape[0] == 2
+        deltas.append(layer.get_delta_weight(mem.memory).detach().clone())
+    assert not torch.allclose(deltas[0], deltas[1])
+    assert mem.nbytes() == sum(p.numel() for n, p in mem.model.named_parameters() if "lora_" in n) * 2
+
+
+def test_shot_kinds_build_the_context_they_promise(smoke_base):
+    from retain.world.world import Question
+
+    pool = [Question(f"Where was P{i} born?", "Qqq", "recall", f"P{i}", "birth_city") for i in range(6)]
+    world = load_world(smoke_base / "world")
+    ctx = {}
+    for kind in ("many_shot", "reinforced", "unsupervised"):
+        mem, _ = _memory(smoke_base, kind="context", shots=3, shot_kind=kind)
+        mem.shot_pool = pool
+        mem.write(Material(0, world.sessions[0].transcript, 1))
+        ctx[kind] = mem.context(pool[0])
+        assert ctx[kind].startswith("Session 1.")
+        assert mem.held_tokens() == mem.ntokens(mem.kept()[0]) + mem.ntokens(mem.shots())
+    assert ctx["many_shot"].count(" A: Qqq") == 3
+    assert " A: " not in ctx["unsupervised"] and ctx["unsupervised"].count("Q: ") == 3
+    # "Qqq" is not in the vocabulary, so no answer of the model matches: reinforced ICL keeps no shot
+    assert "Q: " not in ctx["reinforced"]
