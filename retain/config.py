@@ -225,7 +225,8 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def apply_override(data: dict[str, Any], override: str) -> None:
-    """Apply one `a.b.c=value` override to a nested dict in place; the value is parsed as YAML."""
+    """Apply one `a.b.c=value` override to a nested dict in place; the value is parsed as YAML. A numeric
+    part indexes a list: `media.2.steps=100` sets the third medium's steps."""
     key, sep, raw = override.partition("=")
     key = key.strip()
     if not sep or not key:
@@ -234,15 +235,26 @@ def apply_override(data: dict[str, Any], override: str) -> None:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
-    node = data
+    node: Any = data
     parts = key.split(".")
-    for part in parts[:-1]:
-        child = node.get(part)
-        if not isinstance(child, dict):
-            child = {}
-            node[part] = child
-        node = child
-    node[parts[-1]] = value
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError(f"override '{key}': '{part}' is not an index of the {len(node)} items of "
+                                  f"'{'.'.join(parts[:i])}'")  # fmt: skip
+            if last:
+                node[int(part)] = value
+            else:
+                node = node[int(part)]
+            continue
+        if last:
+            node[part] = value
+        elif isinstance(node.get(part), (dict, list)):
+            node = node[part]
+        else:
+            node[part] = {}
+            node = node[part]
 
 
 def load_config(cls: type[T], path: str | Path | None = None, overrides: typing.Sequence[str] = ()) -> T:

@@ -202,3 +202,16 @@ def test_summary_notes_respect_budget(world):
     short = X.summary_notes(s, 30)
     assert full == R.oracle_notes(s)
     assert len(short.split()) <= 30 and full.startswith(short)
+
+
+def test_stream_items_hold_every_session_in_context_once(tmp_path):
+    from retain.world import examples as X
+    from retain.world.world import WorldConfig, build_world
+
+    world = build_world(WorldConfig(n_known=8, n_eval=2, n_sessions=3))
+    items = X.stream_items(world.sessions)
+    assert len(items) == sum(len(s.questions) for s in world.sessions)
+    context = items[0][0]
+    assert all(c == context for c, _ in items)
+    positions = [context.index(f"Session {s.index + 1}. {s.transcript}") for s in world.sessions]
+    assert positions == sorted(positions)  # oldest first
