@@ -4,7 +4,8 @@ docs/RESULTS.md.
     python -m benchmarks.continual --base runs/base --out runs/continual
     python -m benchmarks.continual --base runs/base --out runs/continual --config configs/continual.yaml
 
-A run directory that already holds a summary is only read back.
+A run directory that already holds a summary is only read back. Each config gets its own section, named
+after the config file.
 """
 
 from __future__ import annotations
@@ -75,7 +76,8 @@ def main() -> None:
     body = (f"`{args.config}` on the base model `{args.base}`, run into `{out}` (report: `{out}/report.md`). "
             f"Overrides: `{' '.join(args.set) or 'none'}`. ACC is recall over all sessions' questions after the "
             f"last write.\n\n{table(s['media'])}\n\n" + "\n".join(verdicts(s["media"], seconds)))  # fmt: skip
-    write_section("continual", "Continual loop: every medium over ten sessions (configs/continual.yaml)", body)
+    stem = Path(args.config).stem
+    write_section(stem, f"Continual loop: every medium over the sessions ({args.config})", body)
 
 
 if __name__ == "__main__":

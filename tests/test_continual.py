@@ -52,3 +52,20 @@ def test_missing_base_is_a_clear_error(tmp_path):
     cfg = load_config(ContinualConfig, ROOT / "configs" / "smoke" / "continual.yaml", [f"base={tmp_path}/nothing"])
     with pytest.raises(RetainError, match="pretrain one first"):
         continual(cfg, out=tmp_path / "run")
+
+
+def test_rehearsal_never_replays_a_person_a_session_updates(smoke_base):
+    import random
+
+    from retain.continual.loop import rehearsal
+    from retain.world.io import load_world
+
+    world = load_world(smoke_base / "world")
+    stale = [(e, world.entities[e].attrs[a]) for e, a in world.updated_facts()]
+    draw, rng = rehearsal(world), random.Random(0)
+    texts = [draw(rng) for _ in range(200)]
+    sentences = [s for t in texts for s in t.replace("?", ".").split(". ")]
+    # an updated person may appear as someone's mentor, but never next to the value a session replaced
+    assert not any(e in s and old in s for s in sentences for e, old in stale)
+    qa = [t for t in texts if t.startswith("Q: ")]
+    assert 50 < len(qa) < 150 and all(" A: " in t for t in qa)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import random
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -111,6 +112,24 @@ def fact_bits(world: World, q: Question) -> float:
     return math.log2(n) if n > 1 and q.kind in ("recall", "update") else 0.0
 
 
+def rehearsal(world: World):
+    """Base-knowledge text for replay, as pretraining showed it: half biographies of known people, half
+    closed-book question-answer pairs of the QA split. People some session updates are left out, so replay
+    never rehearses a stale value against the update."""
+    updated = {e for e, _ in world.updated_facts()}
+    people = [e for e in world.known if e.name not in updated]
+    qa_people = [e for e in people if e.split == "known_qa"]
+
+    def draw(rng: random.Random) -> str:
+        if rng.random() < 0.5 or not qa_people:
+            return R.bio(rng.choice(people), rng)
+        e = rng.choice(qa_people)
+        attr = rng.choice(list(e.attrs))
+        return R.qa_prompt(R.question(e.name, attr, e.attrs[attr], rng).text) + " " + e.attrs[attr]
+
+    return draw
+
+
 def evaluate(memory: Memory, suites: Suites, batch_size: int) -> dict[str, Any]:
     """Accuracy on every session's questions, on base knowledge and on the skill; hits per session question."""
     flat = [q for qs in suites.sessions for q in qs]
@@ -136,8 +155,7 @@ def run_medium(cfg: ContinualConfig, mcfg: MediumConfig, materials, suites: Suit
     """Write every session into one medium, evaluating after each write; returns the medium's record."""
     model, tok = load_model_and_tokenizer(Path(cfg.base) / "model")
     seed_everything(derive_seed(cfg.seed, "medium", mcfg.name))
-    base_text = lambda rng: R.bio(rng.choice(world.known), rng)  # noqa: E731
-    memory = make_memory(mcfg, model, tok, base_text=base_text, shot_pool=suites.shots, seed=cfg.seed)
+    memory = make_memory(mcfg, model, tok, base_text=rehearsal(world), shot_pool=suites.shots, seed=cfg.seed)
     before = evaluate(memory, suites, cfg.eval.batch_size)
     rows, evals, costs = [], [], []
     for m in progress(materials, desc=f"{mcfg.name}", leave=False):
@@ -178,6 +196,10 @@ def continual(cfg: ContinualConfig, out: str | None = None, resume: bool = False
                           "(retain pretrain --config configs/pretrain.yaml --out runs/base)")  # fmt: skip
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # one "Loading weights" bar per medium is noise
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|peft|torch)\b")
     run = RunDir(out) if resume and out else RunDir.create(cfg.name, out)
     if resume and not (run / "config.yaml").exists():
         raise RetainError(f"--resume: {run.path} holds no run to resume (no config.yaml)")
@@ -208,7 +230,7 @@ def continual(cfg: ContinualConfig, out: str | None = None, resume: bool = False
     from retain.continual.report import write_report
 
     write_report(run, cfg, results, summary)
-    return summary
+    return {**summary, "report": str(run / "report.md")}
 
 
 def summarize(results: dict[str, dict], world: World, base: Path) -> dict[str, Any]:
@@ -232,5 +254,6 @@ def main(cfg: ContinualConfig, out: str | None = None, resume: bool = False) -> 
     """CLI entry point of `retain run`."""
     s = continual(cfg, out, resume)
     for name, m in s["media"].items():
-        print(f"  {name:16s} acc {m['acc']:.3f}  bwt {m['bwt']:+.3f}  base drop {m['base_acc_drop']:+.3f}  "
-              f"{m['bytes_per_token']:.1f} B/token  write {m['write_seconds']:.0f}s")
+        print(f"  {name:14s} ACC {m['acc']:.3f}  BWT {m['bwt']:+.3f}  base {0.0 - m['base_acc_drop'] * 100 + 0.0:+5.1f} pt  "
+              f"{m['bytes_per_token']:7.1f} B/token  write {m['write_seconds']:3.0f} s")
+    print(f"report: {s['report']}")

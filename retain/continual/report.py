@@ -18,10 +18,13 @@ from retain.runs.rundir import RunDir  # noqa: E402
 def heatmaps(results: dict[str, dict]) -> plt.Figure:
     n = len(results)
     fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.2), squeeze=False)
-    for ax, (name, r) in zip(axes[0], results.items()):
+    for k, (ax, (name, r)) in enumerate(zip(axes[0], results.items())):
         im = ax.imshow(r["R"], vmin=0, vmax=1, cmap="viridis")
-        ax.set(title=f"{name}\nACC {r['acc']:.2f}  BWT {r['bwt']:+.2f}", xlabel="session j (questions)",
-               ylabel="after writing session i")  # fmt: skip
+        ticks = list(range(len(r["R"])))
+        ax.set(title=f"{name}\nACC {r['acc']:.2f}  BWT {r['bwt']:+.2f}", xlabel="questions of session j",
+               xticks=ticks, xticklabels=[t + 1 for t in ticks], yticks=ticks, yticklabels=[t + 1 for t in ticks])
+        if k == 0:
+            ax.set_ylabel("after writing session i")
     fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label="R[i][j]")
     return fig
 

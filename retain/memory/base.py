@@ -47,7 +47,8 @@ class MediumConfig:
     replay: float = 0.0
     """Weight media: fraction of each write batch drawn from earlier sessions' material (rehearsal)."""
     base_replay: float = 0.0
-    """Weight media: fraction of each write batch drawn from biographies of known people (base knowledge)."""
+    """Weight media: fraction of each write batch drawn from base-knowledge text (biographies and QA pairs of
+    known people, as in pretraining)."""
     rank: int = 8
     """lora: rank r."""
     alpha: float = 16.0

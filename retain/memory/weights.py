@@ -174,7 +174,8 @@ class SoftPromptMemory(WeightMemory):
     @torch.no_grad()
     def prefix(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         out = self.model(inputs_embeds=self.prompt[None], use_cache=True)
-        return [(k, v) for k, v, *_ in out.past_key_values]
+        cache = out.cache if hasattr(out, "cache") else out.past_key_values  # renamed in transformers 5.2x
+        return [(k, v) for k, v, *_ in cache]
 
     def answer(self, questions, contexts=None, batch_size: int = 64) -> list[str]:
         from retain.eval.qa import decode_answer, encode
