@@ -50,7 +50,8 @@ def verdicts(media: dict, seconds: float) -> list[str]:
               and m["base_acc_drop"] <= BASE_DROP)  # fmt: skip
         out.append(f"- {name}: ACC {m['acc']:.3f} = {m['recall_vs_context']:.2f} x in-context (target >= "
                    f"{LORA_VS_CONTEXT}), {m['bytes_ratio_vs_kv']:.1f}x fewer bytes per token than the "
-                   f"in-context KV cache (target >= {BYTES_RATIO}), base drop {m['base_acc_drop'] * 100:+.1f} pt (target <= 5): "
+                   f"in-context KV cache (target >= {BYTES_RATIO}), "
+                   f"base drop {m['base_acc_drop'] * 100:+.1f} pt (target <= 5): "
                    f"{'met' if ok else 'not met'}")  # fmt: skip
     return out
 

@@ -83,8 +83,9 @@ def test_paraphrase_augmentation_keeps_every_fact_and_phrases_updates_as_updates
     assert augment(material, "none", random.Random(0)) == material.text
     shuffled = augment(material, "shuffle", random.Random(1))
     assert sorted(shuffled.split()) == sorted(material.text.split())
-    m = Material(0, "x", 1, [Fact("Ada Lindqvist", "employer", "Quasarix")], [Fact("Ada Lindqvist", "employer", "Quasarix")])
-    assert augment(m, "paraphrase", random.Random(0)) != augment(Material(0, "x", 1, m.facts), "paraphrase", random.Random(0))
+    fact = Fact("Ada Lindqvist", "employer", "Quasarix")
+    as_update, as_fact = Material(0, "x", 1, [fact], [fact]), Material(0, "x", 1, [fact])
+    assert augment(as_update, "paraphrase", random.Random(0)) != augment(as_fact, "paraphrase", random.Random(0))
 
 
 def test_bad_medium_config_names_the_key():

@@ -100,8 +100,8 @@ def build_suites(world: World, n_sessions: int, cfg: EvalConfig, seed: int) -> S
     skills = [it for it in skills if it[1].kind == "recall"]
     skills = random.Random(derive_seed(seed, "continual", "skill_subset")).sample(skills, min(cfg.skill_n, len(skills)))
     taken = {q.text for q in base}
-    shots = [q for _, q in X.closed_book_items(world.split("known_qa"), world, random.Random(derive_seed(seed, "shots")),
-                                               two_hop=False)
+    shot_rng = random.Random(derive_seed(seed, "shots"))
+    shots = [q for _, q in X.closed_book_items(world.split("known_qa"), world, shot_rng, two_hop=False)
              if q.kind == "recall" and (q.entity, q.attribute) not in updated and q.text not in taken]  # fmt: skip
     return Suites([s.questions for s in world.sessions[:n_sessions]], base, skills, shots)
 
@@ -142,13 +142,14 @@ def evaluate(memory: Memory, suites: Suites, batch_size: int) -> dict[str, Any]:
         k += len(qs)
     base = memory.answer(suites.base, contexts=[None] * len(suites.base), batch_size=batch_size)
     skill = memory.answer([q for _, q in suites.skills], contexts=[c for c, _ in suites.skills], batch_size=batch_size)
+    skill_hits = [exact_match(p, q.answer) for p, (_, q) in zip(skill, suites.skills)]
     return {
         "sessions": per_session,
         "hits": hits,
         "base_acc": sum(exact_match(p, q.answer) for p, q in zip(base, suites.base)) / max(len(suites.base), 1),
-        "skill_acc": sum(exact_match(p, q.answer) for p, (_, q) in zip(skill, suites.skills)) / max(len(suites.skills), 1),
+        "skill_acc": sum(skill_hits) / max(len(skill_hits), 1),
         "answer_seconds": time.perf_counter() - t0,
-    }  # fmt: skip
+    }
 
 
 def run_medium(cfg: ContinualConfig, mcfg: MediumConfig, materials, suites: Suites, world: World, run: RunDir) -> dict:
@@ -254,6 +255,7 @@ def main(cfg: ContinualConfig, out: str | None = None, resume: bool = False) -> 
     """CLI entry point of `retain run`."""
     s = continual(cfg, out, resume)
     for name, m in s["media"].items():
-        print(f"  {name:14s} ACC {m['acc']:.3f}  BWT {m['bwt']:+.3f}  base {0.0 - m['base_acc_drop'] * 100 + 0.0:+5.1f} pt  "
+        drop = 0.0 - m["base_acc_drop"] * 100 + 0.0  # + 0.0 turns -0.0 into 0.0
+        print(f"  {name:14s} ACC {m['acc']:.3f}  BWT {m['bwt']:+.3f}  base {drop:+5.1f} pt  "
               f"{m['bytes_per_token']:7.1f} B/token  write {m['write_seconds']:3.0f} s")
     print(f"report: {s['report']}")
