@@ -226,7 +226,7 @@ def continual(cfg: ContinualConfig, out: str | None = None, resume: bool = False
         print(f"medium {mcfg.name}: writing {len(materials)} sessions")
         results[mcfg.name] = run_medium(cfg, mcfg, materials, suites, world, run)
         atomic_write_json(path, results[mcfg.name])
-    summary = summarize(results, world, base)
+    summary = summarize(results, base)
     run.write_summary(summary)
     from retain.continual.report import write_report
 
@@ -234,7 +234,7 @@ def continual(cfg: ContinualConfig, out: str | None = None, resume: bool = False
     return {**summary, "report": str(run / "report.md")}
 
 
-def summarize(results: dict[str, dict], world: World, base: Path) -> dict[str, Any]:
+def summarize(results: dict[str, dict], base: Path) -> dict[str, Any]:
     """Per medium, the headline numbers, and how they compare with keeping every session in context: its
     KV cache costs `kv_bytes_per_token` whatever the budget, and its recall is the first context medium's."""
     keys = ["acc", "bwt", "fwt", "forgetting", "just_written", "base_acc", "base_acc_drop", "skill_acc",

@@ -112,12 +112,16 @@ class Memory(ABC):
         """The context a question is asked with (None: closed-book)."""
         return None
 
+    def prefix(self) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
+        """A KV cache every prompt continues (None: none)."""
+        return None
+
     def answer(self, questions: list[Question], contexts: list[str | None] | None = None,
                batch_size: int = 64) -> list[str]:  # fmt: skip
         """Greedy answers to `questions` with whatever the memory holds; `contexts` replaces the medium's
         own context (to test a skill such as reading a given biography)."""
         contexts = contexts if contexts is not None else [self.context(q) for q in questions]
-        return ask(self.model, self.tokenizer, questions, contexts, batch_size=batch_size)
+        return ask(self.model, self.tokenizer, questions, contexts, batch_size=batch_size, prefix=self.prefix())
 
     @abstractmethod
     def nbytes(self) -> int:

@@ -32,7 +32,7 @@ class ContextMemory(Memory):
         super().__init__(model, tokenizer, cfg)
         self.blocks: list[tuple[str, int]] = []  # (text, tokens), oldest first
         self.shot_pool, self.seed = shot_pool or [], seed
-        self._shots: str | None = None
+        self._shots: tuple[str, int] | None = None  # (text, tokens), drawn on first use
 
     def ntokens(self, text: str) -> int:
         return len(self.tokenizer(" " + text, add_special_tokens=False)["input_ids"]) if text else 0
@@ -45,6 +45,9 @@ class ContextMemory(Memory):
 
     def shots(self) -> str:
         """The shot block (empty without shots); drawn once, the same for every question."""
+        return self._shot_block()[0]
+
+    def _shot_block(self) -> tuple[str, int]:
         if self._shots is None:
             k, kind = self.cfg.shots, self.cfg.shot_kind
             pool = list(self.shot_pool)
@@ -57,14 +60,15 @@ class ContextMemory(Memory):
                         if exact_match(p, q.answer)]  # fmt: skip
             chosen = pool[:k]
             if kind == "unsupervised":
-                self._shots = " ".join(f"Q: {q.text}" for q in chosen)
+                text = " ".join(f"Q: {q.text}" for q in chosen)
             else:
-                self._shots = " ".join(f"Q: {q.text} A: {q.answer}" for q in chosen)
+                text = " ".join(f"Q: {q.text} A: {q.answer}" for q in chosen)
+            self._shots = (text, self.ntokens(text))
         return self._shots
 
     def kept(self) -> list[str]:
         """The newest blocks whose tokens fit the budget left by the shots, oldest first."""
-        out, total = [], self.ntokens(self.shots())
+        out, total = [], self._shot_block()[1]
         for text, n in reversed(self.blocks):
             if total + n > self.cfg.budget_tokens:
                 break
@@ -73,12 +77,13 @@ class ContextMemory(Memory):
         return out[::-1]
 
     def context(self, question: Question) -> str | None:
-        return " ".join(self.kept() + ([self.shots()] if self.shots() else [])) or None
+        shots = self.shots()
+        return " ".join(self.kept() + ([shots] if shots else [])) or None
 
     def held_tokens(self) -> int:
         kept = len(self.kept())
         held = sum(n for _, n in self.blocks[len(self.blocks) - kept :]) if kept else 0
-        return held + self.ntokens(self.shots())
+        return held + self._shot_block()[1]
 
     def nbytes(self) -> int:
         return int(kv_bytes_per_token(self.arch, self.cfg.dtype) * self.held_tokens())

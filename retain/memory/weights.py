@@ -1,7 +1,8 @@
 """Weight-like media written by SFT: a LoRA adapter (PEFT), a trained soft prompt, or the full weights.
 
 They share one write: `steps` of next-token loss on copies of the session's material (augmented), mixed at
-`replay` with earlier sessions' material and at `base_replay` with biographies of known people. They differ
+`replay` with earlier sessions' material and at `base_replay` with base-knowledge text (the loop passes
+biographies and QA pairs of known people). They differ
 in what is trainable and in how a batch reaches the model.
 """
 
@@ -16,7 +17,6 @@ from peft import LoraConfig, get_peft_model
 
 from retain.fermi.formulas import dtype_bytes, lora_bytes, resolve_targets, soft_prompt_params
 from retain.memory.base import Material, Memory, Timer, WriteCost
-from retain.models.generate import generate
 from retain.runs.seed import derive_seed
 from retain.world import render as R
 
@@ -176,16 +176,6 @@ class SoftPromptMemory(WeightMemory):
         out = self.model(inputs_embeds=self.prompt[None], use_cache=True)
         cache = out.cache if hasattr(out, "cache") else out.past_key_values  # renamed in transformers 5.2x
         return [(k, v) for k, v, *_ in cache]
-
-    def answer(self, questions, contexts=None, batch_size: int = 64) -> list[str]:
-        from retain.eval.qa import decode_answer, encode
-
-        tok = self.tokenizer
-        contexts = contexts if contexts is not None else [None] * len(questions)
-        ids = [encode(tok, R.qa_prompt(q.text, c)) for q, c in zip(questions, contexts)]
-        out = generate(self.model, ids, eos_id=tok.eos_token_id, pad_id=tok.pad_token_id, max_new_tokens=8,
-                       batch_size=batch_size, prefix=self.prefix())  # fmt: skip
-        return [decode_answer(tok, o) for o in out]
 
     def nbytes(self) -> int:
         return int(soft_prompt_params(self.arch, self.cfg.prompt_tokens) * dtype_bytes(self.cfg.dtype))

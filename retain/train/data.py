@@ -46,7 +46,8 @@ class MixtureConfig:
     max_context_people: int = 3
     """Most fresh biographies in one in-context example."""
     max_context_sessions: int = 8
-    """Most sessions in one in-context example (the continual loop's in-context baseline holds ten)."""
+    """Most sessions in one in-context example (examples longer than a row are drawn again, so at 256-token
+    rows only one or two sessions fit; configs/pretrain.yaml sets 2)."""
     summary_budget_words: int | None = 60
     """Length budget of the generic summaries, in words (None: keep every fact)."""
 
