@@ -42,10 +42,17 @@ def test_smoke_run_writes_matrix_summary_report_and_resumes(smoke_base, tmp_path
     lora_m = s["media"]["lora"]
     assert lora_m["bytes_ratio_vs_kv"] == pytest.approx(s["kv_bytes_per_token"] / lora_m["bytes_per_token"])
     assert s["media"]["none"]["bytes_ratio_vs_kv"] is None
-    # a resumed run reads finished media back instead of writing them again
+    with pytest.raises(RetainError, match="already holds a run"):  # nothing written is overwritten
+        continual(cfg, out=run)
+    # a resumed run reads finished media back instead of writing them again, and a medium cut short is
+    # rerun without its first try's records left in metrics.jsonl
     (run / "summary.json").unlink()
+    (run / "media" / "lora.json").unlink()
     again = continual(cfg, out=run, resume=True)
     assert again["media"]["lora"]["acc"] == s["media"]["lora"]["acc"]
+    lora_records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()
+                    if json.loads(line).get("medium") == "lora"]  # fmt: skip
+    assert [r["session"] for r in lora_records] == list(range(cfg.sessions))
 
 
 def test_missing_base_is_a_clear_error(tmp_path):

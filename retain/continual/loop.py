@@ -204,6 +204,8 @@ def continual(cfg: ContinualConfig, out: str | None = None, resume: bool = False
     run = RunDir(out) if resume and out else RunDir.create(cfg.name, out)
     if resume and not (run / "config.yaml").exists():
         raise RetainError(f"--resume: {run.path} holds no run to resume (no config.yaml)")
+    if not resume and (run / "config.yaml").exists():
+        raise RetainError(f"{run.path} already holds a run; continue it with --resume or choose another --out")
     if resume:
         cfg = from_dict(ContinualConfig, read_yaml(run / "config.yaml"))
     else:
@@ -224,6 +226,7 @@ def continual(cfg: ContinualConfig, out: str | None = None, resume: bool = False
             results[mcfg.name] = read_json(path)
             continue
         print(f"medium {mcfg.name}: writing {len(materials)} sessions")
+        run.keep_metrics(lambda r, name=mcfg.name: r.get("medium") != name)  # records of an interrupted try
         results[mcfg.name] = run_medium(cfg, mcfg, materials, suites, world, run)
         atomic_write_json(path, results[mcfg.name])
     summary = summarize(results, base)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -64,10 +65,14 @@ class RunDir:
                 continue
         return records
 
+    def keep_metrics(self, keep: Callable[[dict[str, Any]], bool]) -> None:
+        """Rewrite metrics.jsonl with only the records `keep` accepts, so resumed work is not logged twice."""
+        kept = [r for r in self.metrics() if keep(r)]
+        atomic_write_text(self.path / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in kept))
+
     def truncate_metrics(self, step: int) -> None:
         """Drop records logged after `step`, so a resumed run does not log them twice."""
-        kept = [r for r in self.metrics() if r.get("step", -1) <= step]
-        atomic_write_text(self.path / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in kept))
+        self.keep_metrics(lambda r: r.get("step", -1) <= step)
 
     def write_summary(self, summary: dict[str, Any]) -> Path:
         return atomic_write_json(self.path / "summary.json", summary)
