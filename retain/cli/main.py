@@ -65,6 +65,13 @@ COMMANDS: dict[str, Command] = {
         out=True,
         resume=True,
     ),
+    "merge": Command(
+        "merge LoRA adapters or checkpoints: linear, task arithmetic, SLERP, TIES, EMA, LiTI",
+        "retain.merge.run:MergeConfig",
+        "retain.merge.run:main",
+        flags=True,
+        out=True,
+    ),
 }
 
 
