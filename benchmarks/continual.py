@@ -77,6 +77,16 @@ def main() -> None:
     body = (f"`{args.config}` on the base model `{args.base}`, run into `{out}` (report: `{out}/report.md`). "
             f"Overrides: `{' '.join(args.set) or 'none'}`. ACC is recall over all sessions' questions after the "
             f"last write.\n\n{table(s['media'])}\n\n" + "\n".join(verdicts(s["media"], seconds)))  # fmt: skip
+    records = {n: json.loads((out / "media" / f"{n}.json").read_text()) for n in s["media"]}
+    from retain.continual.report import liti_table
+
+    if liti_table(records):
+        body += ("\n\nLiTI: each final memory moved towards the base model, theta_init + eta (theta - theta_init); "
+                 f"cells are ACC / base-knowledge accuracy (plot: `{out}/liti_front.png`).\n\n{liti_table(records)}")
+    svd = {n: max(r["svd_errors"]) for n, r in records.items() if r.get("svd_errors")}
+    if svd:
+        body += "\n\nLargest truncated-SVD error of a consolidation (relative Frobenius): " + ", ".join(
+            f"{n} {e:.3f}" for n, e in svd.items())
     stem = Path(args.config).stem
     write_section(stem, f"Continual loop: every medium over the sessions ({args.config})", body)
 

@@ -142,7 +142,7 @@ def test_cli_errors_are_one_line_exit_2(tmp_path, capsys):
     assert main(["run", str(tmp_path / "nope.yaml")]) == 2
     assert "config file not found" in capsys.readouterr().err
     assert main(["run", "configs/smoke/continual.yaml", "--set", "media.9.kind=lora"]) == 2
-    assert "'9' is not an index of the 5 items of 'media'" in capsys.readouterr().err
+    assert "'9' is not an index of the 6 items of 'media'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml")),

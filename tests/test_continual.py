@@ -30,7 +30,7 @@ def test_smoke_run_writes_matrix_summary_report_and_resumes(smoke_base, tmp_path
     s = continual(cfg, out=tmp_path / "run")
     run = tmp_path / "run"
     for name in ("config.yaml", "metrics.jsonl", "summary.json", "report.md", "materials.json",
-                 "accuracy_matrix.png", "recall_vs_bytes.png", "base_knowledge.png", "learning_curve.png"):  # fmt: skip
+                 "accuracy_matrix.png", "recall_vs_bytes.png", "base_knowledge.png", "learning_curve.png", "liti_front.png"):  # fmt: skip
         assert (run / name).exists(), name
     assert set(s["media"]) == {m.name for m in cfg.media}
     for m in s["media"].values():
@@ -42,6 +42,14 @@ def test_smoke_run_writes_matrix_summary_report_and_resumes(smoke_base, tmp_path
     lora_m = s["media"]["lora"]
     assert lora_m["bytes_ratio_vs_kv"] == pytest.approx(s["kv_bytes_per_token"] / lora_m["bytes_per_token"])
     assert s["media"]["none"]["bytes_ratio_vs_kv"] is None
+    # LiTI at eta 0 is the base model again, at eta 1 the memory as written
+    for name in ("lora", "lora-ties", "full"):
+        r = json.loads((run / "media" / f"{name}.json").read_text())
+        zero, one = r["liti"]
+        assert zero["base_acc"] == r["base_curve"][0] and zero["acc"] == CL.acc([r["R0"]])
+        assert one["base_acc"] == r["base_acc"] and one["acc"] == r["acc"]
+    assert json.loads((run / "media" / "soft_prompt.json").read_text())["liti"] == []  # no base to move towards
+    assert len(json.loads((run / "media" / "lora-ties.json").read_text())["svd_errors"]) == cfg.sessions
     with pytest.raises(RetainError, match="already holds a run"):  # nothing written is overwritten
         continual(cfg, out=run)
     # a resumed run reads finished media back instead of writing them again, and a medium cut short is

@@ -95,19 +95,60 @@ def test_bad_medium_config_names_the_key():
         MediumConfig(replay=0.7, base_replay=0.5)
 
 
-def test_per_session_adapters_fold_into_one_adapter_of_rank_r(smoke_base):
-    mem, _ = _memory(smoke_base, kind="lora", rank=2, adapters="per_session", steps=2, batch_size=2, lr=1e-2)
+@pytest.mark.parametrize("merge", ["average", "sum", "slerp", "ties", "ema"])
+def test_per_session_adapters_consolidate_by_the_merge_closed_form(smoke_base, merge):
+    from peft import get_peft_model_state_dict
+
+    from retain.merge import lora as LM
+    from retain.merge import ops
+
+    mem, _ = _memory(smoke_base, kind="lora", rank=2, memory_rank=4, adapters="per_session", merge=merge,
+                     merge_beta=0.25, steps=2, batch_size=2, lr=1e-2)  # fmt: skip
+    products = lambda name: LM.products(get_peft_model_state_dict(mem.model, adapter_name=name), {"lora_alpha": 16})
+    sessions, consolidate = [], mem.consolidate
+
+    def spy(n):
+        sessions.append(products("session"))
+        consolidate(n)
+
+    mem.consolidate = spy
     world = load_world(smoke_base / "world")
-    deltas = []
     for s in world.sessions[:2]:
         mem.write(Material(s.index, s.transcript, 50))
-        names = list(mem.model.peft_config)
-        assert names == [mem.memory]  # one adapter is the memory; the per-session ones are folded in
-        layer = mem.model.base_model.model.model.layers[0].self_attn.q_proj
-        assert layer.lora_A[mem.memory].weight.shape[0] == 2
-        deltas.append(layer.get_delta_weight(mem.memory).detach().clone())
-    assert not torch.allclose(deltas[0], deltas[1])
+        assert list(mem.model.peft_config) == ["default"]  # the session adapter is folded in and deleted
+    got, (d1, d2) = products("default"), sessions
+    expected = {"average": lambda k: (d1[k] + d2[k]) / 2, "sum": lambda k: d1[k] + d2[k],
+                "slerp": lambda k: ops.slerp(d1[k], d2[k], 0.5), "ema": lambda k: 0.75 * d1[k] + 0.25 * d2[k]}
+    for k in got:
+        assert mem.model.peft_config["default"].r == 4
+        if merge == "ties":  # trimmed and sign-elected: sparse, so only the support is checkable
+            assert got[k].abs().sum() > 0 and not torch.allclose(got[k], (d1[k] + d2[k]) / 2, atol=1e-4)
+            continue
+        # two rank-2 sessions fit a rank-4 memory exactly (up to fp32 SVD round-off)
+        assert torch.allclose(got[k], expected[merge](k), atol=1e-5, rtol=1e-3), (merge, k)
+    assert max(mem.svd_errors) < (1.0 if merge == "ties" else 1e-3)
     assert mem.nbytes() == sum(p.numel() for n, p in mem.model.named_parameters() if "lora_" in n) * 2
+
+
+@pytest.mark.parametrize("kind", ["lora", "full"])
+def test_liti_moves_the_memory_towards_the_base_model_and_restores_it(smoke_base, kind):
+    model, tok = load_model_and_tokenizer(smoke_base / "model")
+    x = torch.tensor([[tok.bos_token_id] + tok("Ada Lindqvist lives in", add_special_tokens=False)["input_ids"]])
+    with torch.no_grad():
+        base = model(x).logits
+    mem = make_memory(MediumConfig(kind=kind, steps=3, batch_size=2, lr=1e-2 if kind == "lora" else 1e-3), model, tok)
+    mem.write(_material(smoke_base)[0])
+    with torch.no_grad():
+        written = mem.model(x).logits
+        assert not torch.allclose(written, base, atol=1e-4)
+        with mem.liti(0.0):
+            assert torch.allclose(mem.model(x).logits, base, atol=1e-5)
+        with mem.liti(0.5):
+            half = mem.model(x).logits
+        assert torch.allclose(mem.model(x).logits, written)  # restored
+    assert not torch.allclose(half, base, atol=1e-4) and not torch.allclose(half, written, atol=1e-4)
+    with pytest.raises(ValueError, match="LiTI"):
+        _memory(smoke_base, kind="soft_prompt")[0].liti(0.5).__enter__()
 
 
 def test_shot_kinds_build_the_context_they_promise(smoke_base):

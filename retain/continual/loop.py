@@ -68,6 +68,9 @@ class ContinualConfig:
                                                                MediumConfig(kind="context"), MediumConfig()])
     """The media run side by side on the same materials."""
     eval: EvalConfig = field(default_factory=EvalConfig)
+    liti: list[float] = field(default_factory=list)
+    """After the last write, each lora and full medium is moved towards the base model by LiTI
+    (theta_init + eta (theta - theta_init)) at each of these eta and evaluated: recall against base knowledge."""
     threads: int | None = None
     """torch CPU threads (None: torch's default)."""
 
@@ -168,6 +171,7 @@ def run_medium(cfg: ContinualConfig, mcfg: MediumConfig, materials, suites: Suit
         run.log({"medium": mcfg.name, "session": m.session, "write_seconds": cost.seconds, "write_tokens": cost.tokens,
                  "recall_just_written": ev["sessions"][m.session], "base_acc": ev["base_acc"],
                  "skill_acc": ev["skill_acc"], "nbytes": memory.nbytes()})  # fmt: skip
+    front = liti_front(memory, cfg.liti, suites, cfg.eval.batch_size) if mcfg.kind in ("lora", "full") else []
     session_tokens = sum(m.session_tokens for m in materials)
     final = evals[-1]
     flat = [q for qs in suites.sessions for q in qs]
@@ -186,7 +190,20 @@ def run_medium(cfg: ContinualConfig, mcfg: MediumConfig, materials, suites: Suit
         "bits": bits, "bits_per_param": bits / params if params else None,
         "write_seconds": sum(c.seconds for c in costs), "write_tokens": sum(c.tokens for c in costs),
         "answer_seconds": sum(e["answer_seconds"] for e in evals),
+        "liti": front, "svd_errors": getattr(memory, "svd_errors", []),
     }  # fmt: skip
+
+
+def liti_front(memory, etas: list[float], suites: Suites, batch_size: int) -> list[dict[str, float]]:
+    """Recall over every session and base-knowledge accuracy of the final memory moved towards the base
+    model by LiTI at each eta: the trade-off front between what was written and what was known."""
+    front = []
+    for eta in progress(etas, desc="LiTI", leave=False):
+        with memory.liti(eta):
+            ev = evaluate(memory, suites, batch_size)
+        front.append({"eta": eta, "acc": CL.acc([ev["sessions"]]),
+                      "base_acc": ev["base_acc"], "skill_acc": ev["skill_acc"]})  # fmt: skip
+    return front
 
 
 def continual(cfg: ContinualConfig, out: str | None = None, resume: bool = False) -> dict[str, Any]:

@@ -53,6 +53,36 @@ def curves(results: dict[str, dict], key: str, title: str, ylabel: str, from_zer
     return fig
 
 
+def liti_front(results: dict[str, dict]) -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    top = max((p["acc"] for r in results.values() for p in r.get("liti") or []), default=1.0)
+    for name, r in results.items():
+        pts = r.get("liti") or []
+        if pts:
+            ax.plot([p["base_acc"] for p in pts], [p["acc"] for p in pts], marker="o", label=name)
+            for p in pts:
+                ax.annotate(f"{p['eta']:g}", (p["base_acc"], p["acc"]), textcoords="offset points", xytext=(3, 3),
+                            fontsize=7)  # fmt: skip
+    ax.set(xlabel="base knowledge (closed-book recall, known people)", ylabel="ACC (recall, all sessions)",
+           title="LiTI: theta_init + eta (theta - theta_init), eta labelled", xlim=(0, 1.02),
+           ylim=(0, min(1.02, 1.25 * top + 0.02)))  # fmt: skip
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def liti_table(results: dict[str, dict]) -> str:
+    """Markdown rows eta -> ACC / base acc per medium that has a LiTI front ('' when none has)."""
+    fronts = {n: r["liti"] for n, r in results.items() if r.get("liti")}
+    if not fronts:
+        return ""
+    etas = [p["eta"] for p in next(iter(fronts.values()))]
+    lines = ["| medium | " + " | ".join(f"eta {e:g}" for e in etas) + " |", "| --- |" + " ---: |" * len(etas)]
+    for name, pts in fronts.items():
+        lines.append(f"| {name} | " + " | ".join(f"{p['acc']:.3f} / {p['base_acc']:.2f}" for p in pts) + " |")
+    return "\n".join(lines)
+
+
 def _f(v: Any, fmt: str) -> str:
     return "-" if v is None else format(v, fmt)
 
@@ -64,6 +94,12 @@ def write_report(run: RunDir, cfg: Any, results: dict[str, dict], summary: dict[
                        True), "base_knowledge.png")  # fmt: skip
     run.savefig(curves(results, "learning", "Learning curve", "mean recall on the sessions so far", False),
                 "learning_curve.png")  # fmt: skip
+    front = liti_table(results)
+    if front:
+        run.savefig(liti_front(results), "liti_front.png")
+        front = ("## LiTI: recall against base knowledge\n\nThe final memory moved towards the base model, "
+                 "theta_init + eta (theta - theta_init); each cell is ACC / base-knowledge accuracy.\n\n"
+                 f"{front}\n\n![LiTI front](liti_front.png)\n")  # fmt: skip
     head = ("| medium | ACC | just written | BWT | FWT | base acc | base drop | skill acc | bytes | B/token | "
             "x fewer than KV cache | bits/param | write s | answer s |")
     lines = [head, "| --- |" + " ---: |" * 13]
@@ -97,6 +133,7 @@ memory's bytes by the sessions' transcript tokens.
 
 ![learning curve](learning_curve.png)
 
+{front}
 ## Accuracy matrices R[i][j]
 
 {chr(10).join(matrices)}

@@ -57,7 +57,17 @@ class MediumConfig:
     """lora: modules adapted: attn, qv, mlp, all-linear, or a comma list of module names."""
     adapters: Literal["single", "per_session"] = "single"
     """lora: one adapter trained on every session in turn (continued training), or a fresh adapter per
-    session merged into the memory by a running average of the products B A, re-factored to rank r (SVD)."""
+    session consolidated into the memory adapter by `merge` on the products B A, re-factored by SVD."""
+    merge: Literal["average", "sum", "slerp", "ties", "ema"] = "average"
+    """lora per_session: how a session adapter joins the memory of n sessions: average (weights n/(n+1),
+    1/(n+1)), sum (task arithmetic), slerp (t = 1/(n+1), WARP's iterated SLERP), ties (TIES with weights
+    n : 1), ema (weight merge_beta on the new session)."""
+    merge_beta: float = 0.5
+    """lora per_session, merge ema: weight of the newest session."""
+    merge_density: float = 0.2
+    """lora per_session, merge ties: fraction of entries kept per tensor when trimming."""
+    memory_rank: int = 0
+    """lora per_session: rank of the consolidated memory adapter (0: rank). The bytes are counted at it."""
     prompt_tokens: int = 16
     """soft_prompt: number of trained virtual tokens."""
     dtype: str = "bf16"
@@ -70,6 +80,10 @@ class MediumConfig:
         for key in ("budget_tokens", "steps", "batch_size", "rank", "prompt_tokens"):
             if getattr(self, key) <= 0:
                 raise ValueError(f"media '{self.name}': {key} must be positive, got {getattr(self, key)}")
+        if self.memory_rank < 0:
+            raise ValueError(f"media '{self.name}': memory_rank must be >= 0, got {self.memory_rank}")
+        if not 0.0 < self.merge_beta <= 1.0 or not 0.0 < self.merge_density <= 1.0:
+            raise ValueError(f"media '{self.name}': merge_beta and merge_density must be in (0, 1]")
         if not 0.0 <= self.replay + self.base_replay < 1.0 or self.replay < 0 or self.base_replay < 0:
             raise ValueError(f"media '{self.name}': replay + base_replay must be in [0, 1)")
 

@@ -11,12 +11,15 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Callable
+from contextlib import contextmanager
 
 import torch
-from peft import LoraConfig, get_peft_model
+from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
 
 from retain.fermi.formulas import dtype_bytes, lora_bytes, resolve_targets, soft_prompt_params
 from retain.memory.base import Material, Memory, Timer, WriteCost
+from retain.merge import lora as LM
+from retain.merge import ops
 from retain.runs.seed import derive_seed
 from retain.world import render as R
 
@@ -48,6 +51,28 @@ class WeightMemory(Memory):
 
     def trainable(self) -> list[torch.nn.Parameter]:
         return [p for p in self.model.parameters() if p.requires_grad]
+
+    def liti_pairs(self) -> list[tuple[torch.nn.Parameter, torch.Tensor]]:
+        """(parameter, its value in the base model) for every parameter LiTI moves; none by default."""
+        return []
+
+    @contextmanager
+    def liti(self, eta: float):
+        """Inside the block the memory is theta_init + eta (theta - theta_init) (WARP's LiTI): eta 0 is the base
+        model, 1 the memory as written. The written memory is restored on exit."""
+        pairs = self.liti_pairs()
+        if not pairs:
+            raise ValueError(f"{self.cfg.kind}: LiTI interpolates towards the base model; only lora and full have one")
+        saved = [p.detach().clone() for p, _ in pairs]
+        with torch.no_grad():
+            for p, p0 in pairs:
+                p.copy_(ops.liti(p0, p, eta))
+        try:
+            yield self
+        finally:
+            with torch.no_grad():
+                for (p, _), v in zip(pairs, saved):
+                    p.copy_(v)
 
     def params(self) -> int:
         return sum(p.numel() for p in self.trainable())
@@ -103,38 +128,61 @@ class WeightMemory(Memory):
 
 class LoraMemory(WeightMemory):
     """A PEFT LoRA adapter; the base weights stay frozen. `adapters: single` trains one adapter on every
-    session in turn; `per_session` trains a fresh adapter on each session (on the base model alone) and
-    folds it into the memory: memory <- (n memory + new) / (n + 1) on the products B A, SVD back to rank r."""
+    session in turn (continued training); `per_session` trains a fresh rank-r adapter on each session (on the
+    base model alone) and consolidates it into the memory adapter (rank `memory_rank`) by `merge`, on the
+    products B A, re-factored by truncated SVD (retain.merge)."""
+
+    SESSION = "session"
 
     def __init__(self, model, tokenizer, cfg, **kw):
-        self.lora = LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=0.0,
-                               target_modules=list(resolve_targets(cfg.targets)))  # fmt: skip
-        super().__init__(get_peft_model(model, self.lora), tokenizer, cfg, **kw)
-        self.memory = "default"
+        targets = list(resolve_targets(cfg.targets))
+        self.session_lora = LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=0.0, target_modules=targets)
+        self.rank = (cfg.memory_rank or cfg.rank) if cfg.adapters == "per_session" else cfg.rank
+        memory = LoraConfig(r=self.rank, lora_alpha=cfg.alpha, lora_dropout=0.0, target_modules=targets)
+        super().__init__(get_peft_model(model, memory), tokenizer, cfg, **kw)
+        self.svd_errors: list[float] = []
+        """Per consolidation, the largest relative error of the truncated SVD over the adapted modules."""
 
     def write(self, material: Material) -> WriteCost:
-        n = len(self.written)
-        if self.cfg.adapters == "single" or n == 0:
+        if self.cfg.adapters == "single":
             return super().write(material)
-        new = f"session{material.session}"
-        self.model.add_adapter(new, self.lora)
-        self.model.set_adapter(new)  # only the new adapter is active and trainable
+        self.model.add_adapter(self.SESSION, self.session_lora)
+        self.model.set_adapter(self.SESSION)  # only the new adapter is active and trainable
         cost = super().write(material)
         with Timer() as t:
-            merged = f"memory{material.session}"
-            self.model.base_model.add_weighted_adapter([self.memory, new], [n / (n + 1), 1 / (n + 1)], merged,
-                                                       combination_type="svd", svd_rank=self.cfg.rank)  # fmt: skip
-            self.model.set_adapter(merged)
-            self.model.delete_adapter(new)
-            self.model.delete_adapter(self.memory)
-            self.memory = merged
+            self.consolidate(n=len(self.written) - 1)
         return WriteCost(cost.seconds + t.seconds, cost.tokens)
+
+    def consolidate(self, n: int) -> None:
+        """Merge the session adapter into the memory adapter, which holds n sessions, and delete it."""
+        cfg, scale = self.cfg, {"lora_alpha": self.cfg.alpha}
+        new = LM.products(get_peft_model_state_dict(self.model, adapter_name=self.SESSION), scale)
+        mem = LM.products(get_peft_model_state_dict(self.model, adapter_name="default"), scale)
+        if cfg.merge == "average":  # every session weighs 1 / (n + 1)
+            merged = ops.task_arithmetic_dicts([mem, new], [n / (n + 1), 1 / (n + 1)])
+        elif cfg.merge == "sum":  # task arithmetic with weight 1: nothing is diluted, everything interferes
+            merged = ops.task_arithmetic_dicts([mem, new], [1.0, 1.0])
+        elif cfg.merge == "slerp":  # WARP's iterated SLERP: the new session weighs 1 / (n + 1)
+            merged = ops.slerp_dicts(mem, new, 1 / (n + 1))
+        elif cfg.merge == "ties":  # weights n : 1 as in the average, but trimmed, sign-elected, disjoint
+            merged = ops.ties_dicts([mem, new], cfg.merge_density, [float(n), 1.0])
+        else:  # ema
+            merged = ops.ema_dicts(mem, new, cfg.merge_beta) if n else new
+        state, errors = LM.factor(merged, self.rank, scale)
+        set_peft_model_state_dict(self.model, state, adapter_name="default")
+        self.svd_errors.append(max(errors.values()))
+        self.model.set_adapter("default")
+        self.model.delete_adapter(self.SESSION)
 
     def trainable(self) -> list[torch.nn.Parameter]:
         return [p for n, p in self.model.named_parameters() if p.requires_grad and "lora_" in n]
 
+    def liti_pairs(self) -> list[tuple[torch.nn.Parameter, torch.Tensor]]:
+        # the update scale * B A is linear in B: moving B towards 0 by eta moves the model towards the base
+        return [(p, torch.zeros_like(p)) for n, p in self.model.named_parameters() if ".lora_B.default." in n]
+
     def nbytes(self) -> int:
-        return int(lora_bytes(self.arch, self.cfg.rank, self.cfg.targets, self.cfg.dtype))
+        return int(lora_bytes(self.arch, self.rank, self.cfg.targets, self.cfg.dtype))
 
 
 class FullMemory(WeightMemory):
@@ -143,6 +191,10 @@ class FullMemory(WeightMemory):
     def __init__(self, model, tokenizer, cfg, **kw):
         model.requires_grad_(True)
         super().__init__(model, tokenizer, cfg, **kw)
+        self.init = {n: p.detach().clone() for n, p in model.named_parameters()}
+
+    def liti_pairs(self) -> list[tuple[torch.nn.Parameter, torch.Tensor]]:
+        return [(p, self.init[n]) for n, p in self.model.named_parameters()]
 
     def nbytes(self) -> int:
         return int(self.arch.param_count() * dtype_bytes(self.cfg.dtype))
