@@ -81,7 +81,7 @@ def test_override_indexes_lists():
 
     cfg = load_config(ContinualConfig, Path(__file__).resolve().parents[1] / "configs" / "smoke" / "continual.yaml",
                       ["media.2.steps=7", "media.1.budget_tokens=99"])  # fmt: skip
-    assert cfg.media[2].steps == 7 and cfg.media[1].budget_tokens == 99 and len(cfg.media) == 5
+    assert cfg.media[2].steps == 7 and cfg.media[1].budget_tokens == 99 and len(cfg.media) == 6
 
 
 def test_field_docs_and_describe():
