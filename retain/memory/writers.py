@@ -9,15 +9,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
-from transformers import LogitsProcessorList, TemperatureLogitsWarper
 
 from retain.eval.qa import encode
 from retain.memory.base import Material
-from retain.models.generate import generate
+from retain.sampling import DecodingConfig, TemperatureHead, sample
 from retain.world import render as R
 from retain.world.examples import summary_prompt
 from retain.world.world import Session
@@ -33,8 +32,9 @@ class WriterConfig:
     """oracle (the world's facts: an upper bound), transcript (the raw session), model (its own notes)."""
     max_new_tokens: int = 96
     """model: most tokens of a written summary."""
-    temperature: float = 0.0
-    """model: 0 writes greedily; above 0 samples at this temperature."""
+    decoding: DecodingConfig = field(default_factory=DecodingConfig)
+    """model: how it writes: greedy (default), a fixed temperature with top-k / top-p / typical, or an
+    adaptive temperature head (docs/decoding.md)."""
     seed: int = 0
     """model: seed of the sampling."""
 
@@ -52,13 +52,12 @@ def make_writer(cfg: WriterConfig, model: torch.nn.Module | None = None, tokeniz
     def transcript(s: Session) -> Material:
         return Material(s.index, s.transcript, session_tokens(tokenizer, s))
 
+    head = TemperatureHead.load(cfg.decoding.head) if cfg.kind == "model" and cfg.decoding.adaptive != "none" else None
+
     def written(s: Session) -> Material:
-        sample = cfg.temperature > 0
-        procs = LogitsProcessorList([TemperatureLogitsWarper(cfg.temperature)]) if sample else None
         gen = torch.Generator().manual_seed(cfg.seed + s.index)
-        out = generate(model, [encode(tokenizer, summary_prompt(s.transcript))], eos_id=tokenizer.eos_token_id,
-                       pad_id=tokenizer.pad_token_id, max_new_tokens=cfg.max_new_tokens, do_sample=sample,
-                       logits_processor=procs, generator=gen)[0]  # fmt: skip
+        out = sample(model, tokenizer, [encode(tokenizer, summary_prompt(s.transcript))], cfg.decoding,
+                     max_new_tokens=cfg.max_new_tokens, generator=gen, head=head)[0]  # fmt: skip
         return Material(s.index, tokenizer.decode(out, skip_special_tokens=True).strip(), session_tokens(tokenizer, s))
 
     return {"oracle": oracle, "transcript": transcript, "model": written}[cfg.kind]

@@ -1,0 +1,115 @@
+"""How a model writes: greedy, or sampled through transformers' own logits processors (temperature, top-k,
+top-p, locally typical), optionally with a learned adaptive temperature.
+
+`processors(cfg)` builds the list in the order `model.generate` applies them (temperature, top-k, top-p,
+typical), so the package's `generate` with a seeded generator draws what `model.generate` draws under the
+same seed (tests/test_sampling.py checks it). Locally typical sampling (Meister et al. 2023) keeps the
+tokens whose surprisal is closest to the conditional entropy, up to mass `typical_p`.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from transformers import (
+    LogitsProcessorList,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+    TypicalLogitsWarper,
+)
+
+from retain.models.generate import generate
+from retain.sampling.adaptive import AdaptiveTemperature, TemperatureHead
+
+
+@dataclass
+class DecodingConfig:
+    """A decoding strategy. temperature 0 and no adaptive head: greedy."""
+
+    temperature: float = 0.0
+    """Fixed sampling temperature; 0 decodes greedily (unless `adaptive` is set)."""
+    top_k: int = 0
+    """Keep the k most likely tokens (0: off)."""
+    top_p: float = 1.0
+    """Nucleus sampling: keep the smallest set of tokens with this much mass (1: off)."""
+    typical_p: float = 1.0
+    """Locally typical sampling: keep the tokens closest to the conditional entropy up to this mass (1: off)."""
+    adaptive: Literal["none", "linear", "exponential", "inverse_sigmoid"] = "none"
+    """A learned per-token temperature: the head at `head` maps its diversity score to [t_min, t_max] by this
+    mapping (replaces `temperature`)."""
+    head: str = ""
+    """adaptive: directory of a trained temperature head (head.json, head.safetensors)."""
+    t_min: float = 0.1
+    """adaptive: temperature at diversity score 0 (facts)."""
+    t_max: float = 1.5
+    """adaptive: temperature at diversity score 1 (free wording)."""
+
+    def __post_init__(self) -> None:
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0, got {self.top_k}")
+        for key in ("top_p", "typical_p"):
+            if not 0.0 < getattr(self, key) <= 1.0:
+                raise ValueError(f"{key} must be in (0, 1], got {getattr(self, key)}")
+        if self.adaptive != "none" and not self.head:
+            raise ValueError("adaptive temperature needs `head`: the directory of a trained head")
+        if not 0 < self.t_min <= self.t_max:
+            raise ValueError(f"need 0 < t_min <= t_max, got {self.t_min}, {self.t_max}")
+
+    @property
+    def sampled(self) -> bool:
+        return self.temperature > 0 or self.adaptive != "none"
+
+    def label(self) -> str:
+        """A short name for plots and tables, e.g. 'T=0.7', 'top-p 0.9', 'typical 0.2', 'adaptive exp'."""
+        if self.adaptive != "none":
+            return f"adaptive {self.adaptive}"
+        if not self.sampled:
+            return "greedy"
+        parts = [f"T={self.temperature:g}"]
+        parts += [f"top-k {self.top_k}"] if self.top_k else []
+        parts += [f"top-p {self.top_p:g}"] if self.top_p < 1 else []
+        parts += [f"typical {self.typical_p:g}"] if self.typical_p < 1 else []
+        return ", ".join(parts)
+
+
+def processors(cfg: DecodingConfig, adaptive: AdaptiveTemperature | None = None) -> LogitsProcessorList:
+    """transformers' warpers for `cfg`, in `model.generate`'s order; `adaptive` takes the temperature's place."""
+    out = LogitsProcessorList()
+    if adaptive is not None:
+        out.append(adaptive)
+    elif cfg.temperature > 0 and cfg.temperature != 1.0:
+        out.append(TemperatureLogitsWarper(cfg.temperature))
+    if cfg.top_k:
+        out.append(TopKLogitsWarper(cfg.top_k))
+    if cfg.top_p < 1.0:
+        out.append(TopPLogitsWarper(cfg.top_p))
+    if cfg.typical_p < 1.0:
+        out.append(TypicalLogitsWarper(cfg.typical_p))
+    return out
+
+
+@contextmanager
+def decoding(cfg: DecodingConfig, model: torch.nn.Module, head: TemperatureHead | None = None):
+    """Yields the processor list for `cfg` on `model` (hooking the adaptive head in while inside)."""
+    if cfg.adaptive == "none":
+        yield processors(cfg)
+        return
+    head = head if head is not None else TemperatureHead.load(cfg.head)
+    with AdaptiveTemperature(model, head, cfg.adaptive, cfg.t_min, cfg.t_max) as adaptive:
+        yield processors(cfg, adaptive)
+
+
+def sample(model, tokenizer, prompts: list[list[int]], cfg: DecodingConfig, *, max_new_tokens: int,
+           generator: torch.Generator | None = None, head: TemperatureHead | None = None,
+           batch_size: int = 64) -> list[list[int]]:  # fmt: skip
+    """Continue `prompts` (token ids) with decoding `cfg`; returns the new ids of each, without the eos."""
+    with decoding(cfg, model, head) as procs:
+        return generate(model, prompts, eos_id=tokenizer.eos_token_id, pad_id=tokenizer.pad_token_id,
+                        max_new_tokens=max_new_tokens, do_sample=cfg.sampled, logits_processor=procs or None,
+                        generator=generator, batch_size=batch_size)  # fmt: skip
