@@ -84,3 +84,12 @@ def test_rehearsal_never_replays_a_person_a_session_updates(smoke_base):
     assert not any(e in s and old in s for s in sentences for e, old in stale)
     qa = [t for t in texts if t.startswith("Q: ")]
     assert 50 < len(qa) < 150 and all(" A: " in t for t in qa)
+
+
+def test_missing_temperature_head_fails_before_the_run_dir_exists(smoke_base, tmp_path):
+    cfg = load_config(ContinualConfig, ROOT / "configs" / "smoke" / "continual.yaml",
+                      [f"base={smoke_base}", "writer.kind=model", "writer.decoding.adaptive=exponential",
+                       f"writer.decoding.head={tmp_path}/nohead"])  # fmt: skip
+    with pytest.raises(RetainError, match="holds no temperature head"):
+        continual(cfg, out=tmp_path / "run")
+    assert not (tmp_path / "run").exists()

@@ -218,6 +218,10 @@ def continual(cfg: ContinualConfig, out: str | None = None, resume: bool = False
 
     hf_logging.disable_progress_bar()  # one "Loading weights" bar per medium is noise
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|peft|torch)\b")
+    if cfg.writer.kind == "model" and cfg.writer.decoding.adaptive != "none":
+        from retain.sampling import TemperatureHead
+
+        TemperatureHead.load(cfg.writer.decoding.head)  # a missing head fails here, before the run dir exists
     run = RunDir(out) if resume and out else RunDir.create(cfg.name, out)
     if resume and not (run / "config.yaml").exists():
         raise RetainError(f"--resume: {run.path} holds no run to resume (no config.yaml)")
