@@ -237,7 +237,8 @@ def continual(cfg: ContinualConfig, out: str | None = None, resume: bool = False
     model, tok = load_model_and_tokenizer(base / "model")
     writer = make_writer(cfg.writer, model, tok)
     materials = [writer(s) for s in world.sessions[: cfg.sessions]]
-    atomic_write_json(run / "materials.json", [m.__dict__ | {"facts": None, "updates": None} for m in materials])
+    hidden = {"facts": None, "updates": None, "questions": None}  # the world's, not the writer's
+    atomic_write_json(run / "materials.json", [m.__dict__ | hidden for m in materials])
     del model
     suites = build_suites(world, cfg.sessions, cfg.eval, cfg.seed)
     results = {}

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from retain.memory.base import Material, MediumConfig, Memory, NoMemory, WriteCost
 from retain.memory.context import ContextMemory
+from retain.memory.kv_prefix import KVPrefixMemory
 from retain.memory.weights import FullMemory, LoraMemory, SoftPromptMemory
 
 KINDS = {"none": NoMemory, "context": ContextMemory, "lora": LoraMemory, "soft_prompt": SoftPromptMemory,
-         "full": FullMemory}  # fmt: skip
+         "kv_prefix": KVPrefixMemory, "full": FullMemory}  # fmt: skip
 
 
 def make_memory(cfg: MediumConfig, model, tokenizer, base_text=None, shot_pool=None, seed: int = 0) -> Memory:
@@ -24,5 +25,5 @@ def make_memory(cfg: MediumConfig, model, tokenizer, base_text=None, shot_pool=N
     return cls(model, tokenizer, cfg, base_text=base_text, seed=seed)
 
 
-__all__ = ["KINDS", "ContextMemory", "FullMemory", "LoraMemory", "Material", "MediumConfig", "Memory", "NoMemory",
-           "SoftPromptMemory", "WriteCost", "make_memory"]  # fmt: skip
+__all__ = ["KINDS", "ContextMemory", "FullMemory", "KVPrefixMemory", "LoraMemory", "Material", "MediumConfig",
+           "Memory", "NoMemory", "SoftPromptMemory", "WriteCost", "make_memory"]  # fmt: skip

@@ -24,8 +24,9 @@ from retain.world.world import Fact, Question
 class MediumConfig:
     """One memory medium of a continual run. Keys that do not apply to a kind are ignored by it."""
 
-    kind: Literal["none", "context", "lora", "soft_prompt", "full"] = "lora"
-    """none (the base model alone), context (material kept in the prompt), lora, soft_prompt, full."""
+    kind: Literal["none", "context", "lora", "soft_prompt", "kv_prefix", "full"] = "lora"
+    """none (the base model alone), context (material kept in the prompt), lora, soft_prompt, kv_prefix (a
+    trained KV cache), full."""
     name: str = ""
     """Label in the report (default: kind). Two media of one kind need different names."""
     budget_tokens: int = 1200
@@ -69,7 +70,21 @@ class MediumConfig:
     memory_rank: int = 0
     """lora per_session: rank of the consolidated memory adapter (0: rank). The bytes are counted at it."""
     prompt_tokens: int = 16
-    """soft_prompt: number of trained virtual tokens."""
+    """soft_prompt: number of trained virtual tokens; kv_prefix: number of trained KV positions P."""
+    prefix_init: Literal["session", "text"] = "session"
+    """kv_prefix: start from the KV cache of the first P tokens of the first session written (BOS and its
+    transcript), or of unrelated text (a biography of a known person)."""
+    objective: Literal["sft", "distill"] = "sft"
+    """Weight media: next-token loss on the material (sft), or KL to the model with the session transcript in
+    context on query sequences (distill; docs/distill.md)."""
+    queries: Literal["self_study", "spans", "oracle"] = "self_study"
+    """distill: the query sequences: the model's own questions, answers and notes about the session
+    (self_study), spans of the transcript (spans), or the world's questions with answers (oracle: an upper
+    bound, never the default)."""
+    n_queries: int = 32
+    """distill: query sequences drawn per session."""
+    top_k: int = 20
+    """distill: the teacher's k most likely next tokens per position (the rest of its mass is one bucket)."""
     dtype: str = "bf16"
     """Storage dtype for byte accounting (the weights train in fp32)."""
 
@@ -77,7 +92,7 @@ class MediumConfig:
         self.name = self.name or self.kind
         if self.shots < 0:
             raise ValueError(f"media '{self.name}': shots must be >= 0, got {self.shots}")
-        for key in ("budget_tokens", "steps", "batch_size", "rank", "prompt_tokens"):
+        for key in ("budget_tokens", "steps", "batch_size", "rank", "prompt_tokens", "n_queries", "top_k"):
             if getattr(self, key) <= 0:
                 raise ValueError(f"media '{self.name}': {key} must be positive, got {getattr(self, key)}")
         if self.memory_rank < 0:
@@ -102,6 +117,10 @@ class Material:
     """The world's facts behind the text; only oracle material carries them (paraphrase augmentation)."""
     updates: list[Fact] | None = None
     """Which of `facts` update an earlier value (phrased as updates when paraphrased)."""
+    transcript: str = ""
+    """The session's transcript, whatever the writer made of it: the distillation teacher's context."""
+    questions: list[Question] | None = None
+    """The session's questions: only `queries: oracle` distillation reads them (an upper bound)."""
 
 
 @dataclass

@@ -14,8 +14,10 @@ from collections.abc import Callable
 from contextlib import contextmanager
 
 import torch
+import torch.nn.functional as F
 from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
 
+from retain.errors import RetainError
 from retain.fermi.formulas import dtype_bytes, lora_bytes, resolve_targets, soft_prompt_params
 from retain.memory.base import Material, Memory, Timer, WriteCost
 from retain.merge import lora as LM
@@ -48,6 +50,9 @@ class WeightMemory(Memory):
         super().__init__(model, tokenizer, cfg)
         self.base_text, self.seed = base_text, seed
         self.written: list[Material] = []
+        self.session_teachers: list = []  # distill: each written session's queries with teacher top-k (replay)
+        self.base_teachers: list = []  # distill: base-knowledge text with the pre-write model's top-k
+        self._last_tokens = 0
 
     def trainable(self) -> list[torch.nn.Parameter]:
         return [p for p in self.model.parameters() if p.requires_grad]
@@ -77,8 +82,24 @@ class WeightMemory(Memory):
     def params(self) -> int:
         return sum(p.numel() for p in self.trainable())
 
+    bos = True
+    """Training texts and questions start with BOS (False for a KV prefix, which holds its own)."""
+
+    def logits(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(B, L, V) logits of right-padded `ids` through the medium (adapter, soft prompt, prefix...)."""
+        return self.model(input_ids=ids, attention_mask=mask).logits
+
     def loss(self, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return self.model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        """Next-token cross-entropy (the SFT write)."""
+        logits = self.logits(ids, mask)[:, :-1]
+        return F.cross_entropy(logits.flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=-100)
+
+    def teacher_context(self, material: Material) -> list[int]:
+        """What the distillation teacher sees before a query: BOS and the session transcript."""
+        if not material.transcript.strip():
+            raise RetainError(f"session {material.session + 1} has no transcript text to distill from")
+        ids = self.tokenizer(material.transcript, add_special_tokens=False)["input_ids"]
+        return ([self.tokenizer.bos_token_id] if self.bos else []) + ids
 
     def batch_texts(self, material: Material, rng: random.Random) -> list[str]:
         """`batch_size` texts: the material augmented, or rehearsal at the replay ratios."""
@@ -96,35 +117,77 @@ class WeightMemory(Memory):
     def encode(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Right-padded ids (BOS text EOS), attention mask and labels (-100 on padding)."""
         tok = self.tokenizer
-        rows = [[tok.bos_token_id] + tok(t, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
-                for t in texts]  # fmt: skip
+        bos = [tok.bos_token_id] if self.bos else []
+        rows = [bos + tok(t, add_special_tokens=False)["input_ids"] + [tok.eos_token_id] for t in texts]
         L = max(len(r) for r in rows)
         ids = torch.full((len(rows), L), tok.pad_token_id, dtype=torch.long)
         mask = torch.zeros((len(rows), L), dtype=torch.long)
         for i, r in enumerate(rows):
             ids[i, : len(r)], mask[i, : len(r)] = torch.tensor(r), 1
+        self._last_tokens = int(mask.sum())
         return ids, mask, ids.masked_fill(mask == 0, -100)
 
     def write(self, material: Material) -> WriteCost:
-        params = self.trainable()
-        opt = torch.optim.AdamW(params, lr=self.cfg.lr, weight_decay=0.0)
+        if not material.text.strip():
+            raise RetainError(f"session {material.session + 1}: the writer produced no text to write")
         rng = random.Random(derive_seed(self.seed, "write", self.cfg.name, material.session))
-        tokens = 0
-        self.model.train()
         with Timer() as t:
-            for _ in range(self.cfg.steps):
-                ids, mask, labels = self.encode(self.batch_texts(material, rng))
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=ids.device.type == "cpu"):
-                    loss = self.loss(ids, mask, labels)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, 1.0)
-                opt.step()
-                opt.zero_grad(set_to_none=True)
-                tokens += int(mask.sum())
-        self.model.eval()
+            if self.cfg.objective == "distill":
+                step, tokens = self.distill_steps(material, rng)
+            else:
+                step, tokens = (lambda: self.loss(*self.encode(self.batch_texts(material, rng)))), 0
+            tokens += self.optimize(step)
         self.written.append(material)
         return WriteCost(t.seconds, tokens)
 
+    def optimize(self, step: Callable[[], torch.Tensor]) -> int:
+        """`cfg.steps` AdamW steps (constant lr, bf16 autocast on CPU) on the loss `step()` returns."""
+        params = self.trainable()
+        opt = torch.optim.AdamW(params, lr=self.cfg.lr, weight_decay=0.0)
+        self.model.train()
+        tokens = 0
+        for _ in range(self.cfg.steps):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=params[0].device.type == "cpu"):
+                loss = step()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            tokens += self._last_tokens
+        self.model.eval()
+        return tokens
+
+    def distill_steps(self, material: Material, rng: random.Random):
+        """Queries and teacher top-k for this session (computed once), and the step function of the write:
+        a batch of this session's queries, mixed at `replay` with earlier sessions' and at `base_replay`
+        with base-knowledge text distilled from the model as it was before the first write."""
+        from retain.memory import distill as D
+
+        cfg = self.cfg
+        self.model.eval()
+        context = self.teacher_context(material)
+        queries, spent = D.query_ids(cfg.queries, self, material, context, cfg.n_queries, rng)
+        teachers, taught = D.teach(self, context, queries, cfg.top_k)
+        if not teachers:
+            raise RetainError(f"session {material.session + 1}: no query of two or more tokens to distill on")
+        if cfg.base_replay and not self.base_teachers and self.base_text is not None:
+            base = [self.tokenizer(self.base_text(rng), add_special_tokens=False)["input_ids"] for _ in range(64)]
+            self.base_teachers, more = D.teach(self, [self.tokenizer.bos_token_id] if self.bos else [], base, cfg.top_k)
+            taught += more
+        pools = (teachers, [t for ts in self.session_teachers for t in ts], self.base_teachers)
+        self.session_teachers.append(teachers)
+
+        def step() -> torch.Tensor:
+            batch = []
+            for _ in range(cfg.batch_size):
+                u = rng.random()
+                pool = pools[1] if u < cfg.replay and pools[1] else (
+                    pools[2] if cfg.replay <= u < cfg.replay + cfg.base_replay and pools[2] else pools[0])
+                batch.append(rng.choice(pool))
+            self._last_tokens = sum(len(t.ids) for t in batch)
+            return D.student_loss(self, batch)
+
+        return step, spent + taught
 
 class LoraMemory(WeightMemory):
     """A PEFT LoRA adapter; the base weights stay frozen. `adapters: single` trains one adapter on every
@@ -216,12 +279,11 @@ class SoftPromptMemory(WeightMemory):
     def trainable(self) -> list[torch.nn.Parameter]:
         return [self.prompt]
 
-    def loss(self, ids, mask, labels):
+    def logits(self, ids, mask):
         B, P = ids.shape[0], self.prompt.shape[0]
         embeds = torch.cat([self.prompt.expand(B, -1, -1), self.model.get_input_embeddings()(ids)], dim=1)
         mask = torch.cat([torch.ones((B, P), dtype=mask.dtype), mask], dim=1)
-        labels = torch.cat([torch.full((B, P), -100, dtype=labels.dtype), labels], dim=1)
-        return self.model(inputs_embeds=embeds, attention_mask=mask, labels=labels).loss
+        return self.model(inputs_embeds=embeds, attention_mask=mask).logits[:, P:]
 
     @torch.no_grad()
     def prefix(self) -> list[tuple[torch.Tensor, torch.Tensor]]:

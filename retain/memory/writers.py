@@ -47,10 +47,12 @@ def make_writer(cfg: WriterConfig, model: torch.nn.Module | None = None, tokeniz
     """The writer `cfg` names; `model` writes its own notes when kind is model."""
 
     def oracle(s: Session) -> Material:
-        return Material(s.index, R.oracle_notes(s), session_tokens(tokenizer, s), list(s.facts), list(s.updates))
+        return Material(s.index, R.oracle_notes(s), session_tokens(tokenizer, s), list(s.facts), list(s.updates),
+                        s.transcript, list(s.questions))  # fmt: skip
 
     def transcript(s: Session) -> Material:
-        return Material(s.index, s.transcript, session_tokens(tokenizer, s))
+        return Material(s.index, s.transcript, session_tokens(tokenizer, s), transcript=s.transcript,
+                        questions=list(s.questions))  # fmt: skip
 
     head = TemperatureHead.load(cfg.decoding.head) if cfg.kind == "model" and cfg.decoding.adaptive != "none" else None
 
@@ -58,6 +60,7 @@ def make_writer(cfg: WriterConfig, model: torch.nn.Module | None = None, tokeniz
         gen = torch.Generator().manual_seed(cfg.seed + s.index)
         out = sample(model, tokenizer, [encode(tokenizer, summary_prompt(s.transcript))], cfg.decoding,
                      max_new_tokens=cfg.max_new_tokens, generator=gen, head=head)[0]  # fmt: skip
-        return Material(s.index, tokenizer.decode(out, skip_special_tokens=True).strip(), session_tokens(tokenizer, s))
+        return Material(s.index, tokenizer.decode(out, skip_special_tokens=True).strip(), session_tokens(tokenizer, s),
+                        transcript=s.transcript, questions=list(s.questions))  # fmt: skip
 
     return {"oracle": oracle, "transcript": transcript, "model": written}[cfg.kind]

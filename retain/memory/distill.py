@@ -1,0 +1,128 @@
+"""The `distill` write: train the memory so that the model without the session behaves like the model with
+the session in its context (context distillation; Cartridges' self-study, Knowledge Modules).
+
+Teacher: the medium as it stands before the write (base plus what is already in memory), with BOS and the
+session transcript in front of a query sequence. Student: the medium being written, on the query alone.
+Loss: KL(teacher || student) over the query's positions on the teacher's top-k next tokens, with the rest
+of each distribution as one more bucket: the teacher's remaining mass 1 - sum(top-k) against the student's
+mass outside the same k tokens. That is the exact KL between the two distributions coarsened to k + 1
+outcomes, so it is zero exactly when the student matches the teacher on the top k and on the rest in total.
+
+The first token of a query is a cue and is not predicted (it is where teacher and student may see
+different things before it); the loss covers the predictions of tokens 2..n. Teacher probabilities are
+computed once per write and reused at every step.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from retain.errors import RetainError
+from retain.world.render import qa_prompt
+
+SEEDS = (" Q:", " Q:", " Q:", " Notes:")
+"""self_study: generic prompts after the session; the model continues each (questions with their answers,
+notes), sampled at temperature 1. Nothing of the world's ground truth is used."""
+
+_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+
+
+@dataclass
+class Teacher:
+    """One query sequence and the teacher's top-k log-probabilities for its tokens 2..n."""
+
+    ids: list[int]
+    top_idx: torch.Tensor
+    """(n - 1, k) token ids."""
+    top_logp: torch.Tensor
+    """(n - 1, k) log-probabilities."""
+
+
+def topk_kl(student_logits: torch.Tensor, top_idx: torch.Tensor, top_logp: torch.Tensor) -> torch.Tensor:
+    """Mean over positions of KL(teacher || student) on the teacher's top-k tokens plus one bucket for the rest.
+    student_logits (N, V); top_idx, top_logp (N, k)."""
+    s_logp = F.log_softmax(student_logits.float(), dim=-1)
+    s_k = s_logp.gather(-1, top_idx)
+    p_t = top_logp.exp()
+    rest_t = (1.0 - p_t.sum(-1)).clamp_min(0.0)
+    rest_s = (1.0 - s_k.exp().sum(-1)).clamp_min(1e-12)
+    kl = (p_t * (top_logp - s_k)).sum(-1)
+    kl = kl + torch.where(rest_t > 0, rest_t * (torch.log(rest_t.clamp_min(1e-12)) - torch.log(rest_s)),
+                          torch.zeros_like(rest_t))  # fmt: skip
+    return kl.mean()
+
+
+def query_ids(kind: str, memory, material, context: list[int], n: int,
+              rng: random.Random) -> tuple[list[list[int]], int]:  # fmt: skip
+    """`n` query sequences (token ids, no BOS) of `kind` for one session; and the forward tokens spent
+    generating them (self_study continues `context`, the teacher's, through the medium)."""
+    tok = memory.tokenizer
+    enc = lambda s: tok(s, add_special_tokens=False)["input_ids"]  # noqa: E731
+    if kind == "spans":
+        sentences = [s for s in _SENTENCE.split(material.transcript.strip()) if s]
+        out = []
+        for _ in range(n):
+            i = rng.randrange(len(sentences))
+            out.append(enc(" ".join(sentences[i : i + rng.choice((1, 2))])))
+        return out, 0
+    if kind == "oracle":
+        if not material.questions:
+            raise RetainError(f"session {material.session + 1}: queries 'oracle' need the session's questions")
+        return [enc(f"{qa_prompt(q.text)} {q.answer}") for q in material.questions], 0
+    from retain.models.generate import generate
+
+    if not memory.bos and memory.prefix() is None:
+        context = [tok.bos_token_id] + context  # a prefix medium before its first write: nothing holds the BOS
+    seeds = [enc(SEEDS[i % len(SEEDS)]) for i in range(n)]
+    gen = torch.Generator().manual_seed(rng.randrange(2**31))
+    out = generate(memory.model, [context + s for s in seeds], eos_id=tok.eos_token_id, pad_id=tok.pad_token_id,
+                   max_new_tokens=32, do_sample=True, generator=gen, prefix=memory.prefix())  # fmt: skip
+    spent = sum(len(context) + len(s) + len(o) for s, o in zip(seeds, out))
+    return [s + o for s, o in zip(seeds, out)], spent
+
+
+@torch.no_grad()
+def teach(memory, context: list[int], queries: list[list[int]], k: int,
+          batch_size: int = 16) -> tuple[list[Teacher], int]:  # fmt: skip
+    """The teacher's top-k on each query's tokens 2..n, with `context` (BOS and transcript) in front."""
+    if k > memory.model.config.vocab_size:
+        raise RetainError(f"top_k={k} exceeds the vocabulary ({memory.model.config.vocab_size}); lower top_k")
+    queries = [q for q in queries if len(q) >= 2]
+    out, spent = [], 0
+    for b in range(0, len(queries), batch_size):
+        chunk = queries[b : b + batch_size]
+        rows = [context + q for q in chunk]
+        ids, mask = pad(rows, memory.tokenizer.pad_token_id)
+        logits = memory.logits(ids, mask)
+        spent += int(mask.sum())
+        for i, q in enumerate(chunk):
+            lo = len(context)  # the position of q[0] predicts q[1]
+            logp = F.log_softmax(logits[i, lo : lo + len(q) - 1].float(), dim=-1)
+            top = logp.topk(k, dim=-1)
+            out.append(Teacher(q, top.indices, top.values))
+    return out, spent
+
+
+def pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ids and attention mask."""
+    L = max(len(r) for r in rows)
+    ids = torch.full((len(rows), L), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), L), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)], mask[i, : len(r)] = torch.tensor(r), 1
+    return ids, mask
+
+
+def student_loss(memory, batch: list[Teacher]) -> torch.Tensor:
+    """The medium on the queries alone (BOS first unless the medium's prefix holds it), against the teacher."""
+    bos = [memory.tokenizer.bos_token_id] if memory.bos else []
+    ids, mask = pad([bos + t.ids for t in batch], memory.tokenizer.pad_token_id)
+    logits = memory.logits(ids, mask)
+    off = len(bos)
+    student = torch.cat([logits[i, off : off + len(t.ids) - 1] for i, t in enumerate(batch)])
+    return topk_kl(student, torch.cat([t.top_idx for t in batch]), torch.cat([t.top_logp for t in batch]))

@@ -1,0 +1,121 @@
+"""A trained KV cache (Cartridges): P key and value vectors per layer and KV head, entered through the model's
+cache at positions 0..P-1; every prompt continues at position P, without a BOS of its own (the prefix
+holds one). The model stays frozen; the memory is P x layers x 2 x kv_heads x head_dim numbers.
+
+Initialisation (`prefix_init`): the KV cache of the first P tokens of BOS + the first session's transcript
+(at its first write; before it the prefix is empty), or of BOS + unrelated text (a biography of a known
+person). A prefix initialised from a whole session's cache gives exactly the logits of the model with
+that session in context (tests/test_distill.py).
+"""
+
+from __future__ import annotations
+
+import random
+
+import torch
+
+from retain.errors import RetainError
+from retain.fermi.formulas import dtype_bytes, kv_prefix_params
+from retain.memory.base import Material
+from retain.memory.weights import WeightMemory
+from retain.models.generate import cache_kwarg, prefix_cache
+from retain.runs.seed import derive_seed
+
+KV = list[tuple[torch.Tensor, torch.Tensor]]
+
+
+@torch.no_grad()
+def kv_of(model, ids: list[int]) -> KV:
+    """The KV cache of `ids` (from position 0): one (keys, values) pair of shape (1, kv_heads, len, head_dim)
+    per layer."""
+    out = model(input_ids=torch.tensor([ids]), use_cache=True)
+    cache = out.cache if hasattr(out, "cache") else out.past_key_values
+    return [(k.detach().clone(), v.detach().clone()) for k, v, *_ in cache]
+
+
+def compose(*prefixes: KV) -> KV:
+    """Prefixes side by side along the positions (Cartridges' composition): layer by layer concatenation."""
+    return [(torch.cat([p[i][0] for p in prefixes], dim=2), torch.cat([p[i][1] for p in prefixes], dim=2))
+            for i in range(len(prefixes[0]))]  # fmt: skip
+
+
+def forward_with_prefix(model, prefix: KV | None, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Logits of right-padded `ids` after `prefix` (positions P.. ; the prefix is visible to every row)."""
+    B = ids.shape[0]
+    P = prefix[0][0].shape[2] if prefix else 0
+    position = (mask.cumsum(-1) - 1).clamp(min=0) + P
+    full = torch.cat([torch.ones((B, P), dtype=mask.dtype), mask], dim=1)
+    out = model(input_ids=ids, attention_mask=full, position_ids=position, use_cache=True,
+                **{cache_kwarg(model): prefix_cache(prefix, B)})  # fmt: skip
+    return out.logits
+
+
+class KVPrefixMemory(WeightMemory):
+    """The `kv_prefix` medium: a trainable KV cache of `prompt_tokens` positions."""
+
+    bos = False
+
+    def __init__(self, model, tokenizer, cfg, **kw):
+        model.requires_grad_(False)
+        super().__init__(model, tokenizer, cfg, **kw)
+        limit = getattr(model.config, "max_position_embeddings", None)
+        if limit is not None and cfg.prompt_tokens >= limit:
+            raise RetainError(f"kv_prefix of {cfg.prompt_tokens} tokens does not fit the model's context of {limit} "
+                              "positions; lower prompt_tokens")  # fmt: skip
+        self.keys: list[torch.nn.Parameter] = []
+        self.values: list[torch.nn.Parameter] = []
+        if cfg.prefix_init == "text":
+            if self.base_text is None:
+                raise RetainError("prefix_init 'text' needs base text to start from; use prefix_init: session")
+            rng = random.Random(derive_seed(self.seed, "kv_prefix", cfg.name))
+            self.initialise(self.text_tokens(rng))
+
+    def text_tokens(self, rng: random.Random) -> list[int]:
+        """BOS and at least P tokens of unrelated text."""
+        ids = [self.tokenizer.bos_token_id]
+        while len(ids) < self.cfg.prompt_tokens:
+            ids += self.tokenizer(self.base_text(rng), add_special_tokens=False)["input_ids"]
+        return ids
+
+    def initialise(self, ids: list[int]) -> None:
+        """The prefix <- the KV cache of the first P of `ids`."""
+        P = self.cfg.prompt_tokens
+        if len(ids) < P:
+            raise RetainError(f"kv_prefix init needs {P} tokens, the session has {len(ids)}; lower prompt_tokens "
+                              "or use prefix_init: text")  # fmt: skip
+        cache = kv_of(self.model, ids[:P])
+        self.keys = [torch.nn.Parameter(k) for k, _ in cache]
+        self.values = [torch.nn.Parameter(v) for _, v in cache]
+
+    def write(self, material: Material):
+        if not self.keys:  # prefix_init session: the first session's own cache
+            text = material.transcript or material.text
+            self.initialise([self.tokenizer.bos_token_id] + self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return super().write(material)
+
+    def trainable(self) -> list[torch.nn.Parameter]:
+        return [*self.keys, *self.values]
+
+    def prefix(self) -> KV | None:
+        return [(k.detach(), v.detach()) for k, v in zip(self.keys, self.values)] if self.keys else None
+
+    def logits(self, ids, mask):
+        live = [(k, v) for k, v in zip(self.keys, self.values)] if self.keys else None
+        if live is None:  # before the first write nothing holds the BOS: put it in front
+            bos = torch.full((ids.shape[0], 1), self.tokenizer.bos_token_id, dtype=ids.dtype)
+            ids, mask = torch.cat([bos, ids], 1), torch.cat([torch.ones_like(mask[:, :1]), mask], 1)
+            return forward_with_prefix(self.model, None, ids, mask)[:, 1:]
+        return forward_with_prefix(self.model, live, ids, mask)
+
+    def answer(self, questions, contexts=None, batch_size: int = 64) -> list[str]:
+        from retain.eval.qa import ask
+
+        contexts = contexts if contexts is not None else [None] * len(questions)
+        return ask(self.model, self.tokenizer, questions, contexts, batch_size=batch_size, prefix=self.prefix(),
+                   bos=self.prefix() is None)  # fmt: skip
+
+    def params(self) -> int:
+        return kv_prefix_params(self.arch, self.cfg.prompt_tokens)
+
+    def nbytes(self) -> int:
+        return int(kv_prefix_params(self.arch, self.cfg.prompt_tokens) * dtype_bytes(self.cfg.dtype))

@@ -1,0 +1,117 @@
+"""Distillation into memory: the top-k KL against a direct computation, the KV prefix (exact at a whole-session
+init, shapes under GQA, positions, bytes, composition), distill writes end to end, and bad input."""
+
+import math
+import random
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from retain.errors import RetainError
+from retain.memory import Material, MediumConfig, make_memory
+from retain.memory import distill as D
+from retain.memory.kv_prefix import compose, forward_with_prefix, kv_of
+from retain.models.build import load_model_and_tokenizer
+from retain.world.io import load_world
+
+
+def test_topk_kl_is_the_kl_of_the_coarsened_distributions():
+    p = torch.tensor([0.5, 0.2, 0.15, 0.1, 0.05])
+    q = torch.tensor([0.3, 0.3, 0.1, 0.2, 0.1])
+    idx = torch.tensor([[0, 1, 2]])
+    got = D.topk_kl(q.log()[None], idx, p.log()[idx])
+    rest_p, rest_q = 0.15, 0.3
+    expected = sum(p[i] * math.log(p[i] / q[i]) for i in range(3)) + rest_p * math.log(rest_p / rest_q)
+    assert float(got) == pytest.approx(float(expected), rel=1e-5)
+    # with k = V it is the full KL; with a student equal to the teacher it is zero
+    full = D.topk_kl(q.log()[None], torch.arange(5)[None], p.log()[None])
+    assert float(full) == pytest.approx(float(F.kl_div(q.log(), p, reduction="sum")), rel=1e-5)
+    assert float(D.topk_kl(p.log()[None], idx, p.log()[idx])) == pytest.approx(0.0, abs=1e-7)
+
+
+@pytest.fixture(scope="module")
+def base(smoke_base):
+    model, tok = load_model_and_tokenizer(smoke_base / "model")
+    return model, tok, load_world(smoke_base / "world")
+
+
+def test_positions_after_a_prefix_match_the_full_sequence(base):
+    model, tok, world = base
+    ids = [tok.bos_token_id] + tok(world.sessions[0].transcript, add_special_tokens=False)["input_ids"][:30]
+    P = 12
+    with torch.no_grad():
+        full = model(input_ids=torch.tensor([ids])).logits
+        rest = torch.tensor([ids[P:], ids[P:-5] + [tok.pad_token_id] * 5])  # a right-padded second row
+        mask = torch.tensor([[1] * (len(ids) - P), [1] * (len(ids) - P - 5) + [0] * 5])
+        after = forward_with_prefix(model, kv_of(model, ids[:P]), rest, mask)
+    assert torch.allclose(after[0], full[0, P:], atol=1e-4)
+    assert torch.allclose(after[1, : len(ids) - P - 5], full[0, P:-5], atol=1e-4)
+
+
+def test_prefix_of_the_whole_session_reproduces_the_teacher(base):
+    model, tok, world = base
+    s = world.sessions[0]
+    m = Material(s.index, s.transcript, 1, transcript=s.transcript, questions=list(s.questions))
+    ctx = [tok.bos_token_id] + tok(s.transcript, add_special_tokens=False)["input_ids"]
+    teacher_mem = make_memory(MediumConfig(kind="lora", rank=2), model, tok)  # an empty adapter: the base model
+    queries, _ = D.query_ids("oracle", teacher_mem, m, ctx, 4, random.Random(0))
+    teachers, _ = D.teach(teacher_mem, ctx, queries, k=20)
+    model = teacher_mem.model.get_base_model()
+    mem = make_memory(MediumConfig(kind="kv_prefix", prompt_tokens=len(ctx)), model, tok)
+    mem.initialise(ctx)
+    loss = D.student_loss(mem, teachers)
+    loss.backward()
+    assert float(loss) < 1e-4
+    assert max(float(p.grad.abs().max()) for p in mem.trainable()) < 1e-4
+    # a prefix of only part of the session is not the teacher
+    part = make_memory(MediumConfig(kind="kv_prefix", prompt_tokens=8), model, tok)
+    part.initialise(ctx)
+    assert float(D.student_loss(part, teachers)) > 10 * max(float(loss), 1e-5)
+
+
+def test_kv_prefix_shapes_bytes_and_composition_under_gqa(base):
+    model, tok, world = base
+    cfg = model.config
+    assert cfg.num_key_value_heads < cfg.num_attention_heads  # the default model uses GQA
+    mem = make_memory(MediumConfig(kind="kv_prefix", prompt_tokens=6, prefix_init="text"), model, tok,
+                      base_text=lambda rng: "Ada Lindqvist lives in Lyon .")  # fmt: skip
+    head_dim = cfg.hidden_size // cfg.num_attention_heads
+    assert all(k.shape == (1, cfg.num_key_value_heads, 6, head_dim) for k in mem.keys)
+    assert len(mem.keys) == len(mem.values) == cfg.num_hidden_layers
+    assert mem.nbytes() == sum(p.numel() for p in mem.trainable()) * 2 and mem.params() == sum(
+        p.numel() for p in mem.trainable())
+    both = compose(mem.prefix(), mem.prefix())
+    assert both[0][0].shape[2] == 12
+    q = world.sessions[0].questions[:2]
+    assert len(mem.answer(q)) == 2  # answers continue the prefix without a BOS of their own
+
+
+@pytest.mark.parametrize("kind,queries", [("lora", "self_study"), ("kv_prefix", "spans"), ("soft_prompt", "oracle")])
+def test_distill_write_trains_the_memory_and_counts_its_cost(smoke_base, kind, queries):
+    model, tok = load_model_and_tokenizer(smoke_base / "model")
+    world = load_world(smoke_base / "world")
+    mem = make_memory(MediumConfig(kind=kind, objective="distill", queries=queries, n_queries=4, steps=3,
+                                   batch_size=2, lr=1e-2, prompt_tokens=4, base_replay=0.25, replay=0.25),
+                      model, tok, base_text=lambda rng: "Ada Lindqvist lives in Lyon .")  # fmt: skip
+    before = [p.detach().clone() for p in mem.trainable()]
+    for s in world.sessions[:2]:
+        cost = mem.write(Material(s.index, s.transcript, 10, transcript=s.transcript, questions=list(s.questions)))
+        assert cost.tokens > 0 and cost.seconds > 0
+    after = mem.trainable()
+    assert any(not torch.equal(a, b) for a, b in zip(after, before)) or kind == "kv_prefix"
+    assert len(mem.session_teachers) == 2 and mem.base_teachers
+
+
+def test_bad_distill_input_is_one_line(base):
+    model, tok, world = base
+    with pytest.raises(RetainError, match="does not fit the model's context"):
+        make_memory(MediumConfig(kind="kv_prefix", prompt_tokens=10**6), model, tok)
+    mem = make_memory(MediumConfig(kind="lora", objective="distill", top_k=10**6, n_queries=2, steps=1), model, tok)
+    s = world.sessions[0]
+    with pytest.raises(RetainError, match="exceeds the vocabulary"):
+        mem.write(Material(0, s.transcript, 1, transcript=s.transcript))
+    with pytest.raises(RetainError, match="no transcript text"):
+        mem.write(Material(0, "notes", 1, transcript="  "))
+    with pytest.raises(RetainError, match="no text to write"):
+        mem.write(Material(0, "", 1, transcript=s.transcript))
