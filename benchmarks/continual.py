@@ -56,6 +56,50 @@ def verdicts(media: dict, seconds: float) -> list[str]:
     return out
 
 
+DISTILL_VS_CONTEXT = 0.9  # distill with self_study: ACC >= 0.9 x in-context
+
+
+def one_session_in_context(base: str, materials_world_sessions: int) -> float:
+    """Mean over sessions of recall with that session alone in context (the base model reading it)."""
+    from retain.eval.exact_match import exact_match
+    from retain.memory import Material, MediumConfig, make_memory
+    from retain.models.build import load_model_and_tokenizer
+    from retain.world.io import load_world
+
+    world = load_world(Path(base) / "world")
+    model, tok = load_model_and_tokenizer(Path(base) / "model")
+    accs = []
+    for s in world.sessions[:materials_world_sessions]:
+        mem = make_memory(MediumConfig(kind="context", budget_tokens=100_000), model, tok)
+        mem.write(Material(s.index, s.transcript, 1))
+        preds = mem.answer(s.questions)
+        accs.append(sum(exact_match(p, q.answer) for p, q in zip(preds, s.questions)) / len(s.questions))
+    return sum(accs) / len(accs)
+
+
+def distill_verdicts(media: dict, records: dict, one: float) -> list[str]:
+    """The distillation issue's targets, for every distill medium with self_study queries."""
+    ctx = next((m for m in media.values() if m["kind"] == "context"), None)
+    out = [f"- in-context references: every session alone in context {one:.3f} (mean over sessions); the "
+           f"context medium after the last session {ctx['acc']:.3f}" if ctx else ""]  # fmt: skip
+    for name, r in records.items():
+        c = r["config"]
+        if c.get("objective") != "distill" or c.get("queries") != "self_study":
+            continue
+        m = media[name]
+        twin = next((n for n, x in records.items() if x["config"]["kind"] == c["kind"]
+                     and x["config"].get("objective") == "sft" and x["config"].get("source") == "transcript"
+                     and media[n]["nbytes"] == m["nbytes"]), None)  # fmt: skip
+        beats = f"{'beats' if twin and m['acc'] > media[twin]['acc'] else 'does not beat'} {twin} " \
+                f"({media[twin]['acc']:.3f}) at equal bytes" if twin else "no sft-on-transcript twin in the run"
+        out.append(f"- {name}: ACC {m['acc']:.3f} = {m['acc'] / one:.2f} x one-session in-context and "
+                   f"{m['acc'] / ctx['acc'] if ctx and ctx['acc'] else float('nan'):.2f} x the context medium (target "
+                   f">= {DISTILL_VS_CONTEXT}); just written {m['just_written']:.3f}; {m['bytes_ratio_vs_kv']:.1f}x "
+                   f"fewer bytes per token than the KV cache (target >= {BYTES_RATIO}); base drop "
+                   f"{m['base_acc_drop'] * 100:+.1f} pt (target <= 5); {beats}")  # fmt: skip
+    return [x for x in out if x]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default="configs/continual.yaml")
@@ -83,6 +127,9 @@ def main() -> None:
     if liti_table(records):
         body += ("\n\nLiTI: each final memory moved towards the base model, theta_init + eta (theta - theta_init); "
                  f"cells are ACC / base-knowledge accuracy (plot: `{out}/liti_front.png`).\n\n{liti_table(records)}")
+    if any(r["config"].get("objective") == "distill" for r in records.values()):
+        one = one_session_in_context(args.base, len(next(iter(records.values()))["R"]))
+        body += "\n\nDistillation targets:\n" + "\n".join(distill_verdicts(s["media"], records, one))
     svd = {n: max(r["svd_errors"]) for n, r in records.items() if r.get("svd_errors")}
     if svd:
         body += "\n\nLargest truncated-SVD error of a consolidation (relative Frobenius): " + ", ".join(

@@ -237,7 +237,7 @@ def continual(cfg: ContinualConfig, out: str | None = None, resume: bool = False
     model, tok = load_model_and_tokenizer(base / "model")
     writer = make_writer(cfg.writer, model, tok)
     materials = [writer(s) for s in world.sessions[: cfg.sessions]]
-    hidden = {"facts": None, "updates": None, "questions": None}  # the world's, not the writer's
+    hidden = {"facts": None, "updates": None, "questions": None, "world_session": None}  # the world's
     atomic_write_json(run / "materials.json", [m.__dict__ | hidden for m in materials])
     del model
     suites = build_suites(world, cfg.sessions, cfg.eval, cfg.seed)

@@ -17,7 +17,8 @@ import torch
 
 from retain.eval.qa import ask
 from retain.fermi.arch import Arch, from_hf_config
-from retain.world.world import Fact, Question
+from retain.errors import RetainError
+from retain.world.world import Fact, Question, Session
 
 
 @dataclass
@@ -74,6 +75,9 @@ class MediumConfig:
     prefix_init: Literal["session", "text"] = "session"
     """kv_prefix: start from the KV cache of the first P tokens of the first session written (BOS and its
     transcript), or of unrelated text (a biography of a known person)."""
+    source: Literal["writer", "transcript", "oracle"] = "writer"
+    """Weight media, sft: what is written: the run's writer's material, the raw transcript, or the oracle
+    notes (with their facts, for paraphrase augmentation), so one run can compare sources side by side."""
     objective: Literal["sft", "distill"] = "sft"
     """Weight media: next-token loss on the material (sft), or KL to the model with the session transcript in
     context on query sequences (distill; docs/distill.md)."""
@@ -121,6 +125,23 @@ class Material:
     """The session's transcript, whatever the writer made of it: the distillation teacher's context."""
     questions: list[Question] | None = None
     """The session's questions: only `queries: oracle` distillation reads them (an upper bound)."""
+    world_session: Session | None = None
+    """The world's session behind the material, for media whose `source` is not the writer."""
+
+    def as_source(self, source: str) -> Material:
+        """This session's material as `source` gives it (writer: itself; transcript; oracle notes)."""
+        if source == "writer":
+            return self
+        if self.world_session is None:
+            raise RetainError(f"source '{source}' needs the world's session; the writer did not attach it")
+        s = self.world_session
+        if source == "transcript":
+            return Material(self.session, s.transcript, self.session_tokens, transcript=s.transcript,
+                            questions=self.questions, world_session=s)  # fmt: skip
+        from retain.world.render import oracle_notes
+
+        return Material(self.session, oracle_notes(s), self.session_tokens, list(s.facts), list(s.updates),
+                        s.transcript, self.questions, s)  # fmt: skip
 
 
 @dataclass

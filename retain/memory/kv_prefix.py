@@ -11,6 +11,7 @@ that session in context (tests/test_distill.py).
 from __future__ import annotations
 
 import random
+from contextlib import contextmanager
 
 import torch
 
@@ -92,6 +93,15 @@ class KVPrefixMemory(WeightMemory):
             text = material.transcript or material.text
             self.initialise([self.tokenizer.bos_token_id] + self.tokenizer(text, add_special_tokens=False)["input_ids"])
         return super().write(material)
+
+    @contextmanager
+    def bare(self):
+        keys, values = self.keys, self.values
+        self.keys, self.values = [], []
+        try:
+            yield self
+        finally:
+            self.keys, self.values = keys, values
 
     def trainable(self) -> list[torch.nn.Parameter]:
         return [*self.keys, *self.values]

@@ -62,6 +62,12 @@ class WeightMemory(Memory):
         return []
 
     @contextmanager
+    def bare(self):
+        """Inside the block the medium is the base model (its memory switched off). Full fine-tuning has no
+        switch: it is called only before the first write, when the weights are still the base's."""
+        yield self
+
+    @contextmanager
     def liti(self, eta: float):
         """Inside the block the memory is theta_init + eta (theta - theta_init) (WARP's LiTI): eta 0 is the base
         model, 1 the memory as written. The written memory is restored on exit."""
@@ -128,6 +134,7 @@ class WeightMemory(Memory):
         return ids, mask, ids.masked_fill(mask == 0, -100)
 
     def write(self, material: Material) -> WriteCost:
+        material = material.as_source(self.cfg.source)
         if not material.text.strip():
             raise RetainError(f"session {material.session + 1}: the writer produced no text to write")
         rng = random.Random(derive_seed(self.seed, "write", self.cfg.name, material.session))
@@ -171,8 +178,11 @@ class WeightMemory(Memory):
         if not teachers:
             raise RetainError(f"session {material.session + 1}: no query of two or more tokens to distill on")
         if cfg.base_replay and not self.base_teachers and self.base_text is not None:
-            base = [self.tokenizer(self.base_text(rng), add_special_tokens=False)["input_ids"] for _ in range(64)]
-            self.base_teachers, more = D.teach(self, [self.tokenizer.bos_token_id] if self.bos else [], base, cfg.top_k)
+            enc = lambda t: self.tokenizer(t, add_special_tokens=False)["input_ids"]  # noqa: E731
+            base = [enc(self.base_text(rng)) for _ in range(4 * cfg.n_queries)]
+            with self.bare():  # the teacher of base knowledge is the model without any memory
+                self.base_teachers, more = D.teach(self, [self.tokenizer.bos_token_id] if self.bos else [], base,
+                                                   cfg.top_k)  # fmt: skip
             taught += more
         pools = (teachers, [t for ts in self.session_teachers for t in ts], self.base_teachers)
         self.session_teachers.append(teachers)
@@ -240,6 +250,11 @@ class LoraMemory(WeightMemory):
     def trainable(self) -> list[torch.nn.Parameter]:
         return [p for n, p in self.model.named_parameters() if p.requires_grad and "lora_" in n]
 
+    @contextmanager
+    def bare(self):
+        with self.model.disable_adapter():
+            yield self
+
     def liti_pairs(self) -> list[tuple[torch.nn.Parameter, torch.Tensor]]:
         # the update scale * B A is linear in B: moving B towards 0 by eta moves the model towards the base
         return [(p, torch.zeros_like(p)) for n, p in self.model.named_parameters() if ".lora_B.default." in n]
@@ -279,7 +294,17 @@ class SoftPromptMemory(WeightMemory):
     def trainable(self) -> list[torch.nn.Parameter]:
         return [self.prompt]
 
+    @contextmanager
+    def bare(self):
+        self._bare = True
+        try:
+            yield self
+        finally:
+            self._bare = False
+
     def logits(self, ids, mask):
+        if getattr(self, "_bare", False):
+            return super().logits(ids, mask)
         B, P = ids.shape[0], self.prompt.shape[0]
         embeds = torch.cat([self.prompt.expand(B, -1, -1), self.model.get_input_embeddings()(ids)], dim=1)
         mask = torch.cat([torch.ones((B, P), dtype=mask.dtype), mask], dim=1)

@@ -48,11 +48,11 @@ def make_writer(cfg: WriterConfig, model: torch.nn.Module | None = None, tokeniz
 
     def oracle(s: Session) -> Material:
         return Material(s.index, R.oracle_notes(s), session_tokens(tokenizer, s), list(s.facts), list(s.updates),
-                        s.transcript, list(s.questions))  # fmt: skip
+                        s.transcript, list(s.questions), s)  # fmt: skip
 
     def transcript(s: Session) -> Material:
         return Material(s.index, s.transcript, session_tokens(tokenizer, s), transcript=s.transcript,
-                        questions=list(s.questions))  # fmt: skip
+                        questions=list(s.questions), world_session=s)  # fmt: skip
 
     head = TemperatureHead.load(cfg.decoding.head) if cfg.kind == "model" and cfg.decoding.adaptive != "none" else None
 
@@ -61,6 +61,6 @@ def make_writer(cfg: WriterConfig, model: torch.nn.Module | None = None, tokeniz
         out = sample(model, tokenizer, [encode(tokenizer, summary_prompt(s.transcript))], cfg.decoding,
                      max_new_tokens=cfg.max_new_tokens, generator=gen, head=head)[0]  # fmt: skip
         return Material(s.index, tokenizer.decode(out, skip_special_tokens=True).strip(), session_tokens(tokenizer, s),
-                        transcript=s.transcript, questions=list(s.questions))  # fmt: skip
+                        transcript=s.transcript, questions=list(s.questions), world_session=s)  # fmt: skip
 
     return {"oracle": oracle, "transcript": transcript, "model": written}[cfg.kind]

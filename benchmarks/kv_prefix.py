@@ -1,0 +1,104 @@
+"""The trained KV prefix alone: its two initialisations, and composition of two sessions' prefixes.
+
+    python -m benchmarks.kv_prefix --base runs/base --out runs/kv_prefix
+
+For each of the first `--sessions` sessions, a fresh `kv_prefix` medium is distilled (self_study) on that
+session alone, once from its own KV cache (prefix_init session) and once from unrelated text (text), and
+asked that session's questions. Then the session-init prefixes of sessions (1, 2), (3, 4), ... are
+concatenated and asked both sessions' questions: composition keeps a session when its recall with the
+pair is at least 0.8 of its recall with its own prefix alone. Writes results.json and a section of
+docs/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from benchmarks.results import write_section
+
+KEEP = 0.8
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--base", default="runs/base")
+    ap.add_argument("--out", default="runs/kv_prefix")
+    ap.add_argument("--sessions", type=int, default=6)
+    ap.add_argument("--tokens", type=int, default=32, help="prefix length P")
+    ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--lr", type=float, default=1e-2)
+    args = ap.parse_args()
+
+    import torch
+
+    from retain.continual.loop import rehearsal
+    from retain.eval.exact_match import exact_match
+    from retain.memory import MediumConfig, make_memory
+    from retain.memory.kv_prefix import compose
+    from retain.memory.writers import WriterConfig, make_writer
+    from retain.models.build import load_model_and_tokenizer
+    from retain.world.io import load_world
+
+    torch.set_num_threads(2)
+    base, out = Path(args.base), Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    world = load_world(base / "world")
+    model, tok = load_model_and_tokenizer(base / "model")
+    materials = [make_writer(WriterConfig(kind="transcript"), model, tok)(s) for s in world.sessions[: args.sessions]]
+
+    def recall(mem, session) -> float:
+        qs = session.questions
+        return sum(exact_match(p, q.answer) for p, q in zip(mem.answer(qs), qs)) / len(qs)
+
+    def fresh(init: str):
+        m, _ = load_model_and_tokenizer(base / "model")
+        cfg = MediumConfig(kind="kv_prefix", name=f"kv-{init}", prompt_tokens=args.tokens, prefix_init=init,
+                           objective="distill", queries="self_study", steps=args.steps, lr=args.lr)  # fmt: skip
+        return make_memory(cfg, m, tok, base_text=rehearsal(world))
+
+    t0 = time.perf_counter()
+    alone, prefixes = {"session": [], "text": []}, []
+    for m in materials:
+        for init in ("session", "text"):
+            mem = fresh(init)
+            mem.write(m)
+            alone[init].append(recall(mem, world.sessions[m.session]))
+            if init == "session":
+                prefixes.append(mem.prefix())
+    pairs = []
+    holder = fresh("session")
+    for a in range(0, len(materials) - 1, 2):
+        both = compose(prefixes[a], prefixes[a + 1])
+        holder.keys = [torch.nn.Parameter(k) for k, _ in both]
+        holder.values = [torch.nn.Parameter(v) for _, v in both]
+        got = [recall(holder, world.sessions[a]), recall(holder, world.sessions[a + 1])]
+        pairs.append({"sessions": [a + 1, a + 2], "alone": [alone["session"][a], alone["session"][a + 1]],
+                      "composed": got})  # fmt: skip
+    seconds = time.perf_counter() - t0
+    (out / "results.json").write_text(json.dumps({"alone": alone, "pairs": pairs, "seconds": seconds}, indent=2))
+
+    mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
+    rows = ["| session | recall, prefix from its own cache | recall, prefix from unrelated text |", "| ---: | ---: | ---: |"]
+    rows += [f"| {i + 1} | {s:.2f} | {t:.2f} |" for i, (s, t) in enumerate(zip(alone["session"], alone["text"]))]
+    rows += [f"| mean | {mean(alone['session']):.3f} | {mean(alone['text']):.3f} |"]
+    comp = ["| sessions | alone | composed | kept |", "| --- | --- | --- | --- |"]
+    kept_all = []
+    for p in pairs:
+        kept = [c / a if a else float("nan") for c, a in zip(p["composed"], p["alone"])]
+        kept_all += [k for k in kept if k == k]
+        comp.append(f"| {p['sessions'][0]} + {p['sessions'][1]} | {p['alone'][0]:.2f}, {p['alone'][1]:.2f} | "
+                    f"{p['composed'][0]:.2f}, {p['composed'][1]:.2f} | {kept[0]:.2f}, {kept[1]:.2f} |")  # fmt: skip
+    ok = bool(kept_all) and min(kept_all) >= KEEP
+    body = (f"Base model `{args.base}`; one fresh prefix of P={args.tokens} per session, distilled with self-study "
+            f"({args.steps} steps, lr {args.lr}), asked that session's questions. {seconds:.0f} s.\n\n"
+            + "\n".join(rows) + "\n\nTwo sessions' prefixes (session init) concatenated, asked both sessions' "
+            "questions:\n\n" + "\n".join(comp) + f"\n\n- composition keeps >= {KEEP} of each session's recall: "
+            f"{'met' if ok else 'not met'} (mean kept {mean(kept_all):.2f}, lowest {min(kept_all):.2f})")  # fmt: skip
+    write_section("kv_prefix", "KV prefix: initialisation and composition", body)
+
+
+if __name__ == "__main__":
+    main()
