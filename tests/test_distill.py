@@ -115,3 +115,19 @@ def test_bad_distill_input_is_one_line(base):
         mem.write(Material(0, "notes", 1, transcript="  "))
     with pytest.raises(RetainError, match="no text to write"):
         mem.write(Material(0, "", 1, transcript=s.transcript))
+
+
+def test_shift_repositions_keys_like_a_later_start(base):
+    from retain.memory.kv_prefix import shift
+
+    model, tok, world = base
+    ids = [tok.bos_token_id] + tok(world.sessions[0].transcript, add_special_tokens=False)["input_ids"][:9]
+    with torch.no_grad():
+        at0 = kv_of(model, ids)
+        out = model(input_ids=torch.tensor([ids]), position_ids=torch.arange(7, 7 + len(ids))[None], use_cache=True)
+    cache = out.cache if hasattr(out, "cache") else out.past_key_values
+    k7 = next(iter(cache))[0]
+    # layer 0's keys depend only on the token and its position: shifting by 7 is starting at 7
+    assert torch.allclose(shift(model, at0, 7)[0][0], k7, atol=1e-5)
+    assert not torch.allclose(at0[0][0], k7, atol=1e-3)
+    assert compose(at0, at0, model=model)[0][0].shape[2] == 2 * len(ids)

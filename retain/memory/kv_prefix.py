@@ -34,8 +34,25 @@ def kv_of(model, ids: list[int]) -> KV:
     return [(k.detach().clone(), v.detach().clone()) for k, v, *_ in cache]
 
 
-def compose(*prefixes: KV) -> KV:
-    """Prefixes side by side along the positions (Cartridges' composition): layer by layer concatenation."""
+def shift(model, prefix: KV, offset: int) -> KV:
+    """The prefix moved `offset` positions on: RoPE rotates a key at position p by R(p), and R(p + offset) =
+    R(offset) R(p), so rotating every stored key by R(offset) re-positions it (values carry no position)."""
+    from transformers.models.llama.modeling_llama import rotate_half
+
+    rotary = next(m for n, m in model.named_modules() if n.endswith("rotary_emb"))
+    k0 = prefix[0][0]
+    cos, sin = rotary(k0, torch.full((1, 1), offset, dtype=torch.long))  # (1, 1, head_dim)
+    cos, sin = cos[:, None].to(k0.dtype), sin[:, None].to(k0.dtype)
+    return [(k * cos + rotate_half(k) * sin, v) for k, v in prefix]
+
+
+def compose(*prefixes: KV, model=None) -> KV:
+    """Prefixes side by side along the positions (Cartridges' composition), layer by layer. With `model`,
+    each prefix's keys are first moved to the positions it takes in the composition (`shift`); without it
+    they keep the positions they were trained at."""
+    if model is not None:
+        starts = [sum(p[0][0].shape[2] for p in prefixes[:j]) for j in range(len(prefixes))]
+        prefixes = tuple(shift(model, p, o) if o else p for p, o in zip(prefixes, starts))
     return [(torch.cat([p[i][0] for p in prefixes], dim=2), torch.cat([p[i][1] for p in prefixes], dim=2))
             for i in range(len(prefixes[0]))]  # fmt: skip
 
