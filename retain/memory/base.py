@@ -87,6 +87,8 @@ class MediumConfig:
     bound, never the default)."""
     n_queries: int = 32
     """distill: query sequences drawn per session."""
+    base_queries: int = 4096
+    """distill with base_replay: base-knowledge texts distilled from the bare model (drawn at the first write)."""
     top_k: int = 20
     """distill: the teacher's k most likely next tokens per position (the rest of its mass is one bucket)."""
     dtype: str = "bf16"
@@ -96,7 +98,8 @@ class MediumConfig:
         self.name = self.name or self.kind
         if self.shots < 0:
             raise ValueError(f"media '{self.name}': shots must be >= 0, got {self.shots}")
-        for key in ("budget_tokens", "steps", "batch_size", "rank", "prompt_tokens", "n_queries", "top_k"):
+        for key in ("budget_tokens", "steps", "batch_size", "rank", "prompt_tokens", "n_queries", "top_k",
+                    "base_queries"):
             if getattr(self, key) <= 0:
                 raise ValueError(f"media '{self.name}': {key} must be positive, got {getattr(self, key)}")
         if self.memory_rank < 0:

@@ -179,7 +179,7 @@ class WeightMemory(Memory):
             raise RetainError(f"session {material.session + 1}: no query of two or more tokens to distill on")
         if cfg.base_replay and not self.base_teachers and self.base_text is not None:
             enc = lambda t: self.tokenizer(t, add_special_tokens=False)["input_ids"]  # noqa: E731
-            base = [enc(self.base_text(rng)) for _ in range(4 * cfg.n_queries)]
+            base = [enc(self.base_text(rng)) for _ in range(cfg.base_queries)]
             with self.bare():  # the teacher of base knowledge is the model without any memory
                 self.base_teachers, more = D.teach(self, [self.tokenizer.bos_token_id] if self.bos else [], base,
                                                    cfg.top_k)  # fmt: skip
