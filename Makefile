@@ -18,17 +18,17 @@ $(STAMP): pyproject.toml
 
 DEMO := runs/demo
 
-# The Fermi plots, the world, the base model (~10 minutes on 2 cores), then the continual loop on it
-# (every medium over ten sessions). An interrupted demo resumes where it stopped.
+# The Fermi plots, the world, a demo-sized base model (configs/demo/pretrain.yaml, ~6 min on 2 cores), then
+# the continual loop on it (configs/demo/continual.yaml). An interrupted demo resumes where it stopped.
 demo: $(STAMP)
 	$(BIN)/retain fermi --model llama-3-70b --tokens 100000 --rank 32 --targets all-linear --plot $(DEMO)/fermi
 	$(BIN)/retain world --n-known 100 --out $(DEMO)/world
 	@if [ -f $(DEMO)/base/summary.json ]; then echo "base model already trained: $(DEMO)/base/report.md"; \
 	elif [ -d $(DEMO)/base/ckpt ]; then $(BIN)/retain pretrain --out $(DEMO)/base --resume; \
-	else $(BIN)/retain pretrain --config configs/pretrain.yaml --out $(DEMO)/base; fi
+	else $(BIN)/retain pretrain --config configs/demo/pretrain.yaml --out $(DEMO)/base; fi
 	@if [ -f $(DEMO)/continual/summary.json ]; then echo "continual run already done"; \
 	elif [ -f $(DEMO)/continual/config.yaml ]; then $(BIN)/retain run --out $(DEMO)/continual --resume; \
-	else $(BIN)/retain run configs/continual.yaml --set base=$(DEMO)/base --out $(DEMO)/continual; fi
+	else $(BIN)/retain run configs/demo/continual.yaml --set base=$(DEMO)/base --out $(DEMO)/continual; fi
 	@echo "results: $(DEMO)/fermi (plots), $(DEMO)/world (stats.json), $(DEMO)/base/report.md, $(DEMO)/continual/report.md"
 
 test: $(STAMP)

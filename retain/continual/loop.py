@@ -279,8 +279,9 @@ def summarize(results: dict[str, dict], base: Path) -> dict[str, Any]:
 def main(cfg: ContinualConfig, out: str | None = None, resume: bool = False) -> None:
     """CLI entry point of `retain run`."""
     s = continual(cfg, out, resume)
+    width = max(len(n) for n in s["media"])
     for name, m in s["media"].items():
         drop = 0.0 - m["base_acc_drop"] * 100 + 0.0  # + 0.0 turns -0.0 into 0.0
-        print(f"  {name:14s} ACC {m['acc']:.3f}  BWT {m['bwt']:+.3f}  base {drop:+5.1f} pt  "
+        print(f"  {name:{width}s} ACC {m['acc']:.3f}  BWT {m['bwt']:+.3f}  base {drop:+5.1f} pt  "
               f"{m['bytes_per_token']:7.1f} B/token  write {m['write_seconds']:3.0f} s")
     print(f"report: {s['report']}")
