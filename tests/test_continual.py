@@ -93,3 +93,34 @@ def test_missing_temperature_head_fails_before_the_run_dir_exists(smoke_base, tm
     with pytest.raises(RetainError, match="holds no temperature head"):
         continual(cfg, out=tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("damage,needle", [("questions", "has no questions"), ("turns", "empty transcript")])
+def test_a_session_without_questions_or_text_fails_before_anything_is_written(smoke_base, tmp_path, damage, needle):
+    import shutil
+
+    from retain.world.io import load_world, save_world
+
+    world = load_world(smoke_base / "world")
+    setattr(world.sessions[1], damage, [])
+    base = tmp_path / "base"
+    shutil.copytree(smoke_base / "model", base / "model")
+    save_world(world, base / "world")
+    cfg = load_config(ContinualConfig, ROOT / "configs" / "smoke" / "continual.yaml", [f"base={base}"])
+    with pytest.raises(RetainError, match=needle):
+        continual(cfg, out=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_budget_smaller_than_a_session_answers_closed_book(smoke_base):
+    from retain.memory import Material, MediumConfig, make_memory
+    from retain.models.build import load_model_and_tokenizer
+    from retain.world.io import load_world
+
+    model, tok = load_model_and_tokenizer(smoke_base / "model")
+    s = load_world(smoke_base / "world").sessions[0]
+    mem = make_memory(MediumConfig(kind="context", budget_tokens=5), model, tok)
+    mem.write(Material(s.index, s.transcript, 1))
+    assert mem.context(s.questions[0]) is None and mem.nbytes() == 0
+    none = make_memory(MediumConfig(kind="none"), model, tok)
+    assert mem.answer(s.questions) == none.answer(s.questions)

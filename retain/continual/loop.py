@@ -133,6 +133,20 @@ def rehearsal(world: World):
     return draw
 
 
+def check_stream(world: World, n: int) -> None:
+    """One-line errors for a stream the loop cannot score: too few sessions, a session without transcript
+    text, or one without questions (its column of R would be empty). A context budget smaller than a session
+    is not an error: the context medium then holds nothing and answers closed-book (docs/memory.md)."""
+    if n > len(world.sessions):
+        raise RetainError(f"sessions={n} but the world holds {len(world.sessions)}; lower sessions")
+    for s in world.sessions[:n]:
+        if not s.transcript.strip():
+            raise RetainError(f"session {s.index + 1} of the world has an empty transcript; regenerate the world")
+        if not s.questions:
+            raise RetainError(f"session {s.index + 1} of the world has no questions, so its recall is undefined; "
+                              "regenerate the world or lower sessions")  # fmt: skip
+
+
 def evaluate(memory: Memory, suites: Suites, batch_size: int) -> dict[str, Any]:
     """Accuracy on every session's questions, on base knowledge and on the skill; hits per session question."""
     flat = [q for qs in suites.sessions for q in qs]
@@ -222,6 +236,8 @@ def continual(cfg: ContinualConfig, out: str | None = None, resume: bool = False
         from retain.sampling import TemperatureHead
 
         TemperatureHead.load(cfg.writer.decoding.head)  # a missing head fails here, before the run dir exists
+    if not resume:  # bad sessions fail before the run directory exists
+        check_stream(load_world(base / "world"), cfg.sessions)
     run = RunDir(out) if resume and out else RunDir.create(cfg.name, out)
     if resume and not (run / "config.yaml").exists():
         raise RetainError(f"--resume: {run.path} holds no run to resume (no config.yaml)")
@@ -232,8 +248,7 @@ def continual(cfg: ContinualConfig, out: str | None = None, resume: bool = False
     else:
         run.write_config(cfg)
     world = load_world(base / "world")
-    if cfg.sessions > len(world.sessions):
-        raise RetainError(f"sessions={cfg.sessions} but the world holds {len(world.sessions)}; lower sessions")
+    check_stream(world, cfg.sessions)
     model, tok = load_model_and_tokenizer(base / "model")
     writer = make_writer(cfg.writer, model, tok)
     materials = [writer(s) for s in world.sessions[: cfg.sessions]]
