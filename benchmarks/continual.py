@@ -59,8 +59,9 @@ def verdicts(media: dict, seconds: float) -> list[str]:
 DISTILL_VS_CONTEXT = 0.9  # distill with self_study: ACC >= 0.9 x in-context
 
 
-def one_session_in_context(base: str, materials_world_sessions: int) -> float:
-    """Mean over sessions of recall with that session alone in context (the base model reading it)."""
+def one_session_in_context(base: str, n: int) -> float:
+    """Mean over the first `n` sessions of recall with that session alone in context (the base model
+    reading it)."""
     from retain.eval.exact_match import exact_match
     from retain.memory import Material, MediumConfig, make_memory
     from retain.models.build import load_model_and_tokenizer
@@ -69,7 +70,7 @@ def one_session_in_context(base: str, materials_world_sessions: int) -> float:
     world = load_world(Path(base) / "world")
     model, tok = load_model_and_tokenizer(Path(base) / "model")
     accs = []
-    for s in world.sessions[:materials_world_sessions]:
+    for s in world.sessions[:n]:
         mem = make_memory(MediumConfig(kind="context", budget_tokens=100_000), model, tok)
         mem.write(Material(s.index, s.transcript, 1))
         preds = mem.answer(s.questions)

@@ -13,6 +13,7 @@ from retain.memory import Material, MediumConfig, make_memory
 from retain.memory import distill as D
 from retain.memory.kv_prefix import compose, forward_with_prefix, kv_of
 from retain.models.build import load_model_and_tokenizer
+from retain.models.generate import kv_pairs
 from retain.world.io import load_world
 
 
@@ -125,8 +126,7 @@ def test_shift_repositions_keys_like_a_later_start(base):
     with torch.no_grad():
         at0 = kv_of(model, ids)
         out = model(input_ids=torch.tensor([ids]), position_ids=torch.arange(7, 7 + len(ids))[None], use_cache=True)
-    cache = out.cache if hasattr(out, "cache") else out.past_key_values
-    k7 = next(iter(cache))[0]
+    k7 = kv_pairs(out)[0][0]
     # layer 0's keys depend only on the token and its position: shifting by 7 is starting at 7
     assert torch.allclose(shift(model, at0, 7)[0][0], k7, atol=1e-5)
     assert not torch.allclose(at0[0][0], k7, atol=1e-3)

@@ -236,8 +236,8 @@ def continual(cfg: ContinualConfig, out: str | None = None, resume: bool = False
         from retain.sampling import TemperatureHead
 
         TemperatureHead.load(cfg.writer.decoding.head)  # a missing head fails here, before the run dir exists
-    if not resume:  # bad sessions fail before the run directory exists
-        check_stream(load_world(base / "world"), cfg.sessions)
+    world = load_world(base / "world")
+    check_stream(world, cfg.sessions)  # bad sessions fail before the run directory exists
     run = RunDir(out) if resume and out else RunDir.create(cfg.name, out)
     if resume and not (run / "config.yaml").exists():
         raise RetainError(f"--resume: {run.path} holds no run to resume (no config.yaml)")
@@ -245,10 +245,9 @@ def continual(cfg: ContinualConfig, out: str | None = None, resume: bool = False
         raise RetainError(f"{run.path} already holds a run; continue it with --resume or choose another --out")
     if resume:
         cfg = from_dict(ContinualConfig, read_yaml(run / "config.yaml"))
+        check_stream(world, cfg.sessions)
     else:
         run.write_config(cfg)
-    world = load_world(base / "world")
-    check_stream(world, cfg.sessions)
     model, tok = load_model_and_tokenizer(base / "model")
     writer = make_writer(cfg.writer, model, tok)
     materials = [writer(s) for s in world.sessions[: cfg.sessions]]

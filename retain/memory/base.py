@@ -157,6 +157,9 @@ class WriteCost:
 class Memory(ABC):
     """A model plus one kind of memory."""
 
+    bos = True
+    """Texts and prompts start with BOS; False for a medium whose prefix holds it (a KV prefix)."""
+
     def __init__(self, model: torch.nn.Module, tokenizer, cfg: MediumConfig):
         self.model, self.tokenizer, self.cfg = model, tokenizer, cfg
         self.arch: Arch = from_hf_config(model.config.to_dict())
@@ -178,7 +181,9 @@ class Memory(ABC):
         """Greedy answers to `questions` with whatever the memory holds; `contexts` replaces the medium's
         own context (to test a skill such as reading a given biography)."""
         contexts = contexts if contexts is not None else [self.context(q) for q in questions]
-        return ask(self.model, self.tokenizer, questions, contexts, batch_size=batch_size, prefix=self.prefix())
+        prefix = self.prefix()
+        return ask(self.model, self.tokenizer, questions, contexts, batch_size=batch_size, prefix=prefix,
+                   bos=self.bos or prefix is None)  # fmt: skip
 
     @abstractmethod
     def nbytes(self) -> int:

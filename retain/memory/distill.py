@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from retain.errors import RetainError
+from retain.train.data import right_pad
 from retain.world.render import qa_prompt
 
 SEEDS = (" Q:", " Q:", " Q:", " Notes:")
@@ -97,7 +98,7 @@ def teach(memory, context: list[int], queries: list[list[int]], k: int,
     for b in range(0, len(queries), batch_size):
         chunk = queries[b : b + batch_size]
         rows = [context + q for q in chunk]
-        ids, mask = pad(rows, memory.tokenizer.pad_token_id)
+        ids, mask = right_pad(rows, memory.tokenizer.pad_token_id)
         logits = memory.logits(ids, mask)
         spent += int(mask.sum())
         for i, q in enumerate(chunk):
@@ -108,20 +109,10 @@ def teach(memory, context: list[int], queries: list[list[int]], k: int,
     return out, spent
 
 
-def pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded ids and attention mask."""
-    L = max(len(r) for r in rows)
-    ids = torch.full((len(rows), L), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), L), dtype=torch.long)
-    for i, r in enumerate(rows):
-        ids[i, : len(r)], mask[i, : len(r)] = torch.tensor(r), 1
-    return ids, mask
-
-
 def student_loss(memory, batch: list[Teacher]) -> torch.Tensor:
     """The medium on the queries alone (BOS first unless the medium's prefix holds it), against the teacher."""
     bos = [memory.tokenizer.bos_token_id] if memory.bos else []
-    ids, mask = pad([bos + t.ids for t in batch], memory.tokenizer.pad_token_id)
+    ids, mask = right_pad([bos + t.ids for t in batch], memory.tokenizer.pad_token_id)
     logits = memory.logits(ids, mask)
     off = len(bos)
     student = torch.cat([logits[i, off : off + len(t.ids) - 1] for i, t in enumerate(batch)])

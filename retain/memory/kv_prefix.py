@@ -19,7 +19,7 @@ from retain.errors import RetainError
 from retain.fermi.formulas import dtype_bytes, kv_prefix_params
 from retain.memory.base import Material
 from retain.memory.weights import WeightMemory
-from retain.models.generate import cache_kwarg, prefix_cache
+from retain.models.generate import cache_kwarg, kv_pairs, prefix_cache
 from retain.runs.seed import derive_seed
 
 KV = list[tuple[torch.Tensor, torch.Tensor]]
@@ -29,9 +29,7 @@ KV = list[tuple[torch.Tensor, torch.Tensor]]
 def kv_of(model, ids: list[int]) -> KV:
     """The KV cache of `ids` (from position 0): one (keys, values) pair of shape (1, kv_heads, len, head_dim)
     per layer."""
-    out = model(input_ids=torch.tensor([ids]), use_cache=True)
-    cache = out.cache if hasattr(out, "cache") else out.past_key_values
-    return [(k.detach().clone(), v.detach().clone()) for k, v, *_ in cache]
+    return [(k.clone(), v.clone()) for k, v in kv_pairs(model(input_ids=torch.tensor([ids]), use_cache=True))]
 
 
 def shift(model, prefix: KV, offset: int) -> KV:
@@ -133,13 +131,6 @@ class KVPrefixMemory(WeightMemory):
             ids, mask = torch.cat([bos, ids], 1), torch.cat([torch.ones_like(mask[:, :1]), mask], 1)
             return forward_with_prefix(self.model, None, ids, mask)[:, 1:]
         return forward_with_prefix(self.model, live, ids, mask)
-
-    def answer(self, questions, contexts=None, batch_size: int = 64) -> list[str]:
-        from retain.eval.qa import ask
-
-        contexts = contexts if contexts is not None else [None] * len(questions)
-        return ask(self.model, self.tokenizer, questions, contexts, batch_size=batch_size, prefix=self.prefix(),
-                   bos=self.prefix() is None)  # fmt: skip
 
     def params(self) -> int:
         return kv_prefix_params(self.arch, self.cfg.prompt_tokens)

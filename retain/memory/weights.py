@@ -22,7 +22,9 @@ from retain.fermi.formulas import dtype_bytes, lora_bytes, resolve_targets, soft
 from retain.memory.base import Material, Memory, Timer, WriteCost
 from retain.merge import lora as LM
 from retain.merge import ops
+from retain.models.generate import kv_pairs
 from retain.runs.seed import derive_seed
+from retain.train.data import right_pad
 from retain.world import render as R
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
@@ -51,8 +53,7 @@ class WeightMemory(Memory):
         self.base_text, self.seed = base_text, seed
         self.written: list[Material] = []
         self.session_teachers: list = []  # distill: each written session's queries with teacher top-k (replay)
-        self.base_teachers: list = []  # distill: base-knowledge text with the pre-write model's top-k
-        self._last_tokens = 0
+        self.base_teachers: list = []  # distill: base-knowledge text with the bare model's top-k
 
     def trainable(self) -> list[torch.nn.Parameter]:
         return [p for p in self.model.parameters() if p.requires_grad]
@@ -88,9 +89,6 @@ class WeightMemory(Memory):
     def params(self) -> int:
         return sum(p.numel() for p in self.trainable())
 
-    bos = True
-    """Training texts and questions start with BOS (False for a KV prefix, which holds its own)."""
-
     def logits(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """(B, L, V) logits of right-padded `ids` through the medium (adapter, soft prompt, prefix...)."""
         return self.model(input_ids=ids, attention_mask=mask).logits
@@ -125,12 +123,7 @@ class WeightMemory(Memory):
         tok = self.tokenizer
         bos = [tok.bos_token_id] if self.bos else []
         rows = [bos + tok(t, add_special_tokens=False)["input_ids"] + [tok.eos_token_id] for t in texts]
-        L = max(len(r) for r in rows)
-        ids = torch.full((len(rows), L), tok.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), L), dtype=torch.long)
-        for i, r in enumerate(rows):
-            ids[i, : len(r)], mask[i, : len(r)] = torch.tensor(r), 1
-        self._last_tokens = int(mask.sum())
+        ids, mask = right_pad(rows, tok.pad_token_id)
         return ids, mask, ids.masked_fill(mask == 0, -100)
 
     def write(self, material: Material) -> WriteCost:
@@ -142,25 +135,31 @@ class WeightMemory(Memory):
             if self.cfg.objective == "distill":
                 step, tokens = self.distill_steps(material, rng)
             else:
-                step, tokens = (lambda: self.loss(*self.encode(self.batch_texts(material, rng)))), 0
+                step, tokens = (lambda: self.sft_step(material, rng)), 0
             tokens += self.optimize(step)
         self.written.append(material)
         return WriteCost(t.seconds, tokens)
 
-    def optimize(self, step: Callable[[], torch.Tensor]) -> int:
-        """`cfg.steps` AdamW steps (constant lr, bf16 autocast on CPU) on the loss `step()` returns."""
+    def sft_step(self, material: Material, rng: random.Random) -> tuple[torch.Tensor, int]:
+        """Next-token loss on one batch of the material (augmented, with replay), and its tokens."""
+        ids, mask, labels = self.encode(self.batch_texts(material, rng))
+        return self.loss(ids, mask, labels), int(mask.sum())
+
+    def optimize(self, step: Callable[[], tuple[torch.Tensor, int]]) -> int:
+        """`cfg.steps` AdamW steps (constant lr, bf16 autocast on CPU) on the loss `step()` returns with the
+        tokens it ran; returns the tokens of all steps."""
         params = self.trainable()
         opt = torch.optim.AdamW(params, lr=self.cfg.lr, weight_decay=0.0)
         self.model.train()
         tokens = 0
         for _ in range(self.cfg.steps):
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=params[0].device.type == "cpu"):
-                loss = step()
+                loss, n = step()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             opt.zero_grad(set_to_none=True)
-            tokens += self._last_tokens
+            tokens += n
         self.model.eval()
         return tokens
 
@@ -187,15 +186,14 @@ class WeightMemory(Memory):
         pools = (teachers, [t for ts in self.session_teachers for t in ts], self.base_teachers)
         self.session_teachers.append(teachers)
 
-        def step() -> torch.Tensor:
+        def step() -> tuple[torch.Tensor, int]:
             batch = []
             for _ in range(cfg.batch_size):
                 u = rng.random()
                 pool = pools[1] if u < cfg.replay and pools[1] else (
                     pools[2] if cfg.replay <= u < cfg.replay + cfg.base_replay and pools[2] else pools[0])
                 batch.append(rng.choice(pool))
-            self._last_tokens = sum(len(t.ids) for t in batch)
-            return D.student_loss(self, batch)
+            return D.student_loss(self, batch), sum(len(t.ids) for t in batch)
 
         return step, spent + taught
 
@@ -290,6 +288,7 @@ class SoftPromptMemory(WeightMemory):
         g = torch.Generator().manual_seed(derive_seed(self.seed, "soft_prompt", cfg.name))
         init = torch.randint(0, emb.shape[0], (cfg.prompt_tokens,), generator=g)  # init from vocabulary rows
         self.prompt = torch.nn.Parameter(emb[init].detach().clone())
+        self._bare = False  # inside bare(): the model without the prompt
 
     def trainable(self) -> list[torch.nn.Parameter]:
         return [self.prompt]
@@ -303,7 +302,7 @@ class SoftPromptMemory(WeightMemory):
             self._bare = False
 
     def logits(self, ids, mask):
-        if getattr(self, "_bare", False):
+        if self._bare:
             return super().logits(ids, mask)
         B, P = ids.shape[0], self.prompt.shape[0]
         embeds = torch.cat([self.prompt.expand(B, -1, -1), self.model.get_input_embeddings()(ids)], dim=1)
@@ -312,9 +311,7 @@ class SoftPromptMemory(WeightMemory):
 
     @torch.no_grad()
     def prefix(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        out = self.model(inputs_embeds=self.prompt[None], use_cache=True)
-        cache = out.cache if hasattr(out, "cache") else out.past_key_values  # renamed in transformers 5.2x
-        return [(k, v) for k, v, *_ in cache]
+        return kv_pairs(self.model(inputs_embeds=self.prompt[None], use_cache=True))
 
     def nbytes(self) -> int:
         return int(soft_prompt_params(self.arch, self.cfg.prompt_tokens) * dtype_bytes(self.cfg.dtype))

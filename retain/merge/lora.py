@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from retain.errors import RetainError
+from retain.merge.io import read_safetensors, write_safetensors
 
 Tensors = dict[str, torch.Tensor]
 _A, _B = ".lora_A.weight", ".lora_B.weight"
@@ -88,8 +89,6 @@ def is_adapter_dir(path: str | Path) -> bool:
 
 def read_adapter(path: str | Path) -> tuple[dict[str, Any], Tensors]:
     """(adapter_config.json, weights) of a PEFT LoRA adapter directory; bad input is a one-line RetainError."""
-    from retain.merge.io import read_safetensors
-
     path = Path(path)
     try:
         config = json.loads((path / "adapter_config.json").read_text())
@@ -103,8 +102,6 @@ def read_adapter(path: str | Path) -> tuple[dict[str, Any], Tensors]:
 
 def write_adapter(path: str | Path, config: dict[str, Any], state: Tensors) -> None:
     """Save an adapter that `peft.PeftModel.from_pretrained` loads: config with r set from the weights."""
-    from retain.merge.io import write_safetensors
-
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     config = {**config, "r": rank_of(state), "inference_mode": True}

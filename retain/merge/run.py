@@ -107,9 +107,8 @@ def merge_checkpoints(cfg: MergeConfig, out: Path) -> dict:
     if cfg.method in NEEDS_BASE and not cfg.base:
         raise RetainError(f"{cfg.method} merges task vectors theta - theta_init: give --base MODEL_DIR")
     thetas = [io.read_model_dir(p) for p in cfg.inputs]
-    ops.check_same_keys(thetas, cfg.inputs)
     init = io.read_model_dir(cfg.base) if cfg.base else {k: torch.zeros_like(v) for k, v in thetas[0].items()}
-    ops.check_same_keys([thetas[0], init], [cfg.inputs[0], cfg.base or "base"])
+    ops.check_same_keys([init, *thetas], [cfg.base or "base", *cfg.inputs])  # one-line error naming the input
     merged = ops.apply(init, merge_deltas(cfg, ops.task_vectors(thetas, init)))
     io.write_model_dir(out, cfg.inputs[0], merged)
     return {"kind": "checkpoint"}

@@ -66,6 +66,13 @@ def cache_kwarg(model: torch.nn.Module) -> str:
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
+def kv_pairs(out) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The (keys, values) of each layer in the cache a forward pass returned (`cache` in transformers >= 5.2x,
+    `past_key_values` before)."""
+    cache = out.cache if hasattr(out, "cache") else out.past_key_values
+    return [(k, v) for k, v, *_ in cache]
+
+
 def prefix_cache(prefix: list[tuple[torch.Tensor, torch.Tensor]] | None, batch: int) -> DynamicCache:
     """A fresh cache holding `prefix` for each of `batch` rows (empty without a prefix)."""
     if not prefix:

@@ -26,6 +26,7 @@ from torch import nn
 from transformers import LogitsProcessor
 
 from retain.errors import RetainError
+from retain.merge.io import read_safetensors, write_safetensors
 
 Mapping = Literal["linear", "exponential", "inverse_sigmoid"]
 MAPPINGS = ("linear", "exponential", "inverse_sigmoid")
@@ -60,8 +61,6 @@ class TemperatureHead(nn.Module):
 
     def save(self, path: str | Path, **meta) -> None:
         """head.safetensors and head.json (sizes and `meta`, e.g. how it was trained) in directory `path`."""
-        from retain.merge.io import write_safetensors
-
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         write_safetensors(path / "head.safetensors", self.state_dict())
@@ -70,8 +69,6 @@ class TemperatureHead(nn.Module):
 
     @classmethod
     def load(cls, path: str | Path) -> TemperatureHead:
-        from retain.merge.io import read_safetensors
-
         path = Path(path)
         try:
             meta = json.loads((path / "head.json").read_text())

@@ -17,7 +17,7 @@ import torch
 from retain.eval.qa import encode
 from retain.sampling.adaptive import TemperatureHead
 from retain.sampling.decoding import DecodingConfig, sample
-from retain.sampling.quality import distinct_n, fact_accuracy, template_entropy, words
+from retain.sampling.quality import distinct_n, fact_accuracy, normalize, template_entropy
 from retain.world.examples import summary_prompt
 from retain.world.world import Entity, Session, World
 
@@ -35,15 +35,11 @@ class Task:
     max_new_tokens: int
 
 
-def _norm(value: str) -> str:
-    return " ".join(words(value))
-
-
 def bio_task(people: list[Entity], tokenizer, k: int, max_new_tokens: int = 96) -> Task:
     prompts, truths, prefixes = [], [], []
     for e in people:
         ids = [tokenizer.bos_token_id] + tokenizer(e.name, add_special_tokens=False)["input_ids"]
-        truth = {(e.name, a): _norm(v) for a, v in e.attrs.items()}
+        truth = {(e.name, a): normalize(v) for a, v in e.attrs.items()}
         prompts += [ids] * k
         truths += [truth] * k
         prefixes += [e.name] * k
@@ -53,7 +49,7 @@ def bio_task(people: list[Entity], tokenizer, k: int, max_new_tokens: int = 96) 
 def summary_task(sessions: list[Session], tokenizer, k: int, max_new_tokens: int = 96) -> Task:
     prompts, truths = [], []
     for s in sessions:
-        truth = {(f.entity, f.attribute): _norm(f.value) for f in s.facts}
+        truth = {(f.entity, f.attribute): normalize(f.value) for f in s.facts}
         prompts += [encode(tokenizer, summary_prompt(s.transcript))] * k
         truths += [truth] * k
     return Task("summaries", prompts, truths, [""] * len(prompts), k, max_new_tokens)

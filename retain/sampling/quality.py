@@ -26,6 +26,11 @@ def words(text: str) -> list[str]:
     return _TOKEN.findall(text)
 
 
+def normalize(text: str) -> str:
+    """`text` with one space between its tokens, as decoded word-level text reads."""
+    return " ".join(words(text))
+
+
 @dataclass(frozen=True)
 class Match:
     attribute: str
@@ -36,10 +41,13 @@ class Match:
 
 
 def _pattern(template: str) -> re.Pattern:
-    text = " ".join(words(template.replace("{name}", " NAMESLOT ").replace("{value}", " VALUESLOT ")))
+    text = normalize(template.replace("{name}", " NAMESLOT ").replace("{value}", " VALUESLOT "))
     text = re.escape(text).replace("NAMESLOT", "(?P<name>.+?)", 1).replace("NAMESLOT", "(?P=name)")
     return re.compile(text.replace("VALUESLOT", "(?P<value>.+?)") + "$")
 
+
+_LEGAL = {a: {normalize(v) for v in vs} for a, vs in ATTRIBUTE_SETS.items()}
+"""The values each attribute can take, normalised (built once: the birth dates alone are thousands)."""
 
 _PATTERNS = [(a, f"{kind}:{i}", _pattern(t)) for kind, table in (("bio", T.BIO), ("update", T.UPDATE))
              for a, ts in table.items() for i, t in enumerate(ts)]  # fmt: skip
@@ -67,8 +75,7 @@ def parse(sentence: str, names: set[str] | None = None) -> Match | None:
         if not m:
             continue
         value = m.group("value")
-        legal = ({" ".join(words(v)) for v in ATTRIBUTE_SETS[attr]} if attr in ATTRIBUTE_SETS
-                 else names if names is not None else None)  # fmt: skip
+        legal = _LEGAL.get(attr, names)
         if legal is None or value in legal:
             found.append((len(pat.pattern), Match(attr, tid, m.group("name"), value)))
     return max(found, key=lambda x: x[0])[1] if found else None

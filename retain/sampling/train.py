@@ -21,6 +21,7 @@ from retain.runs.progress import progress
 from retain.runs.seed import derive_seed
 from retain.sampling.adaptive import TemperatureHead
 from retain.sampling.labels import bio_with_labels, candidates
+from retain.train.data import right_pad
 from retain.world.world import Entity
 
 
@@ -56,12 +57,10 @@ def labelled_bios(people: list[Entity], tokenizer, n: int, seed: int) -> list[tu
 
 def batch(rows: list[tuple[list[int], list[float]]], pad_id: int) -> tuple[torch.Tensor, ...]:
     """Right-padded ids, attention mask and labels (padding masked out by the mask)."""
-    L = max(len(ids) for ids, _ in rows)
-    ids = torch.full((len(rows), L), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), L), dtype=torch.long)
-    y = torch.zeros((len(rows), L))
-    for i, (r, lab) in enumerate(rows):
-        ids[i, : len(r)], mask[i, : len(r)], y[i, : len(r)] = torch.tensor(r), 1, torch.tensor(lab)
+    ids, mask = right_pad([r for r, _ in rows], pad_id)
+    y = torch.zeros(ids.shape)
+    for i, (_, lab) in enumerate(rows):
+        y[i, : len(lab)] = torch.tensor(lab)
     return ids, mask, y
 
 

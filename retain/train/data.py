@@ -118,6 +118,16 @@ def pack(examples: list[tuple[list[int], list[bool]]], rows: int, seq_len: int,
     return ids, labels, positions
 
 
+def right_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sequences of different lengths as one right-padded batch: (ids, attention mask)."""
+    L = max(len(r) for r in rows)
+    ids = torch.full((len(rows), L), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), L), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)], mask[i, : len(r)] = torch.tensor(r, dtype=torch.long), 1
+    return ids, mask
+
+
 def forward_packed(model, ids: torch.Tensor, positions: torch.Tensor, labels: torch.Tensor | None = None):
     """The model on a batch from `pack`: no attention mask and no cache, so transformers derives document
     masking from the restarting position ids (with a cache it silently attends across examples)."""
