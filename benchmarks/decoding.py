@@ -160,22 +160,26 @@ def main() -> None:
 
 
 def report(results: list[dict], fits: dict, args, out: Path, tasks) -> str:
+    summaries = tasks[1]
     lines = [f"Base model `{args.base}`. Biographies of {args.people} known people never used to train the heads "
-             f"(prompt: BOS and the name), {args.k} samples each; summaries of the world's {len(tasks[1].prompts) // tasks[1].k} "
-             f"sessions, {tasks[1].k} samples each; every number is the mean over {args.seeds} sampling seeds (sd: "
-             f"standard deviation of fact accuracy across them). Facts are read back with the world's templates (an unread sentence "
-             f"counts as wrong). Plot: `{out}/decoding.png`. Adaptive heads map to [0.1, 1.5].", "",
-             "| head | trained | seconds | held-out MSE | correlation with the label |", "| --- | --- | ---: | ---: | ---: |"]  # fmt: skip
+             f"(prompt: BOS and the name), {args.k} samples each; summaries of the world's "
+             f"{len(summaries.prompts) // summaries.k} sessions, {summaries.k} samples each; every number is the "
+             f"mean over {args.seeds} sampling seeds (sd: standard deviation of fact accuracy across them). Facts "
+             f"are read back with the world's templates (an unread sentence counts as wrong). Plot: "
+             f"`{out}/decoding.png`. Adaptive heads map to [0.1, 1.5].", "",
+             "| head | trained | seconds | held-out MSE | correlation with the label |",
+             "| --- | --- | ---: | ---: | ---: |"]  # fmt: skip
     for mode, f in fits.items():
-        what = "head only, stop-gradient on the hidden state" if mode == "frozen" else "model and head (LM + head loss)"
+        what = ("head only, stop-gradient on the hidden state" if mode == "frozen"
+                else "model and head (LM + head loss)")  # fmt: skip
         lines.append(f"| {mode} | {what} | {f['seconds']:.0f} | {f['mse']:.4f} | {f['corr']:.3f} |")
     lines += ["", "| decoding | model | bio fact acc | sd | bio unread | bio distinct-2 | bio template entropy | "
               "summary fact acc | summary distinct-2 | summary template entropy | s |",
               "| --- | --- |" + " ---: |" * 9]  # fmt: skip
     for r in results:
         b, s = r["biographies"], r["summaries"]
-        lines.append(f"| {r['label']} | {r['model']} | {b['fact_acc']:.3f} | {b['fact_acc_sd']:.3f} | {b['unread']:.3f} | {b['distinct_2']:.3f} | "
-                     f"{b['template_entropy']:.3f} | {s['fact_acc']:.3f} | {s['distinct_2']:.3f} | "
+        lines.append(f"| {r['label']} | {r['model']} | {b['fact_acc']:.3f} | {b['fact_acc_sd']:.3f} | "
+                     f"{b['unread']:.3f} | {b['distinct_2']:.3f} | {b['template_entropy']:.3f} | {s['fact_acc']:.3f} | {s['distinct_2']:.3f} | "
                      f"{s['template_entropy']:.3f} | {r['seconds']:.0f} |")  # fmt: skip
     lines += ["", "Against the fixed-temperature curve of the same model (fact accuracy minus the curve's at the "
               "same diversity; + is above the curve, 'outside' where the diversity lies beyond the curve's range):", "",
@@ -186,7 +190,8 @@ def report(results: list[dict], fits: dict, args, out: Path, tasks) -> str:
         if not r["family"].startswith("adaptive"):
             continue
         fams = ("greedy", "temperature") if r["model"] == "base" else ("temperature (joint model)",)
-        curve_rows = sorted((x for x in results if x["family"] in fams), key=lambda x: x["config"].get("temperature", 0))
+        curve_rows = sorted((x for x in results if x["family"] in fams),
+                            key=lambda x: x["config"].get("temperature", 0))  # fmt: skip
         for task in ("biographies", "summaries"):
             cells = []
             for div in ("template_entropy", "distinct_2"):

@@ -82,7 +82,8 @@ def main() -> None:
     (out / "results.json").write_text(json.dumps({"alone": alone, "pairs": pairs, "seconds": seconds}, indent=2))
 
     mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
-    rows = ["| session | recall, prefix from its own cache | recall, prefix from unrelated text |", "| ---: | ---: | ---: |"]
+    rows = ["| session | recall, prefix from its own cache | recall, prefix from unrelated text |",
+            "| ---: | ---: | ---: |"]
     rows += [f"| {i + 1} | {s:.2f} | {t:.2f} |" for i, (s, t) in enumerate(zip(alone["session"], alone["text"]))]
     rows += [f"| mean | {mean(alone['session']):.3f} | {mean(alone['text']):.3f} |"]
     comp = ["| sessions | alone | concatenated as trained | kept | second prefix shifted to its positions | kept |",

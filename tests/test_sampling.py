@@ -125,7 +125,8 @@ def test_labels_match_brute_force_enumeration(world_bits):
     bios = Counter()
     for order in itertools.permutations(e.attrs):
         for ts in itertools.product(*(range(len(cands[a])) for a in order)):
-            bios[tuple([tok.bos_token_id] + [t for a, i in zip(order, ts) for t in cands[a][i]] + [tok.eos_token_id])] += 1
+            body = [t for a, i in zip(order, ts) for t in cands[a][i]]
+            bios[tuple([tok.bos_token_id, *body, tok.eos_token_id])] += 1
     total = sum(bios.values())
     ids, labels = bio_with_labels(e, tok, random.Random(3), cands)
     assert ids[0] == tok.bos_token_id and ids[-1] == tok.eos_token_id and len(labels) == len(ids)
