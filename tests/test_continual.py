@@ -124,3 +124,11 @@ def test_a_budget_smaller_than_a_session_answers_closed_book(smoke_base):
     assert mem.context(s.questions[0]) is None and mem.nbytes() == 0
     none = make_memory(MediumConfig(kind="none"), model, tok)
     assert mem.answer(s.questions) == none.answer(s.questions)
+
+
+def test_a_medium_the_model_cannot_run_fails_before_the_run_dir_exists(smoke_base, tmp_path):
+    cfg = load_config(ContinualConfig, ROOT / "configs" / "smoke" / "continual.yaml",
+                      [f"base={smoke_base}", "media.4.kind=kv_prefix", "media.4.prompt_tokens=100000"])  # fmt: skip
+    with pytest.raises(RetainError, match="does not fit the model's context"):
+        continual(cfg, out=tmp_path / "run")
+    assert not (tmp_path / "run").exists()

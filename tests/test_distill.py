@@ -108,10 +108,10 @@ def test_bad_distill_input_is_one_line(base):
     model, tok, world = base
     with pytest.raises(RetainError, match="does not fit the model's context"):
         make_memory(MediumConfig(kind="kv_prefix", prompt_tokens=10**6), model, tok)
-    mem = make_memory(MediumConfig(kind="lora", objective="distill", top_k=10**6, n_queries=2, steps=1), model, tok)
-    s = world.sessions[0]
     with pytest.raises(RetainError, match="exceeds the vocabulary"):
-        mem.write(Material(0, s.transcript, 1, transcript=s.transcript))
+        make_memory(MediumConfig(kind="lora", objective="distill", top_k=10**6), model, tok)
+    mem = make_memory(MediumConfig(kind="lora", objective="distill", n_queries=2, steps=1), model, tok)
+    s = world.sessions[0]
     with pytest.raises(RetainError, match="no transcript text"):
         mem.write(Material(0, "notes", 1, transcript="  "))
     with pytest.raises(RetainError, match="no text to write"):

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import AutoConfig
 
 from retain.config import from_dict, read_yaml
 from retain.errors import RetainError
@@ -237,7 +238,10 @@ def continual(cfg: ContinualConfig, out: str | None = None, resume: bool = False
 
         TemperatureHead.load(cfg.writer.decoding.head)  # a missing head fails here, before the run dir exists
     world = load_world(base / "world")
-    check_stream(world, cfg.sessions)  # bad sessions fail before the run directory exists
+    check_stream(world, cfg.sessions)  # bad sessions and media fail before the run directory exists
+    model_config = AutoConfig.from_pretrained(base / "model")
+    for m in cfg.media:
+        m.check_model(model_config)
     run = RunDir(out) if resume and out else RunDir.create(cfg.name, out)
     if resume and not (run / "config.yaml").exists():
         raise RetainError(f"--resume: {run.path} holds no run to resume (no config.yaml)")
@@ -278,8 +282,6 @@ def summarize(results: dict[str, dict], base: Path) -> dict[str, Any]:
     KV cache costs `kv_bytes_per_token` whatever the budget, and its recall is the first context medium's."""
     keys = ["acc", "bwt", "fwt", "forgetting", "just_written", "base_acc", "base_acc_drop", "skill_acc",
             "bytes_per_token", "bits_per_param", "params", "nbytes", "write_seconds", "answer_seconds"]  # fmt: skip
-    from transformers import AutoConfig
-
     kv = kv_bytes_per_token(from_hf_config(AutoConfig.from_pretrained(base / "model").to_dict()))
     out: dict[str, Any] = {"kv_bytes_per_token": kv,
                            "media": {n: {"kind": r["kind"], **{k: r[k] for k in keys}} for n, r in results.items()}}

@@ -109,6 +109,17 @@ class MediumConfig:
         if not 0.0 <= self.replay + self.base_replay < 1.0 or self.replay < 0 or self.base_replay < 0:
             raise ValueError(f"media '{self.name}': replay + base_replay must be in [0, 1)")
 
+    def check_model(self, config) -> None:
+        """One-line RetainError when this medium cannot run on a model with Hugging Face `config`: the
+        continual loop calls it for every medium before a run starts, every medium on construction."""
+        limit = getattr(config, "max_position_embeddings", None)
+        if self.kind == "kv_prefix" and limit is not None and self.prompt_tokens >= limit:
+            raise RetainError(f"media '{self.name}': a kv_prefix of {self.prompt_tokens} tokens does not fit the "
+                              f"model's context of {limit} positions; lower prompt_tokens")  # fmt: skip
+        if self.objective == "distill" and self.top_k > config.vocab_size:
+            raise RetainError(f"media '{self.name}': top_k={self.top_k} exceeds the vocabulary "
+                              f"({config.vocab_size}); lower top_k")  # fmt: skip
+
 
 @dataclass
 class Material:
@@ -161,6 +172,7 @@ class Memory(ABC):
     """Texts and prompts start with BOS; False for a medium whose prefix holds it (a KV prefix)."""
 
     def __init__(self, model: torch.nn.Module, tokenizer, cfg: MediumConfig):
+        cfg.check_model(model.config)
         self.model, self.tokenizer, self.cfg = model, tokenizer, cfg
         self.arch: Arch = from_hf_config(model.config.to_dict())
 

@@ -91,8 +91,6 @@ def query_ids(kind: str, memory, material, context: list[int], n: int,
 def teach(memory, context: list[int], queries: list[list[int]], k: int,
           batch_size: int = 16) -> tuple[list[Teacher], int]:  # fmt: skip
     """The teacher's top-k on each query's tokens 2..n, with `context` (BOS and transcript) in front."""
-    if k > memory.model.config.vocab_size:
-        raise RetainError(f"top_k={k} exceeds the vocabulary ({memory.model.config.vocab_size}); lower top_k")
     queries = [q for q in queries if len(q) >= 2]
     out, spent = [], 0
     for b in range(0, len(queries), batch_size):

@@ -74,10 +74,6 @@ class KVPrefixMemory(WeightMemory):
     def __init__(self, model, tokenizer, cfg, **kw):
         model.requires_grad_(False)
         super().__init__(model, tokenizer, cfg, **kw)
-        limit = getattr(model.config, "max_position_embeddings", None)
-        if limit is not None and cfg.prompt_tokens >= limit:
-            raise RetainError(f"kv_prefix of {cfg.prompt_tokens} tokens does not fit the model's context of {limit} "
-                              "positions; lower prompt_tokens")  # fmt: skip
         self.keys: list[torch.nn.Parameter] = []
         self.values: list[torch.nn.Parameter] = []
         if cfg.prefix_init == "text":
