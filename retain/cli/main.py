@@ -65,6 +65,13 @@ COMMANDS: dict[str, Command] = {
         out=True,
         resume=True,
     ),
+    "rl": Command(
+        "the outer loop: RL (ReST-EM or policy gradient) that teaches the model what to write into memory",
+        "retain.rl.run:RLConfig",
+        "retain.rl.run:main",
+        out=True,
+        resume=True,
+    ),
     "merge": Command(
         "merge LoRA adapters or checkpoints: linear, task arithmetic, SLERP, TIES, EMA, LiTI",
         "retain.merge.run:MergeConfig",

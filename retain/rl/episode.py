@@ -1,0 +1,87 @@
+"""One RL episode: the policy reads a session and writes a self-edit (its notes, sampled); the inner loop
+writes it into a fresh LoRA; the reward is closed-book exact match on the session's questions.
+
+Sessions are fresh: people the base model never saw, drawn like the stream's sessions (one new person, one
+update of a known fact, chatter). Training and held-out sessions draw from disjoint name pools, so held-out
+recall is about entities RL never saw.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import torch
+
+from retain.eval.exact_match import exact_match
+from retain.eval.qa import encode
+from retain.memory.base import Material, MediumConfig
+from retain.rl.lora import write_and_answer
+from retain.sampling import DecodingConfig, sample
+from retain.world import examples as X
+from retain.world import render as R
+from retain.world.world import Session, World
+
+
+def fresh_sessions(world: World, n: int, rng: random.Random, reserved: set[str]) -> list[Session]:
+    """`n` sessions about people not in `reserved` (which grows by them), with their questions."""
+    out = []
+    for i in range(n):
+        s, people = X.fresh_session(world, rng, reserved, i, world.config.new_per_session,
+                                    world.config.updates_per_session, world.config.chatter_per_session)  # fmt: skip
+        s.questions = R.session_questions(s, {**world.entities, **{p.name: p for p in people}}, rng)
+        out.append(s)
+    return out
+
+
+def prompt_ids(tokenizer, session: Session) -> list[int]:
+    """What the policy reads: BOS, the transcript, then `Notes:` (the summary format of pretraining)."""
+    return encode(tokenizer, X.summary_prompt(session.transcript))
+
+
+def write_edits(policy, tokenizer, sessions: list[Session], n: int, decoding: DecodingConfig,
+                max_new_tokens: int, seed: int) -> list[list[list[int]]]:  # fmt: skip
+    """`n` self-edits per session (token ids, without the eos) sampled from `policy` with `decoding`."""
+    prompts = [prompt_ids(tokenizer, s) for s in sessions for _ in range(n)]
+    out = sample(policy, tokenizer, prompts, decoding, max_new_tokens=max_new_tokens,
+                 generator=torch.Generator().manual_seed(seed))  # fmt: skip
+    return [out[i * n : (i + 1) * n] for i in range(len(sessions))]
+
+
+def with_eos(tokenizer, ids: list[int], max_new_tokens: int) -> list[int]:
+    """A self-edit as the policy produced it: an edit that stopped on its own ends with the eos."""
+    return ids + [tokenizer.eos_token_id] if len(ids) < max_new_tokens else ids
+
+
+def text_of(tokenizer, ids: list[int]) -> str:
+    return tokenizer.decode(ids, skip_special_tokens=True).strip()
+
+
+@dataclass
+class Rewarded:
+    """The outcome of writing a batch of texts: per text, its recall and its reward."""
+
+    recall: list[float]
+    reward: list[float]
+    tokens: int
+    """Tokens through the inner loop's forward passes."""
+
+
+def score_writes(reader, tokenizer, inner: MediumConfig, texts: list[str], sessions: list[Session],
+                 seeds: list[int], followers: list[list[str]], lengths: list[int], token_cost: float,
+                 group: int, batched: bool = True) -> Rewarded:  # fmt: skip
+    """Write each text into a fresh adapter (init and augmentation from its seed), then write its session's
+    `followers` (the long horizon: later sessions' texts), and ask its session's questions closed-book.
+    Reward = recall - `token_cost` x the text's length in tokens. `group` adapters train at once."""
+    recall, tokens = [], 0
+    for start in range(0, len(texts), group):
+        sl = slice(start, start + group)
+        mats = [[Material(s.index, t, 0)] + [Material(s.index, f, 0) for f in fs]
+                for t, s, fs in zip(texts[sl], sessions[sl], followers[sl])]  # fmt: skip
+        answers, n = write_and_answer(reader, tokenizer, inner, mats, [s.questions for s in sessions[sl]], seeds[sl],
+                                      batched=batched)  # fmt: skip
+        tokens += n
+        for s, ans in zip(sessions[sl], answers):
+            recall.append(sum(exact_match(a, q.answer) for a, q in zip(ans, s.questions)) / len(s.questions))
+    reward = [r - token_cost * n for r, n in zip(recall, lengths)]
+    return Rewarded(recall, reward, tokens)
