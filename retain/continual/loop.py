@@ -32,7 +32,7 @@ from retain.memory.writers import WriterConfig, make_writer
 from retain.models.build import load_model_and_tokenizer
 from retain.runs.files import atomic_write_json, read_json
 from retain.runs.progress import progress
-from retain.runs.rundir import RunDir
+from retain.runs.rundir import RunDir, base_run
 from retain.runs.seed import derive_seed, seed_everything
 from retain.world import examples as X
 from retain.world import render as R
@@ -223,10 +223,7 @@ def liti_front(memory, etas: list[float], suites: Suites, batch_size: int) -> li
 
 def continual(cfg: ContinualConfig, out: str | None = None, resume: bool = False) -> dict[str, Any]:
     """Run every medium of `cfg` over the session stream; writes summary.json, report.md and plots."""
-    base = Path(cfg.base)
-    if not (base / "model").is_dir() or not (base / "world").is_dir():
-        raise RetainError(f"base '{cfg.base}' has no model/ and world/; pretrain one first "
-                          "(retain pretrain --config configs/pretrain.yaml --out runs/base)")  # fmt: skip
+    base = base_run(cfg.base)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     from transformers.utils import logging as hf_logging
@@ -242,11 +239,7 @@ def continual(cfg: ContinualConfig, out: str | None = None, resume: bool = False
     model_config = AutoConfig.from_pretrained(base / "model")
     for m in cfg.media:
         m.check_model(model_config)
-    run = RunDir(out) if resume and out else RunDir.create(cfg.name, out)
-    if resume and not (run / "config.yaml").exists():
-        raise RetainError(f"--resume: {run.path} holds no run to resume (no config.yaml)")
-    if not resume and (run / "config.yaml").exists():
-        raise RetainError(f"{run.path} already holds a run; continue it with --resume or choose another --out")
+    run = RunDir.open(cfg.name, out, resume)
     if resume:
         cfg = from_dict(ContinualConfig, read_yaml(run / "config.yaml"))
         check_stream(world, cfg.sessions)

@@ -137,17 +137,19 @@ class Adapters:
 
 
 def write_and_answer(model, tokenizer, cfg: MediumConfig, materials: list[list[Material]],
-                     questions: list[list[Question]], seeds: list[int], batched: bool = True) -> tuple[list, int]:  # fmt: skip
-    """Write the sessions `materials[g]` (in order) into fresh adapter g (initialised from `seeds[g]`, augmented from the same seed)
-    and ask it `questions[g]`: all G in one batched loop, or one after another (`batched=False`, the
-    baseline of the efficiency benchmark). Returns the answers and the tokens trained on."""
+                     questions: list[list[Question]], seeds: list[int],
+                     batched: bool = True) -> tuple[list, int]:  # fmt: skip
+    """Write the sessions `materials[g]` (in order) into fresh adapter g (initialised from `seeds[g]`,
+    augmented from the same seed) and ask it `questions[g]`: all G in one batched loop, or one after another
+    (`batched=False`, the baseline of the efficiency benchmark). Returns the answers and the tokens trained on."""
     groups = [list(range(len(seeds)))] if batched else [[g] for g in range(len(seeds))]
     answers: list[list[str]] = [[] for _ in seeds]
     tokens = 0
     for group in groups:
         adapters = Adapters(model, cfg, [seeds[g] for g in group])
         try:
-            tokens += adapters.train(tokenizer, [materials[g] for g in group], [random.Random(seeds[g]) for g in group])
+            rngs = [random.Random(seeds[g]) for g in group]
+            tokens += adapters.train(tokenizer, [materials[g] for g in group], rngs)
             for g, a in zip(group, adapters.answer(tokenizer, [questions[g] for g in group])):
                 answers[g] = a
         finally:

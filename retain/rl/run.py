@@ -16,13 +16,11 @@ import random
 import time
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import torch
 
 from retain.config import from_dict, read_yaml
-from retain.errors import RetainError
 from retain.memory.base import MediumConfig
 from retain.models.build import load_model_and_tokenizer
 from retain.rl import algorithms as A
@@ -30,7 +28,7 @@ from retain.rl import episode as E
 from retain.runs.checkpoint import latest_checkpoint, load_checkpoint, pack_optimizer, save_checkpoint, unpack_optimizer
 from retain.runs.files import atomic_write_json, read_json
 from retain.runs.progress import progress
-from retain.runs.rundir import RunDir
+from retain.runs.rundir import RunDir, base_run
 from retain.runs.seed import derive_seed
 from retain.sampling import DecodingConfig
 from retain.world import render as R
@@ -200,7 +198,7 @@ def policy_update(policy, ref, tok, cfg: RLConfig, opt, prompts, edits, rewards:
         torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
-        stats["loss"] += float(loss) / cfg.policy_steps
+        stats["loss"] += loss.item() / cfg.policy_steps
         stats["kl"] += float(kl) / cfg.policy_steps
     policy.eval()
     return stats
@@ -208,19 +206,12 @@ def policy_update(policy, ref, tok, cfg: RLConfig, opt, prompts, edits, rewards:
 
 def rl(cfg: RLConfig, out: str | None = None, resume: bool = False) -> dict[str, Any]:
     """Run the outer loop of `cfg`; writes metrics, checkpoints of the policy, summary.json and report.md."""
-    base = Path(cfg.base)
-    if not (base / "model").is_dir() or not (base / "world").is_dir():
-        raise RetainError(f"base '{cfg.base}' has no model/ and world/; pretrain one first "
-                          "(retain pretrain --config configs/pretrain.yaml --out runs/base)")  # fmt: skip
+    base = base_run(cfg.base)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|peft|torch)\b")
     world = load_world(base / "world")
-    run = RunDir(out) if resume and out else RunDir.create(cfg.name, out)
-    if resume and not (run / "config.yaml").exists():
-        raise RetainError(f"--resume: {run.path} holds no run to resume (no config.yaml)")
-    if not resume and (run / "config.yaml").exists():
-        raise RetainError(f"{run.path} already holds a run; continue it with --resume or choose another --out")
+    run = RunDir.open(cfg.name, out, resume)
     if resume:
         cfg = from_dict(RLConfig, read_yaml(run / "config.yaml"))
     else:

@@ -13,6 +13,18 @@ from retain.config import to_yaml
 from retain.runs.files import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
 
 
+def base_run(path: str | Path) -> Path:
+    """A pretraining run directory holding model/ and world/ (what `retain pretrain` writes), or a one-line
+    error saying how to make one."""
+    from retain.errors import RetainError
+
+    base = Path(path)
+    if not (base / "model").is_dir() or not (base / "world").is_dir():
+        raise RetainError(f"base '{path}' has no model/ and world/; pretrain one first "
+                          "(retain pretrain --config configs/pretrain.yaml --out runs/base)")  # fmt: skip
+    return base
+
+
 class RunDir:
     """Files of one run. Every write is atomic; `metrics.jsonl` is appended one JSON object per line."""
 
@@ -30,6 +42,19 @@ class RunDir:
         while path.exists():
             path, n = Path(f"{base}-{n}"), n + 1
         return cls(path)
+
+    @classmethod
+    def open(cls, name: str, out: str | Path | None, resume: bool) -> RunDir:
+        """A fresh run directory, or with `resume` the run at `out`; one-line errors for resuming what holds no
+        run and for starting over a finished or interrupted one (nothing written is overwritten)."""
+        from retain.errors import RetainError
+
+        run = cls(out) if resume and out else cls.create(name, out)
+        if resume and not (run / "config.yaml").exists():
+            raise RetainError(f"--resume: {run.path} holds no run to resume (no config.yaml)")
+        if not resume and (run / "config.yaml").exists():
+            raise RetainError(f"{run.path} already holds a run; continue it with --resume or choose another --out")
+        return run
 
     def __truediv__(self, name: str) -> Path:
         return self.path / name
