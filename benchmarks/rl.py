@@ -40,8 +40,8 @@ def main() -> None:
         "| --- | ---: | ---: |",
         f"| model's own notes before RL (greedy) | {s['heldout_before']:.3f} | {s['length_before']:.1f} |",
         f"| policy's notes after RL (greedy) | {s['heldout_after']:.3f} | {s['length_after']:.1f} |",
-        f"| oracle notes (upper bound) | {s['heldout_oracle']:.3f} | - |",
-        f"| raw transcript | {s['heldout_transcript']:.3f} | - |",
+        f"| oracle notes, whole (upper bound) | {s['heldout_oracle']:.3f} | - |",
+        f"| raw transcript, whole | {s['heldout_transcript']:.3f} | - |",
     ]
     eff = ""
     if "speedup" in s:
