@@ -265,17 +265,22 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: typing.
     return from_dict(cls, data)
 
 
-def describe(cls: type, prefix: str = "") -> list[tuple[str, str, Any, str]]:
-    """Every leaf key of a config tree as (dotted key, type, default, docstring), for help text."""
+def describe(cls: type, prefix: str = "", instance: Any = None) -> list[tuple[str, str, Any, str]]:
+    """Every leaf key of a config tree as (dotted key, type, default, docstring), for help text. A nested
+    config's defaults are those its parent's default factory gives (`instance`), not its own class's."""
     rows = []
     hints = get_type_hints(cls)
     docs = field_docs(cls)
     for f in dataclasses.fields(cls):
         tp = hints[f.name]
         if dataclasses.is_dataclass(tp):
-            rows += describe(tp, prefix + f.name + ".")
+            sub = getattr(instance, f.name) if instance is not None else (
+                f.default_factory() if f.default_factory is not dataclasses.MISSING else None)  # fmt: skip
+            rows += describe(tp, prefix + f.name + ".", sub)
             continue
-        if f.default is not dataclasses.MISSING:
+        if instance is not None:
+            default = getattr(instance, f.name)
+        elif f.default is not dataclasses.MISSING:
             default = f.default
         elif f.default_factory is not dataclasses.MISSING:
             default = f.default_factory()

@@ -107,7 +107,7 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
 
 def _epilog(config_cls: type) -> str:
     rows = describe(config_cls)
-    width = max(len(f"{k}={d!r}") for k, _, d, _ in rows)
+    width = min(40, max(len(f"{k}={d!r}") for k, _, d, _ in rows))  # a long default (a list) gets its own width
     lines = [f"  {f'{k}={d!r}'.ljust(width)}  {doc}" for k, _, d, doc in rows]
     return "config keys (--set KEY=VALUE), with defaults:\n" + "\n".join(lines)
 
