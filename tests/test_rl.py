@@ -135,6 +135,20 @@ def test_tiny_end_to_end_rl_run_writes_report_and_resumes(smoke_base, tmp_path):
     assert again["heldout_after"] == s["heldout_after"]
 
 
+def test_an_interrupted_rl_run_resumes_from_its_last_iteration(smoke_base, tmp_path):
+    cfg = load_config(RLConfig, ROOT / "configs" / "smoke" / "rl.yaml",
+                      [f"base={smoke_base}", "iterations=1", "efficiency_groups=0"])  # fmt: skip
+    run = tmp_path / "run"
+    rl(cfg, out=run)
+    first = (run / "metrics.jsonl").read_text()
+    # as if it had been stopped after iteration 1 of 2: the run's own config says 2
+    (run / "config.yaml").write_text((run / "config.yaml").read_text().replace("iterations: 1", "iterations: 2"))
+    s = rl(cfg, out=run, resume=True)
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert (run / "metrics.jsonl").read_text().startswith(first)  # nothing finished is redone or lost
+    assert [r["iteration"] for r in records] == [0, 1, 2] and s["episodes"] == 2 * cfg.sessions * cfg.group
+
+
 @pytest.mark.parametrize("algorithm", ["rest_em", "pg"])
 def test_an_update_raises_the_rewarded_self_edit_and_lowers_the_other(smoke_base, algorithm):
     import copy
