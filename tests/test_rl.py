@@ -179,7 +179,20 @@ def test_an_update_raises_the_rewarded_self_edit_and_lowers_the_other(smoke_base
         assert after[1] < before[1] and stats["kl"] >= 0.0  # the other is pushed down
 
 
+def test_ask_keeps_only_the_named_questions(smoke_base):
+    world = load_world(smoke_base / "world")
+    every = E.fresh_sessions(world, 3, random.Random(0), set(world.entities))
+    some = E.fresh_sessions(world, 3, random.Random(0), set(world.entities), ["field", "update"])
+    for a, b in zip(every, some):
+        assert a.transcript == b.transcript  # the same sessions, fewer questions
+        assert [q.text for q in b.questions] == [q.text for q in a.questions
+                                                 if q.kind == "update" or q.attribute == "field" and q.kind == "recall"]
+        assert {q.kind for q in b.questions} == {"recall", "update"}
+
+
 def test_bad_rl_config_is_a_clear_error():
+    with pytest.raises(ValueError, match="ask: unknown question kinds"):
+        RLConfig(ask=["home"])
     with pytest.raises(ValueError, match="inner.kind must be lora"):
         RLConfig(inner=MediumConfig(kind="full"))
     with pytest.raises(ValueError, match="group"):

@@ -20,16 +20,24 @@ from retain.rl.lora import write_and_answer
 from retain.sampling import DecodingConfig, sample
 from retain.world import examples as X
 from retain.world import render as R
-from retain.world.world import Session, World
+from retain.world.world import ATTRIBUTES, Session, World
 
 
-def fresh_sessions(world: World, n: int, rng: random.Random, reserved: set[str]) -> list[Session]:
-    """`n` sessions about people not in `reserved` (which grows by them), with their questions."""
+QUESTION_KEYS = (*ATTRIBUTES, "update", "two_hop")
+"""What a session's questions can be restricted to: a recall attribute, the update, the two-hop question."""
+
+
+def fresh_sessions(world: World, n: int, rng: random.Random, reserved: set[str],
+                   ask: list[str] | None = None) -> list[Session]:  # fmt: skip
+    """`n` sessions about people not in `reserved` (which grows by them), with their questions: all of them,
+    or only those `ask` names (recall attributes, `update`, `two_hop`)."""
     out = []
     for i in range(n):
         s, people = X.fresh_session(world, rng, reserved, i, world.config.new_per_session,
                                     world.config.updates_per_session, world.config.chatter_per_session)  # fmt: skip
         s.questions = R.session_questions(s, {**world.entities, **{p.name: p for p in people}}, rng)
+        if ask:
+            s.questions = [q for q in s.questions if q.kind in ask or (q.kind == "recall" and q.attribute in ask)]
         out.append(s)
     return out
 

@@ -68,6 +68,10 @@ class RLConfig:
     horizon: int = 0
     """Long horizon: after the self-edit, the adapter also writes this many later sessions (their oracle
     notes) before it is asked, so only knowledge that survives them is rewarded."""
+    ask: list[str] = field(default_factory=list)
+    """Which of a session's questions are asked (training and held-out): recall attributes (birth_city,
+    employer, ...), update, two_hop; empty: all. Later sessions asking about only some facts is what makes
+    choosing what to write pay under a budget."""
     token_cost: float = 0.0
     """Reward minus this much per written token of the self-edit."""
     lr: float = 1e-4
@@ -102,6 +106,9 @@ class RLConfig:
             raise ValueError(f"inner.kind must be lora (the inner loop writes a fresh LoRA), got {self.inner.kind}")
         if self.algorithm == "pg" and self.group < 2:
             raise ValueError("pg needs group >= 2 for a group baseline")
+        bad = [k for k in self.ask if k not in E.QUESTION_KEYS]
+        if bad:
+            raise ValueError(f"ask: unknown question kinds {bad}; use any of {', '.join(E.QUESTION_KEYS)}")
         if not self.decoding.sampled:
             raise ValueError("decoding must sample (temperature > 0): RL explores by sampling self-edits")
 
@@ -118,7 +125,7 @@ class Pools:
 def build_pools(world: World, cfg: RLConfig) -> Pools:
     reserved = set(world.entities) | {n for s in world.sessions for n in s.new_entities}
     rng = random.Random(derive_seed(cfg.seed, "rl", "heldout"))
-    heldout = E.fresh_sessions(world, cfg.heldout, rng, reserved)
+    heldout = E.fresh_sessions(world, cfg.heldout, rng, reserved, cfg.ask)
     followers = [[R.oracle_notes(s) for s in E.fresh_sessions(world, cfg.horizon, rng, reserved)]
                  for _ in heldout]  # fmt: skip
     return Pools(heldout, followers, reserved)
@@ -128,7 +135,7 @@ def train_sessions(world: World, cfg: RLConfig, pools: Pools, it: int) -> tuple[
     """Iteration `it`'s fresh sessions (names outside the held-out pool) and their followers."""
     rng = random.Random(derive_seed(cfg.seed, "rl", "train", it))
     reserved = set(pools.reserved)
-    sessions = E.fresh_sessions(world, cfg.sessions, rng, reserved)
+    sessions = E.fresh_sessions(world, cfg.sessions, rng, reserved, cfg.ask)
     followers = [[R.oracle_notes(s) for s in E.fresh_sessions(world, cfg.horizon, rng, reserved)] for _ in sessions]
     return sessions, followers
 
