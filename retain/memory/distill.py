@@ -16,7 +16,6 @@ computed once per write and reused at every step.
 from __future__ import annotations
 
 import random
-import re
 from dataclasses import dataclass
 
 import torch
@@ -29,8 +28,6 @@ from retain.world.render import qa_prompt
 SEEDS = (" Q:", " Q:", " Q:", " Notes:")
 """self_study: generic prompts after the session; the model continues each (questions with their answers,
 notes), sampled at temperature 1. Nothing of the world's ground truth is used."""
-
-_SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
 
 @dataclass
@@ -65,11 +62,13 @@ def query_ids(kind: str, memory, material, context: list[int], n: int,
     tok = memory.tokenizer
     enc = lambda s: tok(s, add_special_tokens=False)["input_ids"]  # noqa: E731
     if kind == "spans":
-        sentences = [s for s in _SENTENCE.split(material.transcript.strip()) if s]
+        from retain.memory.weights import sentences
+
+        parts = sentences(material.transcript)
         out = []
         for _ in range(n):
-            i = rng.randrange(len(sentences))
-            out.append(enc(" ".join(sentences[i : i + rng.choice((1, 2))])))
+            i = rng.randrange(len(parts))
+            out.append(enc(" ".join(parts[i : i + rng.choice((1, 2))])))
         return out, 0
     if kind == "oracle":
         if not material.questions:

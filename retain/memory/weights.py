@@ -30,18 +30,31 @@ from retain.world import render as R
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
 
+def sentences(text: str) -> list[str]:
+    """`text` cut after each sentence's final punctuation."""
+    return [s for s in _SENTENCE.split(text.strip()) if s]
+
+
+def sft_batch(tokenizer, texts: list[str], bos: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-padded ids (BOS text EOS, or text EOS), attention mask and labels (-100 on padding)."""
+    start = [tokenizer.bos_token_id] if bos else []
+    rows = [start + tokenizer(t, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id] for t in texts]
+    ids, mask = right_pad(rows, tokenizer.pad_token_id)
+    return ids, mask, ids.masked_fill(mask == 0, -100)
+
+
 def augment(material: Material, kind: str, rng: random.Random) -> str:
     """One training copy of the material: as is, sentences shuffled, or facts re-rendered and shuffled."""
     if kind == "paraphrase" and material.facts:
         updates = {(f.entity, f.attribute) for f in material.updates or []}
-        sentences = [(R.update_sentence if (f.entity, f.attribute) in updates else R.fact_sentence)(
+        parts = [(R.update_sentence if (f.entity, f.attribute) in updates else R.fact_sentence)(
             f.entity, f.attribute, f.value, rng) for f in material.facts]  # fmt: skip
     elif kind in ("shuffle", "paraphrase"):
-        sentences = _SENTENCE.split(material.text.strip())
+        parts = sentences(material.text)
     else:
         return material.text
-    rng.shuffle(sentences)
-    return " ".join(sentences)
+    rng.shuffle(parts)
+    return " ".join(parts)
 
 
 class WeightMemory(Memory):
@@ -120,11 +133,7 @@ class WeightMemory(Memory):
 
     def encode(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Right-padded ids (BOS text EOS), attention mask and labels (-100 on padding)."""
-        tok = self.tokenizer
-        bos = [tok.bos_token_id] if self.bos else []
-        rows = [bos + tok(t, add_special_tokens=False)["input_ids"] + [tok.eos_token_id] for t in texts]
-        ids, mask = right_pad(rows, tok.pad_token_id)
-        return ids, mask, ids.masked_fill(mask == 0, -100)
+        return sft_batch(self.tokenizer, texts, self.bos)
 
     def write(self, material: Material) -> WriteCost:
         material = material.as_source(self.cfg.source)

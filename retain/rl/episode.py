@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
-from retain.eval.exact_match import exact_match
-from retain.eval.qa import encode
+from retain.errors import RetainError
+from retain.eval.qa import encode, score
 from retain.memory.base import Material, MediumConfig
 from retain.rl.lora import write_and_answer
 from retain.sampling import DecodingConfig, sample
@@ -38,6 +38,9 @@ def fresh_sessions(world: World, n: int, rng: random.Random, reserved: set[str],
         s.questions = R.session_questions(s, {**world.entities, **{p.name: p for p in people}}, rng)
         if ask:
             s.questions = [q for q in s.questions if q.kind in ask or (q.kind == "recall" and q.attribute in ask)]
+            if not s.questions:
+                raise RetainError(f"ask={ask} leaves a session without questions; add a recall attribute "
+                                  f"(one of {', '.join(ATTRIBUTES)})")  # fmt: skip
         out.append(s)
     return out
 
@@ -89,7 +92,6 @@ def score_writes(reader, tokenizer, inner: MediumConfig, texts: list[str], sessi
         answers, n = write_and_answer(reader, tokenizer, inner, mats, [s.questions for s in sessions[sl]], seeds[sl],
                                       batched=batched)  # fmt: skip
         tokens += n
-        for s, ans in zip(sessions[sl], answers):
-            recall.append(sum(exact_match(a, q.answer) for a, q in zip(ans, s.questions)) / len(s.questions))
+        recall += [score(s.questions, ans)["acc"] for s, ans in zip(sessions[sl], answers)]
     reward = [r - token_cost * n for r, n in zip(recall, lengths)]
     return Rewarded(recall, reward, tokens)

@@ -19,8 +19,7 @@ import torch.nn.functional as F
 from retain.eval.qa import ask
 from retain.fermi.formulas import resolve_targets
 from retain.memory.base import Material, MediumConfig
-from retain.memory.weights import augment
-from retain.train.data import right_pad
+from retain.memory.weights import augment, sft_batch
 from retain.world.world import Question
 
 
@@ -94,26 +93,22 @@ class Adapters:
         """Adapter g writes the sessions `materials[g]` in order, each with `cfg.steps` AdamW steps of
         next-token loss on copies augmented by `rngs[g]` (continued training, as the `lora` medium's single
         adapter). Every adapter gets the same number of sessions. Returns the tokens run."""
-        cfg, params = self.cfg, self.parameters()
-        rows = torch.arange(self.G).repeat_interleave(cfg.batch_size)
-        bos, eos = [tokenizer.bos_token_id], [tokenizer.eos_token_id]
-        enc = lambda t: bos + tokenizer(t, add_special_tokens=False)["input_ids"] + eos  # noqa: E731
+        rows = torch.arange(self.G).repeat_interleave(self.cfg.batch_size)
         tokens = 0
         self.model.train()
         with self.routed(rows):
             for stage in range(len(materials[0])):
-                tokens += self._write(tokenizer, [ms[stage] for ms in materials], rngs, enc)
+                tokens += self._write(tokenizer, [ms[stage] for ms in materials], rngs)
         self.model.eval()
         return tokens
 
-    def _write(self, tokenizer, materials: list[Material], rngs, enc) -> int:
+    def _write(self, tokenizer, materials: list[Material], rngs) -> int:
         """One session per adapter: a fresh AdamW (as each write of the medium) and `cfg.steps` steps."""
         cfg, params, tokens = self.cfg, self.parameters(), 0
         opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
         for _ in range(cfg.steps):
             texts = [augment(m, cfg.augment, rng) for m, rng in zip(materials, rngs) for _ in range(cfg.batch_size)]
-            ids, mask = right_pad([enc(t) for t in texts], tokenizer.pad_token_id)
-            labels = ids.masked_fill(mask == 0, -100)
+            ids, mask, labels = sft_batch(tokenizer, texts)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=ids.device.type == "cpu"):
                 logits = self.model(input_ids=ids, attention_mask=mask).logits[:, :-1]
             ce = F.cross_entropy(logits.flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=-100,

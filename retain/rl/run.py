@@ -218,9 +218,11 @@ def rl(cfg: RLConfig, out: str | None = None, resume: bool = False) -> dict[str,
         torch.set_num_threads(cfg.threads)
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|peft|torch)\b")
     world = load_world(base / "world")
+    pools = None if resume else build_pools(world, cfg)  # an `ask` that empties a session fails before the run dir
     run = RunDir.open(cfg.name, out, resume)
     if resume:
         cfg = from_dict(RLConfig, read_yaml(run / "config.yaml"))
+        pools = build_pools(world, cfg)
     else:
         run.write_config(cfg)
     reader, tok = load_model_and_tokenizer(base / "model")
@@ -228,7 +230,6 @@ def rl(cfg: RLConfig, out: str | None = None, resume: bool = False) -> dict[str,
     cfg.inner.check_model(reader.config)
     policy = copy.deepcopy(reader).requires_grad_(True)
     opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=0.0)
-    pools = build_pools(world, cfg)
 
     start, elapsed = 0, 0.0
     if resume and (ckpt := latest_checkpoint(run.ckpt_dir)):
@@ -236,8 +237,9 @@ def rl(cfg: RLConfig, out: str | None = None, resume: bool = False) -> dict[str,
         policy.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("policy.")})
         unpack_optimizer(opt, tensors, meta["optim"])
         start, elapsed = meta["step"], meta["elapsed"]
-        run.keep_metrics(lambda r: r.get("iteration", 0) <= start)
         print(f"resumed {run.path} after iteration {start}")
+    if resume:  # records past the last checkpoint (logged, then interrupted before it was saved) are redone
+        run.keep_metrics(lambda r: r.get("iteration", 0) <= start)
     fixed_path = run / "fixed.json"  # what does not change with the policy: upper bound, raw, before RL
     if fixed_path.exists():
         fixed = read_json(fixed_path)
