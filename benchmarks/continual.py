@@ -38,11 +38,12 @@ def table(media: dict) -> str:
 
 
 def verdicts(media: dict, seconds: float) -> list[str]:
-    ctx = next((m for m in media.values() if m["kind"] == "context"), None)
     out = [f"- whole run {seconds:.0f} s (target <= {SECONDS} s): {'met' if seconds <= SECONDS else 'not met'}"]
-    if ctx:
-        out.append(f"- in-context ACC {ctx['acc']:.3f} (target >= {IN_CONTEXT}): "
-                   f"{'met' if ctx['acc'] >= IN_CONTEXT else 'not met'}")  # fmt: skip
+    contexts = {n: m for n, m in media.items() if m["kind"] == "context"}
+    for name, m in contexts.items():
+        out.append(f"- in-context ACC ({name}) {m['acc']:.3f} (target >= {IN_CONTEXT}): "
+                   f"{'met' if m['acc'] >= IN_CONTEXT else 'not met'}")  # fmt: skip
+    ctx = max(contexts.values(), key=lambda m: m["acc"], default=None)  # LoRA is held to the best of them
     for name, m in media.items():
         if m["kind"] != "lora" or not ctx:
             continue

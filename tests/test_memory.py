@@ -61,6 +61,20 @@ def test_context_keeps_the_newest_sessions_within_budget(smoke_base):
     assert len(kept) == len(world.sessions) - 1 and kept[-1].startswith(f"Session {len(world.sessions)}.")
 
 
+def test_context_retrieval_shows_each_question_the_session_about_its_person(smoke_base):
+    mem, _ = _memory(smoke_base, kind="context", budget_tokens=10_000, retrieve=1)
+    world = load_world(smoke_base / "world")
+    for s in world.sessions:
+        mem.write(Material(s.index, s.transcript, 1))
+    assert mem.nbytes() == kv_bytes_per_token(mem.arch) * mem.held_tokens()  # what is held, not what is shown
+    for s in world.sessions:
+        for q in s.questions:
+            if q.kind == "recall":  # the person is new in exactly this session
+                assert mem.context(q) == f"Session {s.index + 1}. {s.transcript}"
+    with pytest.raises(ValueError, match="retrieve must be >= 0"):
+        MediumConfig(kind="context", retrieve=-1)
+
+
 def test_soft_prompt_prefix_cache_equals_running_the_embeddings_in_front(smoke_base):
     mem, tok = _memory(smoke_base, kind="soft_prompt", prompt_tokens=3)
     prompts = [encode(tok, "Q: Where was Ada born? A:"), encode(tok, "Q: Who? A:")]

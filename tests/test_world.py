@@ -123,6 +123,23 @@ def test_open_book_answers_are_in_the_context(world):
             assert q.answer in context
 
 
+def test_binding_contexts_tell_people_apart_only_by_name(world):
+    rng = random.Random(5)
+    items = X.binding_items(world, rng, n_contexts=12, n_people=4)
+    assert len(items) == 48
+    for context, q in items:
+        sentences = context.split(". ")
+        assert len(sentences) == 4  # one sentence per person, one shared attribute
+        # the answer is stated in the asked person's sentence, and every other sentence states another value
+        own = [s for s in sentences if q.entity in s]
+        assert len(own) == 1 and q.answer in own[0]
+        assert all(q.entity not in s for s in sentences if s is not own[0])
+        assert {qq.attribute for c, qq in items if c == context} == {q.attribute}
+    segs = X.icl_binding_example(world, rng, set(world.entities), max_people=8)
+    questions = [t for t, _ in segs if t.startswith("Q:")]
+    assert 1 <= len(questions) <= 4 and segs[0][1]
+
+
 def test_in_context_session_examples_answer_the_newest_value(world):
     rng = random.Random(3)
     found_update = False

@@ -30,6 +30,7 @@ def base_suites(world: World, seed: int = 0, n: int | None = None) -> dict[str, 
         "closed_book_heldout_q": X.closed_book_items(world.known, world, rng("cb_h"), heldout=True, two_hop=False),
         "open_book": X.open_book_items(fresh, world, rng("ob")),
         "heldout_template": X.open_book_items(fresh, world, rng("ob_h"), heldout=True),
+        "binding": X.binding_items(world, rng("binding")),
         "session_icl": X.session_items(world.sessions),
         "session_stream": X.stream_items(world.sessions),
     }
@@ -64,6 +65,7 @@ def headline(metrics: dict[str, float]) -> dict[str, float]:
         "closed_book_heldout_q_acc": mean("closed_book_heldout_q"),
         "open_book_acc": mean("open_book"),
         "heldout_template_acc": mean("heldout_template"),
+        "binding_acc": mean("binding"),
         "session_icl_acc": metrics.get("session_icl/acc", float("nan")),
         "session_stream_acc": metrics.get("session_stream/acc", float("nan")),
     }

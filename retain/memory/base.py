@@ -32,6 +32,9 @@ class MediumConfig:
     """Label in the report (default: kind). Two media of one kind need different names."""
     budget_tokens: int = 1200
     """context: most tokens of material kept in the prompt; the oldest sessions are dropped first."""
+    retrieve: int = 0
+    """context: show each question only the `retrieve` held sessions that share the most rare words with it
+    (0: every held session). A retrieval-augmented baseline for a reader that cannot bind many people at once."""
     shots: int = 0
     """context: question-answer examples about known people between the sessions and the question."""
     shot_kind: Literal["many_shot", "reinforced", "unsupervised"] = "many_shot"
@@ -96,8 +99,9 @@ class MediumConfig:
 
     def __post_init__(self) -> None:
         self.name = self.name or self.kind
-        if self.shots < 0:
-            raise ValueError(f"media '{self.name}': shots must be >= 0, got {self.shots}")
+        for key in ("shots", "retrieve"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"media '{self.name}': {key} must be >= 0, got {getattr(self, key)}")
         for key in ("budget_tokens", "steps", "batch_size", "rank", "prompt_tokens", "n_queries", "top_k",
                     "base_queries"):
             if getattr(self, key) <= 0:

@@ -5,12 +5,18 @@ and the question. `many_shot` uses true answers; `reinforced` keeps only the sho
 correctly (closed-book), with its own answers; `unsupervised` shows only the questions. Shots are drawn from
 questions about known people, never from the sessions.
 
-Its memory is the KV cache of the context it holds: `kv_bytes_per_token` x tokens held (shots included).
+With `retrieve: k`, each question sees only the k held sessions that share the most rare words with it
+(word overlap weighted by inverse document frequency over the held sessions), in their original order.
+
+Its memory is the KV cache of the context it holds: `kv_bytes_per_token` x tokens held (shots included);
+retrieval shortens the prompt, not what is held.
 """
 
 from __future__ import annotations
 
+import math
 import random
+import re
 
 from retain.eval.exact_match import exact_match
 from retain.eval.qa import ask
@@ -78,7 +84,10 @@ class ContextMemory(Memory):
 
     def context(self, question: Question) -> str | None:
         shots = self.shots()
-        return " ".join(self.kept() + ([shots] if shots else [])) or None
+        kept = self.kept()
+        if self.cfg.retrieve:
+            kept = retrieve(question.text, kept, self.cfg.retrieve)
+        return " ".join(kept + ([shots] if shots else [])) or None
 
     def held_tokens(self) -> int:
         kept = len(self.kept())
@@ -87,3 +96,21 @@ class ContextMemory(Memory):
 
     def nbytes(self) -> int:
         return int(kv_bytes_per_token(self.arch, self.cfg.dtype) * self.held_tokens())
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"[a-z0-9]+", text.lower()))
+
+
+def retrieve(query: str, blocks: list[str], k: int) -> list[str]:
+    """The `k` blocks sharing the most rare words with `query` (each shared word weighs log(N / df), so words
+    in every block count for nothing), kept in their original order; ties go to the newer block."""
+    words = [_words(b) for b in blocks]
+    df: dict[str, int] = {}
+    for ws in words:
+        for w in ws:
+            df[w] = df.get(w, 0) + 1
+    q = _words(query)
+    score = [sum(math.log(len(blocks) / df[w]) for w in q & ws) for ws in words]
+    best = sorted(range(len(blocks)), key=lambda i: (score[i], i), reverse=True)[:k]
+    return [blocks[i] for i in sorted(best)]

@@ -30,6 +30,9 @@ class MixtureConfig:
     """A few single facts of fresh people in context, then questions: a short-context warm-up for reading."""
     icl_session: float = 0.15
     """Session transcripts about fresh people in context (with updates), then questions."""
+    icl_binding: float = 0.0
+    """Several fresh people stated with the same attributes, then questions: only the name tells the values
+    apart, which teaches the binding that reading many sessions at once needs (docs/log.md)."""
     summary: float = 0.05
     """A fresh session's transcript, then the generic summary a reader would keep."""
     copy: float = 0.0
@@ -45,6 +48,8 @@ class MixtureConfig:
     """Most facts per person in an icl_facts example (the count is geometric: half have one)."""
     max_context_people: int = 3
     """Most fresh biographies in one in-context example."""
+    max_binding_people: int = 8
+    """Most people in one icl_binding example."""
     max_context_sessions: int = 8
     """Most sessions in one in-context example (examples longer than a row are drawn again, so at 256-token
     rows only one or two sessions fit; configs/pretrain.yaml sets 2)."""
@@ -52,7 +57,8 @@ class MixtureConfig:
     """Length budget of the generic summaries, in words (None: keep every fact)."""
 
     def __post_init__(self) -> None:
-        weights = [self.bio, self.qa, self.icl_bio, self.icl_facts, self.icl_session, self.summary, self.copy]
+        weights = [self.bio, self.qa, self.icl_bio, self.icl_facts, self.icl_session, self.icl_binding, self.summary,
+                   self.copy]
         if any(w < 0 for w in weights) or sum(weights) <= 0:
             raise ValueError("mixture weights must be non-negative and not all zero")
 
@@ -60,7 +66,8 @@ class MixtureConfig:
 def sample_example(world: World, mix: MixtureConfig, rng: random.Random, reserved: set[str]) -> X.Segments:
     """One example of a task drawn by the mixture weights."""
     tasks = {"bio": mix.bio, "qa": mix.qa, "icl_bio": mix.icl_bio, "icl_facts": mix.icl_facts,
-             "icl_session": mix.icl_session, "summary": mix.summary, "copy": mix.copy}  # fmt: skip
+             "icl_session": mix.icl_session, "icl_binding": mix.icl_binding, "summary": mix.summary,
+             "copy": mix.copy}  # fmt: skip
     task = rng.choices(list(tasks), weights=list(tasks.values()))[0]
     if task == "bio":
         return X.bio_example(rng.choice(world.known), rng)
@@ -72,6 +79,8 @@ def sample_example(world: World, mix: MixtureConfig, rng: random.Random, reserve
         segs = X.icl_bio_example(world, rng, reserved, mix.max_context_people)
     elif task == "icl_facts":
         segs = X.icl_facts_example(world, rng, reserved, mix.max_facts)
+    elif task == "icl_binding":
+        segs = X.icl_binding_example(world, rng, reserved, mix.max_binding_people)
     elif task == "icl_session":
         segs = X.icl_session_example(world, rng, reserved, mix.max_context_sessions)
     else:

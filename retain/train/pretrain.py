@@ -235,7 +235,7 @@ def _save(run: RunDir, model, optimizer, step: int, elapsed: float, tokens_seen:
 
 def _format_summary(s: dict[str, Any], path: Path) -> str:
     keys = ["closed_book_acc", "closed_book_acc_bio_split", "open_book_acc", "heldout_template_acc",
-            "session_icl_acc", "session_stream_acc"]  # fmt: skip
+            "binding_acc", "session_icl_acc", "session_stream_acc"]  # fmt: skip
     lines = [f"  {k:28s} {s[k]:.3f}" for k in keys]
     return (f"done in {s['seconds']:.0f}s, {s['tokens_seen']:,} tokens, {s['params']:,} params\n" + "\n".join(lines)
             + f"\nreport: {path / 'report.md'}\nmodel:  {path / 'model'}")  # fmt: skip

@@ -13,6 +13,7 @@ EVAL_KEYS = {
     "eval/closed_book_acc_bio_split": "closed-book recall, bio-only split",
     "eval/open_book_acc": "open-book recall (new, in context)",
     "eval/heldout_template_acc": "held-out templates (open-book)",
+    "eval/binding_acc": "four people in context, same attribute",
     "eval/session_icl_acc": "one session in context",
     "eval/session_stream_acc": "all sessions in context",
 }
@@ -24,7 +25,7 @@ def write_pretrain_report(run: RunDir, cfg: Any, summary: dict[str, Any]) -> Non
                 "loss.png")  # fmt: skip
     run.savefig(curves(records, "step", EVAL_KEYS, "Accuracy during pretraining (quick eval subsets)",
                        "exact-match accuracy", ylim=(0, 1.02)), "accuracy.png")  # fmt: skip
-    rows = [(k.removeprefix("eval/"), label) for k, label in EVAL_KEYS.items()]
+    rows = [(k.removeprefix("eval/"), label) for k, label in EVAL_KEYS.items() if k.removeprefix("eval/") in summary]
     table = "\n".join(f"| {label} | `{k}` | {summary[k]:.3f} |" for k, label in rows)
     suites = sorted({k.split("/")[0] for k in summary if "/acc/" in k})
     kinds = sorted({k.split("/")[2] for k in summary if "/acc/" in k})

@@ -105,6 +105,26 @@ def icl_facts_example(world: World, rng: random.Random, reserved: set[str], max_
     return [(" ".join(sentences), True)] + qa_segments(qs, train_questions=True)
 
 
+def binding_context(world: World, rng: random.Random, reserved: set[str], n_people: int,
+                    n_attrs: int = 1) -> tuple[str, list[R.Question]]:  # fmt: skip
+    """`n_people` fresh people stated with the *same* attributes, sentences shuffled, and a question on each
+    of their facts. Only the name tells the values apart, so answering needs the value bound to its person."""
+    people = fresh_people(world, n_people, rng, reserved)
+    attrs = rng.sample(list(people[0].attrs), k=n_attrs)
+    sentences = [R.fact_sentence(p.name, a, p.attrs[a], rng) for p in people for a in attrs]
+    rng.shuffle(sentences)
+    return " ".join(sentences), [R.question(p.name, a, p.attrs[a], rng) for p in people for a in attrs]
+
+
+def icl_binding_example(world: World, rng: random.Random, reserved: set[str], max_people: int = 8) -> Segments:
+    """A binding context of 2..max_people people (one or two shared attributes), then questions on up to four
+    of them. One-person contexts never teach binding, and the model then answers a session's question with
+    another person's value of the right type (docs/log.md)."""
+    context, qs = binding_context(world, rng, reserved, rng.randint(2, max_people), rng.randint(1, 2))
+    qs = rng.sample(qs, k=min(len(qs), 4))
+    return [(context, True)] + qa_segments(qs, train_questions=True)
+
+
 def fresh_session(world: World, rng: random.Random, reserved: set[str], index: int,
                   new_people: int = 2, n_updates: int = 1, n_chatter: int = 2,
                   earlier: list[Entity] | None = None) -> tuple[Session, list[Entity]]:  # fmt: skip
@@ -220,6 +240,16 @@ def open_book_items(entities: list[Entity], world: World, rng: random.Random, he
 def session_items(sessions: list[Session]) -> list[Item]:
     """Each stream session's transcript in context, then its own questions."""
     return [(session_context([s]), q) for s in sessions for q in s.questions]
+
+
+def binding_items(world: World, rng: random.Random, n_contexts: int = 24, n_people: int = 4) -> list[Item]:
+    """Binding contexts of `n_people` fresh people with one shared attribute, a question on each: a reader
+    that finds the right type of value but not the right person scores 1 / n_people."""
+    items: list[Item] = []
+    for _ in range(n_contexts):
+        context, qs = binding_context(world, rng, set(world.entities), n_people)
+        items += [(context, q) for q in qs]
+    return items
 
 
 def stream_items(sessions: list[Session]) -> list[Item]:
