@@ -130,7 +130,7 @@ def test_binding_contexts_tell_people_apart_only_by_name(world):
     for context, q in items:
         sentences = context.split(". ")
         assert len(sentences) == 4  # one sentence per person, one shared attribute
-        # the answer is stated in the asked person's sentence, and every other sentence states another value
+        # the answer is stated in the asked person's sentence, and no other sentence names that person
         own = [s for s in sentences if q.entity in s]
         assert len(own) == 1 and q.answer in own[0]
         assert all(q.entity not in s for s in sentences if s is not own[0])

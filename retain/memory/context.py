@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import random
 import re
+from collections import Counter
 
 from retain.eval.exact_match import exact_match
 from retain.eval.qa import ask
@@ -106,10 +107,7 @@ def retrieve(query: str, blocks: list[str], k: int) -> list[str]:
     """The `k` blocks sharing the most rare words with `query` (each shared word weighs log(N / df), so words
     in every block count for nothing), kept in their original order; ties go to the newer block."""
     words = [_words(b) for b in blocks]
-    df: dict[str, int] = {}
-    for ws in words:
-        for w in ws:
-            df[w] = df.get(w, 0) + 1
+    df = Counter(w for ws in words for w in ws)
     q = _words(query)
     score = [sum(math.log(len(blocks) / df[w]) for w in q & ws) for ws in words]
     best = sorted(range(len(blocks)), key=lambda i: (score[i], i), reverse=True)[:k]

@@ -57,17 +57,20 @@ class MixtureConfig:
     """Length budget of the generic summaries, in words (None: keep every fact)."""
 
     def __post_init__(self) -> None:
-        weights = [self.bio, self.qa, self.icl_bio, self.icl_facts, self.icl_session, self.icl_binding, self.summary,
-                   self.copy]
+        weights = self.task_weights().values()
         if any(w < 0 for w in weights) or sum(weights) <= 0:
             raise ValueError("mixture weights must be non-negative and not all zero")
+
+    def task_weights(self) -> dict[str, float]:
+        """Each task's (unnormalised) weight, by task name."""
+        return {"bio": self.bio, "qa": self.qa, "icl_bio": self.icl_bio, "icl_facts": self.icl_facts,
+                "icl_session": self.icl_session, "icl_binding": self.icl_binding, "summary": self.summary,
+                "copy": self.copy}  # fmt: skip
 
 
 def sample_example(world: World, mix: MixtureConfig, rng: random.Random, reserved: set[str]) -> X.Segments:
     """One example of a task drawn by the mixture weights."""
-    tasks = {"bio": mix.bio, "qa": mix.qa, "icl_bio": mix.icl_bio, "icl_facts": mix.icl_facts,
-             "icl_session": mix.icl_session, "icl_binding": mix.icl_binding, "summary": mix.summary,
-             "copy": mix.copy}  # fmt: skip
+    tasks = mix.task_weights()
     task = rng.choices(list(tasks), weights=list(tasks.values()))[0]
     if task == "bio":
         return X.bio_example(rng.choice(world.known), rng)
