@@ -60,6 +60,31 @@ def test_processors_follow_the_config_in_generate_order():
             DecodingConfig(**bad)
 
 
+def test_sentence_start_temperature_rescales_only_the_first_tokens_of_a_sentence():
+    from retain.sampling.decoding import SentenceStartTemperature
+
+    end = 4  # '.'
+    proc = SentenceStartTemperature(start=4.0, base=2.0, n=2, end_ids=[end])
+    ids = torch.tensor([[0, 7, 4],         # the next token opens a sentence: at start
+                        [7, 4, 9],         # second token of the sentence: still inside n=2
+                        [4, 9, 9],         # third: plain
+                        [7, 8, 9]])        # no sentence end at all (left padding, no prompt end): plain
+    scores = torch.arange(12.0).reshape(4, 3)
+    out = proc(ids, scores.clone())
+    assert torch.equal(out[:2], scores[:2] * 0.5) and torch.equal(out[2:], scores[2:])
+    # in the processor list it comes after the temperature warper, and it needs the sentence ends
+    cfg = DecodingConfig(temperature=2.0, start_temperature=4.0, start_tokens=2)
+    names = [type(p).__name__ for p in processors(cfg, end_ids=[end])]
+    assert names == ["TemperatureLogitsWarper", "SentenceStartTemperature"]
+    assert "T=4 at sentence starts" in cfg.label()
+    with pytest.raises(ValueError, match="sentence-end ids"):
+        processors(cfg)
+    for bad in (dict(start_temperature=-1.0), dict(temperature=1.0, start_temperature=2.0, start_tokens=0),
+                dict(start_temperature=2.0)):  # the last is greedy: nothing to rescale
+        with pytest.raises(ValueError):
+            DecodingConfig(**bad)
+
+
 @pytest.mark.parametrize("mapping", ["linear", "exponential", "inverse_sigmoid"])
 def test_mappings_are_bounded_and_monotone(mapping):
     s = torch.linspace(-0.5, 1.5, 81)  # clamped outside [0, 1]

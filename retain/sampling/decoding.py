@@ -15,6 +15,7 @@ from typing import Literal
 
 import torch
 from transformers import (
+    LogitsProcessor,
     LogitsProcessorList,
     TemperatureLogitsWarper,
     TopKLogitsWarper,
@@ -47,6 +48,11 @@ class DecodingConfig:
     """adaptive: temperature at diversity score 0 (facts)."""
     t_max: float = 1.5
     """adaptive: temperature at diversity score 1 (free wording)."""
+    start_temperature: float = 0.0
+    """Temperature of the first `start_tokens` tokens of each sentence (after `.`, `?`, `!`, `:` or the
+    prompt's end), where a writer chooses what to say next rather than how; 0: the same as elsewhere."""
+    start_tokens: int = 3
+    """start_temperature: how many tokens from each sentence's start it covers."""
 
     def __post_init__(self) -> None:
         if self.temperature < 0:
@@ -60,6 +66,11 @@ class DecodingConfig:
             raise ValueError("adaptive temperature needs `head`: the directory of a trained head")
         if not 0 < self.t_min <= self.t_max:
             raise ValueError(f"need 0 < t_min <= t_max, got {self.t_min}, {self.t_max}")
+        if self.start_temperature < 0 or self.start_tokens < 1:
+            raise ValueError(f"need start_temperature >= 0 and start_tokens >= 1, got {self.start_temperature}, "
+                             f"{self.start_tokens}")  # fmt: skip
+        if self.start_temperature > 0 and not self.sampled:
+            raise ValueError("start_temperature needs sampling: set temperature > 0 (or an adaptive head)")
 
     @property
     def sampled(self) -> bool:
@@ -75,16 +86,51 @@ class DecodingConfig:
         parts += [f"top-k {self.top_k}"] if self.top_k else []
         parts += [f"top-p {self.top_p:g}"] if self.top_p < 1 else []
         parts += [f"typical {self.typical_p:g}"] if self.typical_p < 1 else []
+        parts += [f"T={self.start_temperature:g} at sentence starts"] if self.start_temperature else []
         return ", ".join(parts)
 
 
-def processors(cfg: DecodingConfig, adaptive: AdaptiveTemperature | None = None) -> LogitsProcessorList:
-    """transformers' warpers for `cfg`, in `model.generate`'s order; `adaptive` takes the temperature's place."""
+SENTENCE_ENDS = (".", "?", "!", ":")
+
+
+class SentenceStartTemperature(LogitsProcessor):
+    """Rescales the scores of rows whose next token is among the first `n` of a sentence, so that they are
+    sampled at temperature `start` where the rest are at `base` (the warper before it already applied `base`).
+    A sentence starts after any of `end_ids` (the prompt ends with one, e.g. `Notes:`)."""
+
+    def __init__(self, start: float, base: float, n: int, end_ids: list[int]):
+        self.factor, self.n = base / start, n
+        self.end_ids = torch.tensor(end_ids, dtype=torch.long)
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        ends = torch.isin(input_ids, self.end_ids.to(input_ids.device))
+        T = input_ids.shape[1]
+        last = torch.where(ends.any(1), T - 1 - ends.flip(1).int().argmax(1), torch.full_like(ends[:, 0], -T,
+                           dtype=torch.long))  # fmt: skip
+        at_start = (T - 1 - last) < self.n
+        return torch.where(at_start[:, None], scores * self.factor, scores)
+
+
+def sentence_end_ids(tokenizer) -> list[int]:
+    """Token ids that end a sentence for `SentenceStartTemperature` (those the tokenizer has whole)."""
+    ids = [tokenizer.convert_tokens_to_ids(t) for t in SENTENCE_ENDS]
+    return [i for i in ids if i is not None and i != tokenizer.unk_token_id]
+
+
+def processors(cfg: DecodingConfig, adaptive: AdaptiveTemperature | None = None,
+               end_ids: list[int] | None = None) -> LogitsProcessorList:  # fmt: skip
+    """transformers' warpers for `cfg`, in `model.generate`'s order; `adaptive` takes the temperature's place.
+    `start_temperature` needs the tokenizer's sentence-end ids (`sentence_end_ids`)."""
     out = LogitsProcessorList()
     if adaptive is not None:
         out.append(adaptive)
     elif cfg.temperature > 0 and cfg.temperature != 1.0:
         out.append(TemperatureLogitsWarper(cfg.temperature))
+    if cfg.start_temperature > 0:
+        if not end_ids:
+            raise ValueError("start_temperature needs the tokenizer's sentence-end ids (sentence_end_ids)")
+        base = 1.0 if adaptive is not None else cfg.temperature
+        out.append(SentenceStartTemperature(cfg.start_temperature, base, cfg.start_tokens, end_ids))
     if cfg.top_k:
         out.append(TopKLogitsWarper(cfg.top_k))
     if cfg.top_p < 1.0:
@@ -95,21 +141,22 @@ def processors(cfg: DecodingConfig, adaptive: AdaptiveTemperature | None = None)
 
 
 @contextmanager
-def decoding(cfg: DecodingConfig, model: torch.nn.Module, head: TemperatureHead | None = None):
+def decoding(cfg: DecodingConfig, model: torch.nn.Module, head: TemperatureHead | None = None, tokenizer=None):
     """Yields the processor list for `cfg` on `model` (hooking the adaptive head in while inside)."""
+    end_ids = sentence_end_ids(tokenizer) if tokenizer is not None and cfg.start_temperature > 0 else None
     if cfg.adaptive == "none":
-        yield processors(cfg)
+        yield processors(cfg, end_ids=end_ids)
         return
     head = head if head is not None else TemperatureHead.load(cfg.head)
     with AdaptiveTemperature(model, head, cfg.adaptive, cfg.t_min, cfg.t_max) as adaptive:
-        yield processors(cfg, adaptive)
+        yield processors(cfg, adaptive, end_ids)
 
 
 def sample(model, tokenizer, prompts: list[list[int]], cfg: DecodingConfig, *, max_new_tokens: int,
            generator: torch.Generator | None = None, head: TemperatureHead | None = None,
            batch_size: int = 64) -> list[list[int]]:  # fmt: skip
     """Continue `prompts` (token ids) with decoding `cfg`; returns the new ids of each, without the eos."""
-    with decoding(cfg, model, head) as procs:
+    with decoding(cfg, model, head, tokenizer) as procs:
         return generate(model, prompts, eos_id=tokenizer.eos_token_id, pad_id=tokenizer.pad_token_id,
                         max_new_tokens=max_new_tokens, do_sample=cfg.sampled, logits_processor=procs or None,
                         generator=generator, batch_size=batch_size)  # fmt: skip
