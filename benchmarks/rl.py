@@ -52,7 +52,8 @@ def main() -> None:
             f"{cfg.group} self-edits = {s['episodes']} episodes; inner LoRA r{cfg.inner.rank} {cfg.inner.targets}, "
             f"{cfg.inner.steps} steps) on `{cfg.base}`, run into `{out}` (report: `{out}/report.md`, plots "
             f"`rl_curve.png`, `lengths.png`). Overrides: {' '.join(args.overrides) or 'none'}. Held-out: "
-            f"{cfg.heldout} sessions about people never seen in RL, {cfg.eval_seeds} adapter seeds each.\n\n"
+            f"{cfg.heldout} sessions about people never seen in RL, {cfg.eval_seeds} adapter seeds each. Self-edits "
+            f"sampled at {cfg.decoding.label()}.\n\n"
             + "\n".join(rows) + eff + "\n\n"
             f"- RL time {s['rl_seconds']:.0f} s (target <= 1800 s): {met(s['rl_seconds'] <= 1800)}\n"
             f"- held-out gain {s['gain_pt']:+.1f} pt (target >= +10): {met(s['gain_pt'] >= 10)}")  # fmt: skip
