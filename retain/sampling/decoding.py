@@ -104,10 +104,8 @@ class SentenceStartTemperature(LogitsProcessor):
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         ends = torch.isin(input_ids, self.end_ids.to(input_ids.device))
-        T = input_ids.shape[1]
-        last = torch.where(ends.any(1), T - 1 - ends.flip(1).int().argmax(1), torch.full_like(ends[:, 0], -T,
-                           dtype=torch.long))  # fmt: skip
-        at_start = (T - 1 - last) < self.n
+        since_end = ends.flip(1).int().argmax(1)  # tokens after the last sentence end (0 if there is none too)
+        at_start = ends.any(1) & (since_end < self.n)
         return torch.where(at_start[:, None], scores * self.factor, scores)
 
 
