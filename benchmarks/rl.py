@@ -53,7 +53,8 @@ def main() -> None:
             f"{cfg.inner.steps} steps) on `{cfg.base}`, run into `{out}` (report: `{out}/report.md`, plots "
             f"`rl_curve.png`, `lengths.png`). Overrides: {' '.join(args.overrides) or 'none'}. Held-out: "
             f"{cfg.heldout} sessions about people never seen in RL, {cfg.eval_seeds} adapter seeds each. Self-edits "
-            f"sampled at {cfg.decoding.label()}.\n\n"
+            f"sampled at {cfg.decoding.label()}; reward {cfg.reward}"
+            f"{f', ReST-EM keeping {cfg.keep}' if cfg.algorithm == 'rest_em' else ''}.\n\n"
             + "\n".join(rows) + eff + "\n\n"
             f"- RL time {s['rl_seconds']:.0f} s (target <= 1800 s): {met(s['rl_seconds'] <= 1800)}\n"
             f"- held-out gain {s['gain_pt']:+.1f} pt (target >= +10): {met(s['gain_pt'] >= 10)}")  # fmt: skip

@@ -39,6 +39,14 @@ def test_rest_em_keeps_only_self_edits_above_their_groups_baseline():
     assert A.rest_em_keep(r, greedy).tolist() == [[True, True, True], [True, True, True], [False, False, False]]
 
 
+def test_rest_em_best_keeps_one_per_group_ties_to_the_more_fluent():
+    r = torch.tensor([[0.2, 0.6, 0.6, 0.4], [0.5, 0.5, 0.5, 0.5], [1.0, 0.0, 0.0, 0.0]])
+    fluency = torch.tensor([[0.0, -0.9, -0.1, 0.0], [0.0, -1.0, -2.0, -3.0], [-5.0, 0.0, 0.0, 0.0]])
+    # row 0: a tie at 0.6 goes to the less garbled edit; row 1: no edit beats the mean; row 2: reward first
+    assert A.rest_em_best(r, fluency).tolist() == [[False, False, True, False], [False] * 4, [True, False, False, False]]
+    assert A.rest_em_best(r, fluency, margin=0.3).tolist() == [[False] * 4, [False] * 4, [True, False, False, False]]
+
+
 def test_pg_loss_is_reinforce_with_a_k3_kl_to_the_reference():
     logp = torch.tensor([[-1.0, -2.0, 0.0], [-0.5, 0.0, 0.0]], requires_grad=True)
     mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
@@ -64,6 +72,34 @@ def test_reward_is_recall_minus_the_token_cost(smoke_base):
         assert recall * len(s.questions) == pytest.approx(round(recall * len(s.questions)))  # hits / questions
         assert reward == pytest.approx(recall - 0.01 * n)
     assert all(type(m).__name__ != "BatchedLoRA" for m in model.modules())
+    graded = E.score_writes(model, tok, inner, ["x", "y"], [s, s], [1, 1], [[], []], [10, 30], 0.01, group=2,
+                            reward="answer_logprob")  # fmt: skip
+    assert graded.recall == out.recall and all(lp < 0 for lp in graded.answer_logprob)
+    assert graded.reward == pytest.approx([lp - 0.01 * n for lp, n in zip(graded.answer_logprob, [10, 30])])
+
+
+def test_answer_logprob_is_the_log_probability_of_the_right_answers(smoke_base):
+    from retain.eval.qa import encode
+    from retain.world.render import qa_prompt
+
+    model, tok = load_model_and_tokenizer(smoke_base / "model")
+    world = load_world(smoke_base / "world")
+    qs = E.fresh_sessions(world, 1, random.Random(0), set(world.entities))[0].questions
+    ad = Adapters(model, MediumConfig(kind="lora", rank=2, targets="mlp"), [1, 2])
+    try:
+        with torch.no_grad():  # B starts at zero: both fresh adapters are the base model
+            ad.modules[0][2].B[1].fill_(0.5)  # ... until adapter 1 differs
+        got = ad.answer_logprob(tok, [qs, qs])
+    finally:
+        ad.remove()
+    expected = []
+    for q in qs:  # by hand, on the base model: log p of the answer's tokens after `Q: ... A:`, per token
+        prompt, full = encode(tok, qa_prompt(q.text)), encode(tok, f"{qa_prompt(q.text)} {q.answer}")
+        with torch.no_grad():
+            logp = torch.log_softmax(model(input_ids=torch.tensor([full])).logits[0, :-1].float(), -1)
+        expected.append(float(logp[range(len(prompt) - 1, len(full) - 1), full[len(prompt):]].mean()))
+    assert got[0] == pytest.approx(sum(expected) / len(expected), abs=1e-4)
+    assert got[1] != pytest.approx(got[0], abs=1e-4)  # routed: adapter 1's own weights answer its questions
 
 
 def test_batched_adapters_train_like_separate_ones_and_like_the_lora_medium(smoke_base, monkeypatch):
@@ -149,8 +185,8 @@ def test_an_interrupted_rl_run_resumes_from_its_last_iteration(smoke_base, tmp_p
     assert [r["iteration"] for r in records] == [0, 1, 2] and s["episodes"] == 2 * cfg.sessions * cfg.group
 
 
-@pytest.mark.parametrize("algorithm", ["rest_em", "pg"])
-def test_an_update_raises_the_rewarded_self_edit_and_lowers_the_other(smoke_base, algorithm):
+@pytest.mark.parametrize("algorithm,keep", [("rest_em", "above_mean"), ("rest_em", "best"), ("pg", "above_mean")])
+def test_an_update_raises_the_rewarded_self_edit_and_lowers_the_other(smoke_base, algorithm, keep):
     import copy
 
     ref, tok = load_model_and_tokenizer(smoke_base / "model")
@@ -160,7 +196,7 @@ def test_an_update_raises_the_rewarded_self_edit_and_lowers_the_other(smoke_base
     prompt = E.prompt_ids(tok, s)
     enc = lambda t: tok(t, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]  # noqa: E731
     good, bad = enc(s.transcript[:60]), enc("x y z")
-    cfg = RLConfig(algorithm=algorithm, group=2, policy_steps=3, policy_batch=2, lr=1e-3)
+    cfg = RLConfig(algorithm=algorithm, keep=keep, group=2, policy_steps=3, policy_batch=2, lr=1e-3)
     opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr)
 
     def logps():

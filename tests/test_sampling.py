@@ -31,7 +31,7 @@ def tiny_lm(seed=0):
 
 
 @pytest.mark.parametrize("cfg", [DecodingConfig(temperature=0.7), DecodingConfig(temperature=1.3, top_k=10),
-                                 DecodingConfig(temperature=1.0, top_p=0.8),
+                                 DecodingConfig(temperature=1.0, top_p=0.8), DecodingConfig(temperature=1.2, min_p=0.1),
                                  DecodingConfig(temperature=0.9, typical_p=0.5)], ids=lambda c: c.label())
 def test_sampling_matches_hf_generate_with_the_same_processors(cfg):
     model = tiny_lm()
@@ -41,7 +41,7 @@ def test_sampling_matches_hf_generate_with_the_same_processors(cfg):
     torch.manual_seed(123)
     hf = model.generate(torch.tensor(prompts), attention_mask=torch.ones(2, 4, dtype=torch.long), do_sample=True,
                         max_new_tokens=12, temperature=cfg.temperature, top_k=cfg.top_k or None, top_p=cfg.top_p,
-                        typical_p=cfg.typical_p, eos_token_id=2, pad_token_id=0)  # fmt: skip
+                        min_p=cfg.min_p or None, typical_p=cfg.typical_p, eos_token_id=2, pad_token_id=0)  # fmt: skip
     for row, seq in zip(hf[:, 4:].tolist(), ours):
         expected = list(itertools.takewhile(lambda t: t != 2, row))
         assert seq == expected
@@ -51,11 +51,13 @@ def test_sampling_matches_hf_generate_with_the_same_processors(cfg):
 
 
 def test_processors_follow_the_config_in_generate_order():
-    names = [type(p).__name__ for p in processors(DecodingConfig(temperature=0.5, top_k=5, top_p=0.9, typical_p=0.3))]
-    assert names == ["TemperatureLogitsWarper", "TopKLogitsWarper", "TopPLogitsWarper", "TypicalLogitsWarper"]
+    cfg = DecodingConfig(temperature=0.5, top_k=5, top_p=0.9, min_p=0.05, typical_p=0.3)
+    names = [type(p).__name__ for p in processors(cfg)]
+    assert names == ["TemperatureLogitsWarper", "TopKLogitsWarper", "TopPLogitsWarper", "MinPLogitsWarper",
+                     "TypicalLogitsWarper"]
     assert len(processors(DecodingConfig())) == 0 and not DecodingConfig().sampled
     for bad in (dict(temperature=-1), dict(top_p=0.0), dict(typical_p=1.5), dict(adaptive="linear"),
-                dict(t_min=2.0, t_max=1.0)):  # fmt: skip
+                dict(t_min=2.0, t_max=1.0), dict(min_p=1.0), dict(min_p=-0.1)):  # fmt: skip
         with pytest.raises(ValueError):
             DecodingConfig(**bad)
 

@@ -27,6 +27,17 @@ def rest_em_keep(rewards: torch.Tensor, baseline: torch.Tensor | None = None, ma
     return rewards > base + margin
 
 
+def rest_em_best(rewards: torch.Tensor, tiebreak: torch.Tensor, margin: float = 0.0) -> torch.Tensor:
+    """ReST-EM keeping one self-edit per session: the best reward, ties broken by the larger `tiebreak` (for
+    example the reference policy's log-likelihood, so the most fluent of equally rewarded edits is imitated),
+    kept only when it beats its group's mean by more than `margin`. Returns a boolean (sessions, G) mask."""
+    top = rewards == rewards.max(dim=1, keepdim=True).values
+    best = torch.where(top, tiebreak, torch.full_like(tiebreak, -torch.inf)).argmax(dim=1)
+    keep = torch.zeros_like(rewards, dtype=torch.bool)
+    keep[torch.arange(len(rewards)), best] = True
+    return keep & rest_em_keep(rewards, margin=margin)
+
+
 def completion_logprobs(model, prompts: list[list[int]], completions: list[list[int]], pad_id: int
                         ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
     """Log-probability of each completion token given its prompt and the tokens before it: (N, C) log-probs

@@ -1,5 +1,6 @@
 """One RL episode: the policy reads a session and writes a self-edit (its notes, sampled); the inner loop
-writes it into a fresh LoRA; the reward is closed-book exact match on the session's questions.
+writes it into a fresh LoRA; the reward is closed-book exact match on the session's questions (or the
+adapter's log-probability of their right answers, a graded version of the same recall).
 
 Sessions are fresh: people the base model never saw, drawn like the stream's sessions (one new person, one
 update of a known fact, chatter). Training and held-out sessions draw from disjoint name pools, so held-out
@@ -73,6 +74,9 @@ class Rewarded:
     """The outcome of writing a batch of texts: per text, its recall and its reward."""
 
     recall: list[float]
+    """Exact match on the session's questions."""
+    answer_logprob: list[float]
+    """Log-probability of the right answers per answer token, averaged over the questions."""
     reward: list[float]
     tokens: int
     """Tokens through the inner loop's forward passes."""
@@ -80,18 +84,20 @@ class Rewarded:
 
 def score_writes(reader, tokenizer, inner: MediumConfig, texts: list[str], sessions: list[Session],
                  seeds: list[int], followers: list[list[str]], lengths: list[int], token_cost: float,
-                 group: int, batched: bool = True) -> Rewarded:  # fmt: skip
+                 group: int, batched: bool = True, reward: str = "exact_match") -> Rewarded:  # fmt: skip
     """Write each text into a fresh adapter (init and augmentation from its seed), then write its session's
     `followers` (the long horizon: later sessions' texts), and ask its session's questions closed-book.
-    Reward = recall - `token_cost` x the text's length in tokens. `group` adapters train at once."""
-    recall, tokens = [], 0
+    Reward = recall (`exact_match`) or the answers' log-probability (`answer_logprob`) - `token_cost` x the
+    text's length in tokens. `group` adapters train at once."""
+    recall, logprob, tokens = [], [], 0
     for start in range(0, len(texts), group):
         sl = slice(start, start + group)
         mats = [[Material(s.index, t, 0)] + [Material(s.index, f, 0) for f in fs]
                 for t, s, fs in zip(texts[sl], sessions[sl], followers[sl])]  # fmt: skip
-        answers, n = write_and_answer(reader, tokenizer, inner, mats, [s.questions for s in sessions[sl]], seeds[sl],
+        answers, lps, n = write_and_answer(reader, tokenizer, inner, mats, [s.questions for s in sessions[sl]], seeds[sl],
                                       batched=batched)  # fmt: skip
         tokens += n
         recall += [score(s.questions, ans)["acc"] for s, ans in zip(sessions[sl], answers)]
-    reward = [r - token_cost * n for r, n in zip(recall, lengths)]
-    return Rewarded(recall, reward, tokens)
+        logprob += lps
+    graded = {"exact_match": recall, "answer_logprob": logprob}[reward]
+    return Rewarded(recall, logprob, [r - token_cost * n for r, n in zip(graded, lengths)], tokens)

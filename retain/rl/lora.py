@@ -16,10 +16,12 @@ from contextlib import contextmanager
 import torch
 import torch.nn.functional as F
 
-from retain.eval.qa import ask
+from retain.eval.qa import ask, encode
 from retain.fermi.formulas import resolve_targets
 from retain.memory.base import Material, MediumConfig
 from retain.memory.weights import augment, sft_batch
+from retain.rl.algorithms import completion_logprobs
+from retain.world.render import qa_prompt
 from retain.world.world import Question
 
 
@@ -130,23 +132,40 @@ class Adapters:
                 out.append(ask(self.model, tokenizer, qs, batch_size=len(qs)))
         return out
 
+    @torch.no_grad()
+    def answer_logprob(self, tokenizer, questions: list[list[Question]]) -> list[float]:
+        """Adapter g's log-probability of the right answers to `questions[g]`, per answer token, averaged over
+        its questions: a graded recall (a fact learned half-way scores between absent and learned)."""
+        out = []
+        for g, qs in enumerate(questions):
+            prompts = [encode(tokenizer, qa_prompt(q.text)) for q in qs]
+            full = [encode(tokenizer, f"{qa_prompt(q.text)} {q.answer}") for q in qs]
+            with self.routed(torch.full((len(qs),), g, dtype=torch.long)):
+                lp, mask = completion_logprobs(self.model, prompts, [f[len(p):] for p, f in zip(prompts, full)],
+                                               tokenizer.pad_token_id)  # fmt: skip
+            out.append(float(((lp * mask).sum(1) / mask.sum(1).clamp(min=1)).mean()))
+        return out
+
 
 def write_and_answer(model, tokenizer, cfg: MediumConfig, materials: list[list[Material]],
                      questions: list[list[Question]], seeds: list[int],
-                     batched: bool = True) -> tuple[list, int]:  # fmt: skip
+                     batched: bool = True) -> tuple[list, list[float], int]:  # fmt: skip
     """Write the sessions `materials[g]` (in order) into fresh adapter g (initialised from `seeds[g]`,
     augmented from the same seed) and ask it `questions[g]`: all G in one batched loop, or one after another
-    (`batched=False`, the baseline of the efficiency benchmark). Returns the answers and the tokens trained on."""
+    (`batched=False`, the baseline of the efficiency benchmark). Returns the answers, each adapter's
+    log-probability of the right answers (`Adapters.answer_logprob`) and the tokens trained on."""
     groups = [list(range(len(seeds)))] if batched else [[g] for g in range(len(seeds))]
     answers: list[list[str]] = [[] for _ in seeds]
+    logprobs = [0.0] * len(seeds)
     tokens = 0
     for group in groups:
         adapters = Adapters(model, cfg, [seeds[g] for g in group])
         try:
             rngs = [random.Random(seeds[g]) for g in group]
             tokens += adapters.train(tokenizer, [materials[g] for g in group], rngs)
-            for g, a in zip(group, adapters.answer(tokenizer, [questions[g] for g in group])):
-                answers[g] = a
+            qs = [questions[g] for g in group]
+            for g, a, lp in zip(group, adapters.answer(tokenizer, qs), adapters.answer_logprob(tokenizer, qs)):
+                answers[g], logprobs[g] = a, lp
         finally:
             adapters.remove()
-    return answers, tokens
+    return answers, logprobs, tokens

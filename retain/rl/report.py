@@ -16,10 +16,16 @@ from retain.runs.rundir import RunDir  # noqa: E402
 def curve(records: list[dict], fixed: dict) -> plt.Figure:
     """Training reward and held-out recall over iterations, against the fixed references."""
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    tr = [(r["iteration"], r["reward"]) for r in records if "reward" in r]
+    tr = [r for r in records if "reward" in r]
     ho = [(r["iteration"], r["heldout_recall"]) for r in records if "heldout_recall" in r]
+    graded = any(abs(r["reward"] - r["recall"]) > 1e-6 for r in tr)  # a graded reward or a token cost
     if tr:
-        ax.plot(*zip(*tr), lw=1.2, alpha=0.8, label="training reward (sampled self-edits)")
+        ax.plot([r["iteration"] for r in tr], [r["recall"] for r in tr], lw=1.2, alpha=0.8,
+                label="training recall (sampled self-edits)" + ("" if graded else " = reward"))  # fmt: skip
+    if graded:
+        ax2 = ax.twinx()
+        ax2.plot([r["iteration"] for r in tr], [r["reward"] for r in tr], lw=1, color="tab:red", alpha=0.7)
+        ax2.set_ylabel("training reward (red)", color="tab:red")
     if ho:
         ax.plot(*zip(*ho), marker="o", lw=2, label="held-out recall (greedy self-edits)")
     for key, style in (("oracle", ":"), ("transcript", "--")):

@@ -72,6 +72,10 @@ class RLConfig:
     """Which of a session's questions are asked (training and held-out): recall attributes (birth_city,
     employer, ...), update, two_hop; empty: all. Later sessions asking about only some facts is what makes
     choosing what to write pay under a budget."""
+    reward: Literal["exact_match", "answer_logprob"] = "exact_match"
+    """What the written adapter is rewarded for: exact match on the asked questions, or its log-probability of
+    their right answers per answer token (graded: it separates self-edits that exact match scores the same,
+    a fact half-learned from one absent). Held-out evaluation is exact match either way."""
     token_cost: float = 0.0
     """Reward minus this much per written token of the self-edit."""
     lr: float = 1e-4
@@ -82,6 +86,9 @@ class RLConfig:
     """Self-edits per policy step."""
     margin: float = 0.0
     """rest_em: a self-edit is kept when its reward exceeds its group's mean by more than this."""
+    keep: Literal["above_mean", "best"] = "above_mean"
+    """rest_em: keep every self-edit above its group's mean, or only the best of each group (ties broken by
+    the reference policy's mean log-likelihood per token: of equally rewarded edits, the least garbled)."""
     kl: float = 0.05
     """pg: weight of the KL penalty to the reference (base) policy."""
     heldout: int = 24
@@ -181,8 +188,14 @@ def policy_update(policy, ref, tok, cfg: RLConfig, opt, prompts, edits, rewards:
     S, G = rewards.shape
     flat = [(prompts[i], edits[i][g]) for i in range(S) for g in range(G)]
     if cfg.algorithm == "rest_em":
-        keep = A.rest_em_keep(rewards, margin=cfg.margin).flatten().tolist()
-        pool = [f for f, k in zip(flat, keep) if k]
+        if cfg.keep == "best":
+            with torch.no_grad():
+                logp, mask = A.completion_logprobs(ref, [f[0] for f in flat], [f[1] for f in flat], tok.pad_token_id)
+            fluency = ((logp * mask).sum(1) / mask.sum(1).clamp(min=1)).view(S, G)
+            keep = A.rest_em_best(rewards, fluency, cfg.margin)
+        else:
+            keep = A.rest_em_keep(rewards, margin=cfg.margin)
+        pool = [f for f, k in zip(flat, keep.flatten().tolist()) if k]
         weights = None
     else:
         pool = flat
@@ -276,11 +289,12 @@ def rl(cfg: RLConfig, out: str | None = None, resume: bool = False) -> dict[str,
         seeds = [derive_seed(cfg.seed, "rl", "write", it, i) for i in range(len(sessions)) for _ in range(cfg.group)]
         scored = E.score_writes(reader, tok, cfg.inner, texts, [s for s in sessions for _ in range(cfg.group)], seeds,
                                 [f for f in followers for _ in range(cfg.group)], lengths, cfg.token_cost,
-                                cfg.group)  # fmt: skip
+                                cfg.group, reward=cfg.reward)  # fmt: skip
         rewards = torch.tensor(scored.reward).view(len(sessions), cfg.group)
         stats = policy_update(policy, reader, tok, cfg, opt, prompts, edits, rewards,
                               random.Random(derive_seed(cfg.seed, "rl", "update", it)))  # fmt: skip
         record = {"iteration": it + 1, "reward": float(rewards.mean()), "recall": sum(scored.recall) / len(texts),
+                  "answer_logprob": sum(scored.answer_logprob) / len(texts),
                   "reward_best": float(rewards.max(1).values.mean()), "length": sum(lengths) / len(lengths),
                   "inner_tokens": scored.tokens, **stats}  # fmt: skip
         if (it + 1) % cfg.eval_every == 0 or it + 1 == cfg.iterations:

@@ -1,8 +1,8 @@
 """How a model writes: greedy, or sampled through transformers' own logits processors (temperature, top-k,
-top-p, locally typical), optionally with a learned adaptive temperature.
+top-p, min-p, locally typical), optionally with a learned adaptive temperature.
 
 `processors(cfg)` builds the list in the order `model.generate` applies them (temperature, top-k, top-p,
-typical), so the package's `generate` with a seeded generator draws what `model.generate` draws under the
+min-p, typical), so the package's `generate` with a seeded generator draws what `model.generate` draws under the
 same seed (tests/test_sampling.py checks it). Locally typical sampling (Meister et al. 2023) keeps the
 tokens whose surprisal is closest to the conditional entropy, up to mass `typical_p`.
 """
@@ -17,6 +17,7 @@ import torch
 from transformers import (
     LogitsProcessor,
     LogitsProcessorList,
+    MinPLogitsWarper,
     TemperatureLogitsWarper,
     TopKLogitsWarper,
     TopPLogitsWarper,
@@ -37,6 +38,9 @@ class DecodingConfig:
     """Keep the k most likely tokens (0: off)."""
     top_p: float = 1.0
     """Nucleus sampling: keep the smallest set of tokens with this much mass (1: off)."""
+    min_p: float = 0.0
+    """Min-p sampling (Nguyen et al. 2024): keep the tokens at least this fraction as likely as the likeliest
+    (0: off). Removes unlikely slips (a wrong surname) while keeping near-ties (which fact comes next)."""
     typical_p: float = 1.0
     """Locally typical sampling: keep the tokens closest to the conditional entropy up to this mass (1: off)."""
     adaptive: Literal["none", "linear", "exponential", "inverse_sigmoid"] = "none"
@@ -59,6 +63,8 @@ class DecodingConfig:
             raise ValueError(f"temperature must be >= 0, got {self.temperature}")
         if self.top_k < 0:
             raise ValueError(f"top_k must be >= 0, got {self.top_k}")
+        if not 0.0 <= self.min_p < 1.0:
+            raise ValueError(f"min_p must be in [0, 1), got {self.min_p}")
         for key in ("top_p", "typical_p"):
             if not 0.0 < getattr(self, key) <= 1.0:
                 raise ValueError(f"{key} must be in (0, 1], got {getattr(self, key)}")
@@ -85,6 +91,7 @@ class DecodingConfig:
         parts = [f"T={self.temperature:g}"]
         parts += [f"top-k {self.top_k}"] if self.top_k else []
         parts += [f"top-p {self.top_p:g}"] if self.top_p < 1 else []
+        parts += [f"min-p {self.min_p:g}"] if self.min_p else []
         parts += [f"typical {self.typical_p:g}"] if self.typical_p < 1 else []
         parts += [f"T={self.start_temperature:g} at sentence starts"] if self.start_temperature else []
         return ", ".join(parts)
@@ -133,6 +140,8 @@ def processors(cfg: DecodingConfig, adaptive: AdaptiveTemperature | None = None,
         out.append(TopKLogitsWarper(cfg.top_k))
     if cfg.top_p < 1.0:
         out.append(TopPLogitsWarper(cfg.top_p))
+    if cfg.min_p > 0:
+        out.append(MinPLogitsWarper(cfg.min_p))
     if cfg.typical_p < 1.0:
         out.append(TypicalLogitsWarper(cfg.typical_p))
     return out
