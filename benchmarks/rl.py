@@ -13,7 +13,7 @@ import argparse
 import shutil
 from pathlib import Path
 
-from benchmarks.results import write_section
+from benchmarks.results import RESULTS, write_section
 from retain.config import apply_override, from_dict, read_yaml
 from retain.rl.run import RLConfig, rl
 
@@ -58,7 +58,21 @@ def main() -> None:
             + "\n".join(rows) + eff + "\n\n"
             f"- RL time {s['rl_seconds']:.0f} s (target <= 1800 s): {met(s['rl_seconds'] <= 1800)}\n"
             f"- held-out gain {s['gain_pt']:+.1f} pt (target >= +10): {met(s['gain_pt'] >= 10)}")  # fmt: skip
+    body += "\n\n" + " ".join(f"![{alt}](img/{name})" for alt, name in publish_plots(out, args.section))
     write_section(args.section, f"RL outer loop ({args.config}, {cfg.algorithm})", body)
+
+
+def publish_plots(run: Path, section: str) -> list[tuple[str, str]]:
+    """Copy the run's plots next to RESULTS.md (docs/img/<section>_*.png), since runs/ is not committed."""
+    img = RESULTS.parent / "img"
+    img.mkdir(exist_ok=True)
+    out = []
+    for plot, alt in (("rl_curve.png", "reward and held-out recall over RL iterations"),
+                      ("lengths.png", "self-edit lengths")):  # fmt: skip
+        if (run / plot).exists():
+            shutil.copyfile(run / plot, img / f"{section}_{plot}")
+            out.append((alt, f"{section}_{plot}"))
+    return out
 
 
 if __name__ == "__main__":
