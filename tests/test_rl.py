@@ -43,7 +43,8 @@ def test_rest_em_best_keeps_one_per_group_ties_to_the_more_fluent():
     r = torch.tensor([[0.2, 0.6, 0.6, 0.4], [0.5, 0.5, 0.5, 0.5], [1.0, 0.0, 0.0, 0.0]])
     fluency = torch.tensor([[0.0, -0.9, -0.1, 0.0], [0.0, -1.0, -2.0, -3.0], [-5.0, 0.0, 0.0, 0.0]])
     # row 0: a tie at 0.6 goes to the less garbled edit; row 1: no edit beats the mean; row 2: reward first
-    assert A.rest_em_best(r, fluency).tolist() == [[False, False, True, False], [False] * 4, [True, False, False, False]]
+    assert A.rest_em_best(r, fluency).tolist() == [[False, False, True, False], [False] * 4,
+                                                  [True, False, False, False]]
     assert A.rest_em_best(r, fluency, margin=0.3).tolist() == [[False] * 4, [False] * 4, [True, False, False, False]]
 
 

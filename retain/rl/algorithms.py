@@ -54,6 +54,13 @@ def completion_logprobs(model, prompts: list[list[int]], completions: list[list[
     return out, cmask
 
 
+@torch.no_grad()
+def mean_logprobs(model, prompts: list[list[int]], completions: list[list[int]], pad_id: int) -> torch.Tensor:
+    """Each completion's log-probability given its prompt, per token: (N,)."""
+    logp, mask = completion_logprobs(model, prompts, completions, pad_id)
+    return (logp * mask).sum(1) / mask.sum(1).clamp(min=1)
+
+
 def sft_loss(logp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """ReST-EM's M-step: negative log-likelihood of the kept self-edits, per token."""
     return -(logp * mask).sum() / mask.sum().clamp(min=1)

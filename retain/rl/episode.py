@@ -94,8 +94,8 @@ def score_writes(reader, tokenizer, inner: MediumConfig, texts: list[str], sessi
         sl = slice(start, start + group)
         mats = [[Material(s.index, t, 0)] + [Material(s.index, f, 0) for f in fs]
                 for t, s, fs in zip(texts[sl], sessions[sl], followers[sl])]  # fmt: skip
-        answers, lps, n = write_and_answer(reader, tokenizer, inner, mats, [s.questions for s in sessions[sl]], seeds[sl],
-                                      batched=batched)  # fmt: skip
+        answers, lps, n = write_and_answer(reader, tokenizer, inner, mats, [s.questions for s in sessions[sl]],
+                                           seeds[sl], batched=batched)  # fmt: skip
         tokens += n
         recall += [score(s.questions, ans)["acc"] for s, ans in zip(sessions[sl], answers)]
         logprob += lps

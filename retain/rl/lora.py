@@ -20,7 +20,7 @@ from retain.eval.qa import ask, encode
 from retain.fermi.formulas import resolve_targets
 from retain.memory.base import Material, MediumConfig
 from retain.memory.weights import augment, sft_batch
-from retain.rl.algorithms import completion_logprobs
+from retain.rl.algorithms import mean_logprobs
 from retain.world.render import qa_prompt
 from retain.world.world import Question
 
@@ -140,10 +140,9 @@ class Adapters:
         for g, qs in enumerate(questions):
             prompts = [encode(tokenizer, qa_prompt(q.text)) for q in qs]
             full = [encode(tokenizer, f"{qa_prompt(q.text)} {q.answer}") for q in qs]
+            answers = [f[len(p):] for p, f in zip(prompts, full)]
             with self.routed(torch.full((len(qs),), g, dtype=torch.long)):
-                lp, mask = completion_logprobs(self.model, prompts, [f[len(p):] for p, f in zip(prompts, full)],
-                                               tokenizer.pad_token_id)  # fmt: skip
-            out.append(float(((lp * mask).sum(1) / mask.sum(1).clamp(min=1)).mean()))
+                out.append(float(mean_logprobs(self.model, prompts, answers, tokenizer.pad_token_id).mean()))
         return out
 
 

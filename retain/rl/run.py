@@ -189,9 +189,7 @@ def policy_update(policy, ref, tok, cfg: RLConfig, opt, prompts, edits, rewards:
     flat = [(prompts[i], edits[i][g]) for i in range(S) for g in range(G)]
     if cfg.algorithm == "rest_em":
         if cfg.keep == "best":
-            with torch.no_grad():
-                logp, mask = A.completion_logprobs(ref, [f[0] for f in flat], [f[1] for f in flat], tok.pad_token_id)
-            fluency = ((logp * mask).sum(1) / mask.sum(1).clamp(min=1)).view(S, G)
+            fluency = A.mean_logprobs(ref, [f[0] for f in flat], [f[1] for f in flat], tok.pad_token_id).view(S, G)
             keep = A.rest_em_best(rewards, fluency, cfg.margin)
         else:
             keep = A.rest_em_keep(rewards, margin=cfg.margin)
