@@ -17,8 +17,22 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "RESULTS.md"
 
 
+def cpu_name() -> str:
+    """The CPU's model name and whether it has AMX (bf16 matrix tiles): the same code and seed train to
+    different models on CPUs with and without it (docs/log.md, 2026-11-26)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    name = re.search(r"^model name\s*:\s*(.+)$", info, re.M)
+    name = name.group(1).strip() if name else platform.machine()
+    return name + (" (AMX)" if re.search(r"\bamx_bf16\b", info) else "")
+
+
 def machine() -> str:
-    """One line describing where the numbers were measured."""
+    """One line describing where the numbers were measured, with the versions the numbers depend on."""
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
         import torch
 
@@ -27,8 +41,12 @@ def machine() -> str:
             dev += f", {torch.cuda.get_device_name(0)}"
     except ImportError:
         dev = "no torch"
-    cpu = platform.processor() or platform.machine()
-    return f"{platform.system()} {cpu}, {os.cpu_count()} CPU cores, Python {platform.python_version()}, {dev}"
+    for lib in ("transformers", "peft"):
+        try:
+            dev += f", {lib} {version(lib)}"
+        except PackageNotFoundError:
+            pass
+    return f"{platform.system()} {cpu_name()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}, {dev}"
 
 
 def command() -> str:
