@@ -50,7 +50,8 @@ def model_for(args, vocab: int):
     else:
         cfg = LlamaConfig(vocab_size=vocab, hidden_size=args.d_model, intermediate_size=4 * args.d_model,
                           num_hidden_layers=args.layers, num_attention_heads=args.heads,
-                          num_key_value_heads=args.kv_heads or args.heads, max_position_embeddings=4 * args.max_pairs + 8,
+                          num_key_value_heads=args.kv_heads or args.heads,
+                          max_position_embeddings=4 * args.max_pairs + 8,
                           tie_word_embeddings=False)  # fmt: skip
     if args.tie is not None:
         cfg.tie_word_embeddings = args.tie
@@ -59,6 +60,7 @@ def model_for(args, vocab: int):
 
 
 def loss_and_hits(model, ids: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """Cross-entropy on the labelled answers and the fraction whose argmax is right (position t predicts t+1)."""
     logits = model(input_ids=ids).logits[:, :-1]
     target = labels[:, 1:]
     loss = F.cross_entropy(logits.flatten(0, 1).float(), target.flatten(), ignore_index=-100)
@@ -68,6 +70,7 @@ def loss_and_hits(model, ids: torch.Tensor, labels: torch.Tensor) -> tuple[torch
 
 @torch.no_grad()
 def evaluate(model, args, ns: list[int], device: str) -> dict[str, float]:
+    """Accuracy at each number of pairs in `ns`, on 512 examples drawn the same way at every call."""
     g = torch.Generator().manual_seed(10_000 + args.seed)  # the same held-out examples at every evaluation
     model.eval()
     out = {}
@@ -105,7 +108,8 @@ def train(args, log_path: Path) -> tuple[list[dict], int]:
         bar = tqdm(range(args.steps + 1), desc=log_path.stem, mininterval=2)
         for step in bar:
             if step % args.eval_every == 0 or step == args.steps:
-                row = {"step": step, "seconds": round(time.perf_counter() - t0, 1), **evaluate(model, args, args.ns, args.device)}
+                row = {"step": step, "seconds": round(time.perf_counter() - t0, 1),
+                       **evaluate(model, args, args.ns, args.device)}
                 rows.append(row)
                 log.write(json.dumps(row) + "\n")
                 log.flush()
@@ -164,8 +168,9 @@ def main() -> None:
         rows, params = train(run, out / f"{name}.jsonl")
         first = next((r["step"] for r in rows if r[solved] >= 0.9), None)
         last = rows[-1]
+        when = first if first is not None else f"not within {args.steps}"
         lines.append(f"| {name} | {params:,} | " + " | ".join(f"{last[f'acc@{n}']:.2f}" for n in args.ns)
-                     + f" | {first if first is not None else 'not within ' + str(args.steps)} | {last['seconds']:.0f} |")
+                     + f" | {when} | {last['seconds']:.0f} |")
     body = (f"Each variant trained from scratch for {args.steps} steps: AdamW lr {args.lr} (warm-up, cosine), "
             f"{args.batch_size} examples per step of {args.min_pairs}-{args.max_pairs} pairs, {args.keys} keys, "
             f"{args.values} values; accuracy after the last step on 512 held-out examples per n (evaluated every "
