@@ -3,9 +3,10 @@ and in how many steps? The in-context baseline of the continual loop needs it (d
 
     python -m benchmarks.mqar                                    # every variant, 1,000 steps each, CPU
     python -m benchmarks.mqar --variants tiny --steps 20000 --device cuda --section mqar_gpu
+    python -m benchmarks.mqar --variants micro --key-tokens 2 --section mqar_2token   # keys of two tokens
 
-An example is `k1 v1 k2 v2 ... kn vn` (distinct single-token keys, single-token values), then every key
-again in shuffled order, each followed by its value. The loss is on those answers only; accuracy is the
+An example is `k1 v1 k2 v2 ... kn vn` (distinct keys of `--key-tokens` tokens, as the world's names have
+two; single-token values), then every key again in shuffled order, each followed by its value. The loss is on those answers only; accuracy is the
 argmax at each answer position, on fresh examples, per number of pairs n (a model that copies some value of
 the context scores about 1/n). The variants (VARIANTS) walk from a micro Llama to retain's tiny default one
 change at a time. Writes one JSONL curve per variant and a section of docs/RESULTS.md.
@@ -25,16 +26,20 @@ import torch.nn.functional as F
 from benchmarks.results import write_section
 
 
-def batch(n: int, size: int, keys: int, values: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """`size` examples of n pairs: ids (size, 4n) and labels (-100 except at the queried values).
-    Token 0 is unused; keys are 1..keys, values keys+1..keys+values."""
-    k = torch.rand(size, keys, generator=g).argsort(-1)[:, :n] + 1
-    v = torch.randint(keys + 1, keys + values + 1, (size, n), generator=g)
+def batch(n: int, size: int, keys: int, values: int, g: torch.Generator,
+          key_tokens: int = 1) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """`size` examples of n pairs: ids (size, 2n(key_tokens + 1)) and labels (-100 except at the queried
+    values). Token 0 is unused; key tokens are 1..keys, values keys+1..keys+values. A key is `key_tokens`
+    tokens (distinct as a tuple, so two keys may share a token, as two people may share a first name)."""
+    idx = torch.rand(size, keys**key_tokens, generator=g).argsort(-1)[:, :n]  # a random n-subset of all keys
+    k = torch.stack([idx // keys**i % keys for i in reversed(range(key_tokens))], -1) + 1  # (size, n, key_tokens)
+    v = torch.randint(keys + 1, keys + values + 1, (size, n, 1), generator=g)
     order = torch.rand(size, n, generator=g).argsort(-1)
-    kq, vq = k.gather(1, order), v.gather(1, order)
-    ids = torch.cat([torch.stack([k, v], -1).flatten(1), torch.stack([kq, vq], -1).flatten(1)], 1)
+    pairs = torch.cat([k, v], -1)  # (size, n, key_tokens + 1)
+    asked = pairs.gather(1, order[..., None].expand_as(pairs))
+    ids = torch.cat([pairs.flatten(1), asked.flatten(1)], 1)
     labels = torch.full_like(ids, -100)
-    labels[:, 2 * n + 1 :: 2] = vq
+    labels[:, n * (key_tokens + 1) + key_tokens :: key_tokens + 1] = asked[..., -1]
     return ids, labels
 
 
@@ -51,7 +56,7 @@ def model_for(args, vocab: int):
         cfg = LlamaConfig(vocab_size=vocab, hidden_size=args.d_model, intermediate_size=4 * args.d_model,
                           num_hidden_layers=args.layers, num_attention_heads=args.heads,
                           num_key_value_heads=args.kv_heads or args.heads,
-                          max_position_embeddings=4 * args.max_pairs + 8,
+                          max_position_embeddings=2 * args.max_pairs * (args.key_tokens + 1) + 8,
                           tie_word_embeddings=False)  # fmt: skip
     if args.tie is not None:
         cfg.tie_word_embeddings = args.tie
@@ -75,7 +80,7 @@ def evaluate(model, args, ns: list[int], device: str) -> dict[str, float]:
     model.eval()
     out = {}
     for n in ns:
-        ids, labels = batch(n, 512, args.keys, args.values, g)
+        ids, labels = batch(n, 512, args.keys, args.values, g, args.key_tokens)
         out[f"acc@{n}"] = loss_and_hits(model, ids.to(device), labels.to(device))[1]
     model.train()
     return out
@@ -117,7 +122,7 @@ def train(args, log_path: Path) -> tuple[list[dict], int]:
             if step == args.steps:
                 break
             n = int(torch.randint(args.min_pairs, args.max_pairs + 1, (1,), generator=g))
-            ids, labels = batch(n, args.batch_size, args.keys, args.values, g)
+            ids, labels = batch(n, args.batch_size, args.keys, args.values, g, args.key_tokens)
             loss, _ = loss_and_hits(model, ids.to(args.device), labels.to(args.device))
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -144,6 +149,7 @@ def main() -> None:
     ap.add_argument("--max-pairs", type=int, default=16)
     ap.add_argument("--keys", type=int, default=200, help="key vocabulary (the world has ~200 names)")
     ap.add_argument("--values", type=int, default=400)
+    ap.add_argument("--key-tokens", type=int, default=1, help="tokens per key (the world's names have two)")
     ap.add_argument("--eval-every", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu")
@@ -154,8 +160,8 @@ def main() -> None:
     unknown = [v for v in names if v not in VARIANTS]
     if unknown:
         raise SystemExit(f"error: unknown variant {unknown[0]!r}; choose from: {', '.join(VARIANTS)}")
-    if not 1 <= args.min_pairs <= args.max_pairs <= args.keys:
-        raise SystemExit("error: need 1 <= --min-pairs <= --max-pairs <= --keys")
+    if not 1 <= args.min_pairs <= args.max_pairs <= args.keys or not 1 <= args.key_tokens <= 3:
+        raise SystemExit("error: need 1 <= --min-pairs <= --max-pairs <= --keys and 1 <= --key-tokens <= 3")
     args.ns = [n for n in (2, 4, 8, 16, 32, 64) if args.min_pairs <= n <= args.max_pairs]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -172,7 +178,8 @@ def main() -> None:
         lines.append(f"| {name} | {params:,} | " + " | ".join(f"{last[f'acc@{n}']:.2f}" for n in args.ns)
                      + f" | {when} | {last['seconds']:.0f} |")
     body = (f"Each variant trained from scratch for {args.steps} steps: AdamW lr {args.lr} (warm-up, cosine), "
-            f"{args.batch_size} examples per step of {args.min_pairs}-{args.max_pairs} pairs, {args.keys} keys, "
+            f"{args.batch_size} examples per step of {args.min_pairs}-{args.max_pairs} pairs, keys of "
+            f"{args.key_tokens} token(s) from {args.keys}, "
             f"{args.values} values; accuracy after the last step on 512 held-out examples per n (evaluated every "
             f"{args.eval_every} steps; curves in `{out}/*.jsonl`).\n\n" + "\n".join(lines))  # fmt: skip
     write_section(args.section, "Associative recall (MQAR): which Llama shapes learn content lookup", body)

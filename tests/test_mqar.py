@@ -3,25 +3,28 @@ at the position that predicts it."""
 
 from types import SimpleNamespace
 
+import pytest
 import torch
 import torch.nn.functional as F
 
 from benchmarks.mqar import batch, loss_and_hits
 
 
-def test_every_query_asks_a_stated_key_and_its_label_is_that_keys_value():
-    keys, values, n = 20, 30, 6
-    ids, labels = batch(n, 16, keys, values, torch.Generator().manual_seed(0))
-    assert ids.shape == labels.shape == (16, 4 * n)
+@pytest.mark.parametrize("kt", [1, 2])
+def test_every_query_asks_a_stated_key_and_its_label_is_that_keys_value(kt):
+    keys, values, n, w = 20, 30, 6, kt + 1
+    ids, labels = batch(n, 16, keys, values, torch.Generator().manual_seed(0), key_tokens=kt)
+    assert ids.shape == labels.shape == (16, 2 * n * w)
     for row, lab in zip(ids.tolist(), labels.tolist()):
-        stated = dict(zip(row[0 : 2 * n : 2], row[1 : 2 * n : 2]))
-        assert len(stated) == n and all(1 <= k <= keys for k in stated)  # distinct keys, from the key range
+        triples = [tuple(row[i : i + w]) for i in range(0, len(row), w)]
+        stated = {t[:-1]: t[-1] for t in triples[:n]}
+        assert len(stated) == n and all(1 <= x <= keys for k in stated for x in k)  # distinct keys, key tokens
         assert all(keys < v <= keys + values for v in stated.values())
-        asked = row[2 * n :: 2]
+        asked = [t[:-1] for t in triples[n:]]
         assert sorted(asked) == sorted(stated)  # every key asked once
-        answers = [lab[i] for i in range(len(lab)) if lab[i] != -100]
+        answers = [x for x in lab if x != -100]
         assert answers == [stated[k] for k in asked]
-        assert all(lab[i] == -100 for i in range(2 * n + 1))  # nothing before the first answer is scored
+        assert all(x == -100 for x in lab[: n * w + kt])  # nothing before the first answer is scored
 
 
 class _NextToken(torch.nn.Module):
