@@ -6,10 +6,11 @@ and in how many steps? The in-context baseline of the continual loop needs it (d
     python -m benchmarks.mqar --variants micro --key-tokens 2 --section mqar_2token   # keys of two tokens
 
 An example is `k1 v1 k2 v2 ... kn vn` (distinct keys of `--key-tokens` tokens, as the world's names have
-two; single-token values), then every key again in shuffled order, each followed by its value. The loss is on those answers only; accuracy is the
-argmax at each answer position, on fresh examples, per number of pairs n (a model that copies some value of
-the context scores about 1/n). The variants (VARIANTS) walk from a micro Llama to retain's tiny default one
-change at a time. Writes one JSONL curve per variant and a section of docs/RESULTS.md.
+two; single-token values), then every key again in shuffled order, each followed by its value. The loss is
+on those answers only; accuracy is the argmax at each answer position, on fresh examples, per number of
+pairs n (a model that copies some value of the context scores about 1/n). The variants (VARIANTS) walk from
+a micro Llama to retain's tiny default one change at a time. Writes one JSONL curve per variant and a
+section of docs/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -64,13 +65,18 @@ def model_for(args, vocab: int):
     return LlamaForCausalLM(cfg)
 
 
-def loss_and_hits(model, ids: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, float]:
-    """Cross-entropy on the labelled answers and the fraction whose argmax is right (position t predicts t+1)."""
+def answer_logits(model, ids: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits at the positions that predict a labelled answer (position t predicts t+1), and those answers."""
     logits = model(input_ids=ids).logits[:, :-1]
     target = labels[:, 1:]
-    loss = F.cross_entropy(logits.flatten(0, 1).float(), target.flatten(), ignore_index=-100)
     m = target != -100
-    return loss, (logits.argmax(-1)[m] == target[m]).float().mean().item()
+    return logits[m], target[m]
+
+
+def loss_and_hits(model, ids: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """Cross-entropy on the labelled answers and the fraction whose argmax is right."""
+    logits, target = answer_logits(model, ids, labels)
+    return F.cross_entropy(logits.float(), target), (logits.argmax(-1) == target).float().mean().item()
 
 
 @torch.no_grad()
@@ -123,7 +129,8 @@ def train(args, log_path: Path) -> tuple[list[dict], int]:
                 break
             n = int(torch.randint(args.min_pairs, args.max_pairs + 1, (1,), generator=g))
             ids, labels = batch(n, args.batch_size, args.keys, args.values, g, args.key_tokens)
-            loss, _ = loss_and_hits(model, ids.to(args.device), labels.to(args.device))
+            logits, target = answer_logits(model, ids.to(args.device), labels.to(args.device))
+            loss = F.cross_entropy(logits.float(), target)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
