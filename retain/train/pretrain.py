@@ -37,7 +37,7 @@ from retain.runs.progress import progress
 from retain.runs.rundir import RunDir
 from retain.runs.seed import seed_everything
 from retain.train.data import MixtureConfig, forward_packed, pretrain_batch
-from retain.train.optim import lr_at, make_optimizer, set_lr
+from retain.train.optim import bf16_is_native, lr_at, make_optimizer, set_lr
 from retain.world.io import build_tokenizer, load_world, save_world
 from retain.world.world import World, WorldConfig, build_world
 
@@ -65,7 +65,8 @@ class TrainConfig:
     grad_clip: float = 1.0
     """Clip the gradient norm to this."""
     bf16: bool = True
-    """bfloat16 autocast (faster on CPUs with AVX-512 BF16 and on GPUs)."""
+    """bfloat16 autocast where the device has bf16 hardware (GPUs, CPUs with AVX-512 or AMX); fp32 on other
+    CPUs, where emulated bf16 is ~14x slower. Floats, and so results, differ between the two paths."""
     threads: int | None = None
     """torch CPU threads (None: torch's default, the number of cores)."""
     log_every: int = 25
@@ -155,7 +156,8 @@ def pretrain(cfg: PretrainConfig, out: str | None = None, resume: bool = False,
         model = build_model(cfg.model, tok, seed=cfg.seed)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model.to(device)
-    optimizer = make_optimizer(t_cfg.optimizer, model.named_parameters(), t_cfg.lr, t_cfg.weight_decay)
+    optimizer = make_optimizer(t_cfg.optimizer, model.named_parameters(), t_cfg.lr, t_cfg.weight_decay, device)
+    bf16 = t_cfg.bf16 and bf16_is_native(device)
     reserved = set(world.entities)
     params = param_count(model)
 
@@ -172,7 +174,9 @@ def pretrain(cfg: PretrainConfig, out: str | None = None, resume: bool = False,
         run.truncate_metrics(start - 1)
         print(f"resumed {run.path} at step {start} ({tokens_seen:,} tokens, {elapsed:.0f}s so far)")
     else:
-        print(f"pretraining {params:,} params ({cfg.model.path or cfg.model.size}) on {device}; run dir {run.path}")
+        precision = "bf16 autocast" if bf16 else "fp32" + (" (this CPU has no bf16 hardware)" if t_cfg.bf16 else "")
+        print(f"pretraining {params:,} params ({cfg.model.path or cfg.model.size}) on {device} in {precision}; "
+              f"run dir {run.path}")
 
     quick = base_suites(world, seed=cfg.seed, n=cfg.eval.during_n)
     t0 = time.perf_counter() - elapsed
@@ -193,7 +197,7 @@ def pretrain(cfg: PretrainConfig, out: str | None = None, resume: bool = False,
         batch = pretrain_batch(world, tok, cfg.mixture, cfg.seed, step, t_cfg.batch_size, t_cfg.seq_len, reserved)
         ids, labels, positions = (t.to(device) for t in batch)
         model.train()
-        with torch.autocast(device, dtype=torch.bfloat16, enabled=t_cfg.bf16):
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
             loss = forward_packed(model, ids, positions, labels).loss
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), t_cfg.grad_clip)
