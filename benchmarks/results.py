@@ -18,15 +18,25 @@ RESULTS = Path(__file__).resolve().parents[1] / "docs" / "RESULTS.md"
 
 
 def cpu_name() -> str:
-    """The CPU's model name and whether it has AMX (bf16 matrix tiles): the same code and seed train to
-    different models on CPUs with and without it (docs/log.md, 2026-11-26)."""
+    """The CPU's model name, whether it has AMX (bf16 matrix tiles), and its vector ISA with whether bf16
+    runs in hardware: the same code and seed train to different models on different CPU paths, and an
+    AVX2-only CPU pretrains in fp32 (docs/log.md, 2026-11-26 and 2026-12-01)."""
     try:
         info = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return platform.processor() or platform.machine()
+        info = ""
     name = re.search(r"^model name\s*:\s*(.+)$", info, re.M)
-    name = name.group(1).strip() if name else platform.machine()
-    return name + (" (AMX)" if re.search(r"\bamx_bf16\b", info) else "")
+    name = name.group(1).strip() if name else (platform.processor() or platform.machine())
+    try:
+        import torch
+
+        from retain.train.optim import bf16_is_native
+
+        isa = f"{torch.backends.cpu.get_cpu_capability()}, bf16 {'native' if bf16_is_native('cpu') else 'emulated'}"
+    except ImportError:
+        isa = "no torch"
+    amx = "AMX, " if re.search(r"\bamx_bf16\b", info) else ""
+    return f"{name} ({amx}{isa})"
 
 
 def machine() -> str:

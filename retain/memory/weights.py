@@ -25,6 +25,7 @@ from retain.merge import ops
 from retain.models.generate import kv_pairs
 from retain.runs.seed import derive_seed
 from retain.train.data import right_pad
+from retain.train.optim import bf16_autocast
 from retain.world import render as R
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
@@ -155,14 +156,14 @@ class WeightMemory(Memory):
         return self.loss(ids, mask, labels), int(mask.sum())
 
     def optimize(self, step: Callable[[], tuple[torch.Tensor, int]]) -> int:
-        """`cfg.steps` AdamW steps (constant lr, bf16 autocast on CPU) on the loss `step()` returns with the
+        """`cfg.steps` AdamW steps (constant lr, bf16 autocast on a CPU with bf16 hardware) on the loss `step()` returns with the
         tokens it ran; returns the tokens of all steps."""
         params = self.trainable()
         opt = torch.optim.AdamW(params, lr=self.cfg.lr, weight_decay=0.0)
         self.model.train()
         tokens = 0
         for _ in range(self.cfg.steps):
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=params[0].device.type == "cpu"):
+            with bf16_autocast("cpu", params[0].device.type == "cpu"):
                 loss, n = step()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)

@@ -16,6 +16,7 @@ from retain.models.config import SIZES, ModelConfig
 def llama_config(cfg: ModelConfig, vocab_size: int, pad_id: int, bos_id: int, eos_id: int) -> LlamaConfig:
     """The HF config of a named size for a given vocabulary."""
     d, layers, heads, kv_heads, ff = SIZES[cfg.size]
+    layers = cfg.layers or layers
     return LlamaConfig(
         vocab_size=vocab_size,
         hidden_size=d,

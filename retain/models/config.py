@@ -20,6 +20,9 @@ class ModelConfig:
 
     size: Literal["tiny", "small", "base"] = "small"
     """Named size of the default model: tiny (~1M params), small (~6M), base (~25M)."""
+    layers: int | None = None
+    """Number of transformer blocks, overriding the named size's (None: the size's own). Depth is the dial
+    of reading speed here: two-layer Llamas learn in-context lookup in far fewer steps (docs/log.md)."""
     path: str | None = None
     """A local Hugging Face causal LM directory (weights + tokenizer) to use instead; nothing is downloaded."""
     max_seq_len: int = 2048
@@ -30,3 +33,7 @@ class ModelConfig:
     """Share the input embedding and the output head."""
     dropout: float = 0.0
     """Attention dropout during training."""
+
+    def __post_init__(self) -> None:
+        if self.layers is not None and self.layers < 1:
+            raise ValueError(f"model.layers must be at least 1, got {self.layers}")

@@ -21,6 +21,7 @@ from retain.fermi.formulas import resolve_targets
 from retain.memory.base import Material, MediumConfig
 from retain.memory.weights import augment, sft_batch
 from retain.rl.algorithms import mean_logprobs
+from retain.train.optim import bf16_autocast
 from retain.world.render import qa_prompt
 from retain.world.world import Question
 
@@ -111,7 +112,7 @@ class Adapters:
         for _ in range(cfg.steps):
             texts = [augment(m, cfg.augment, rng) for m, rng in zip(materials, rngs) for _ in range(cfg.batch_size)]
             ids, mask, labels = sft_batch(tokenizer, texts)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=ids.device.type == "cpu"):
+            with bf16_autocast("cpu", ids.device.type == "cpu"):
                 logits = self.model(input_ids=ids, attention_mask=mask).logits[:, :-1]
             ce = F.cross_entropy(logits.flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=-100,
                                  reduction="none").view(len(texts), -1)  # fmt: skip

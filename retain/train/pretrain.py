@@ -37,7 +37,7 @@ from retain.runs.progress import progress
 from retain.runs.rundir import RunDir
 from retain.runs.seed import seed_everything
 from retain.train.data import MixtureConfig, forward_packed, pretrain_batch
-from retain.train.optim import bf16_is_native, lr_at, make_optimizer, set_lr
+from retain.train.optim import bf16_autocast, bf16_is_native, lr_at, make_optimizer, set_lr
 from retain.world.io import build_tokenizer, load_world, save_world
 from retain.world.world import World, WorldConfig, build_world
 
@@ -197,7 +197,7 @@ def pretrain(cfg: PretrainConfig, out: str | None = None, resume: bool = False,
         batch = pretrain_batch(world, tok, cfg.mixture, cfg.seed, step, t_cfg.batch_size, t_cfg.seq_len, reserved)
         ids, labels, positions = (t.to(device) for t in batch)
         model.train()
-        with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
+        with bf16_autocast(device, bf16):
             loss = forward_packed(model, ids, positions, labels).loss
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), t_cfg.grad_clip)
