@@ -104,6 +104,24 @@ def test_distill_write_trains_the_memory_and_counts_its_cost(smoke_base, kind, q
     assert len(mem.session_teachers) == 2 and mem.base_teachers
 
 
+def test_a_focused_teacher_reads_only_the_sentences_about_the_querys_people(base):
+    model, tok, world = base
+    mem = make_memory(MediumConfig(kind="lora", rank=2, objective="distill", focus="entity"), model, tok)
+    s = world.sessions[0]
+    person = s.new_entities[0]
+    stranger = next(n for n in world.entities if world.entities[n].split == "known_qa")
+    enc = lambda t: tok(t, add_special_tokens=False)["input_ids"]  # noqa: E731
+    queries = [enc(f" Q: Where does {person} live? A:"), enc(f" Q: Where does {stranger} live? A:")]
+    about, other = D.focused_contexts(mem, s.transcript, queries)
+    assert tok.decode(about[1:]).count(person.split()[-1]) >= len(world.entities[person].attrs)
+    assert other == [tok.bos_token_id]  # a person the session never names: the medium alone
+    (t_about, t_other), _ = D.teach(mem, [about, other], queries, k=5)
+    with torch.no_grad():
+        alone = F.log_softmax(mem.model(input_ids=torch.tensor([other + queries[1]])).logits[0, 1:-1], -1)
+    assert torch.allclose(t_other.top_logp, alone.topk(5, -1).values, atol=1e-5)
+    assert not torch.equal(t_about.top_idx, D.teach(mem, [other, other], queries, k=5)[0][0].top_idx)
+
+
 def test_bad_distill_input_is_one_line(base):
     model, tok, world = base
     with pytest.raises(RetainError, match="does not fit the model's context"):

@@ -9,7 +9,7 @@ import torch
 from retain.eval.qa import encode
 from retain.fermi.formulas import kv_bytes_per_token
 from retain.memory import Material, MediumConfig, make_memory
-from retain.memory.weights import augment
+from retain.memory.weights import augment, sentences
 from retain.models.build import load_model_and_tokenizer
 from retain.models.generate import generate
 from retain.world.io import load_world
@@ -73,6 +73,32 @@ def test_context_retrieval_shows_each_question_the_session_about_its_person(smok
                 assert mem.context(q) == f"Session {s.index + 1}. {s.transcript}"
     with pytest.raises(ValueError, match="retrieve must be >= 0"):
         MediumConfig(kind="context", retrieve=-1)
+
+
+def test_names_are_the_capitalised_runs_that_do_not_start_a_sentence():
+    from retain.memory.context import names
+
+    assert names("Where was the mentor of Hugo Lindqvist born?") == {"Hugo Lindqvist"}
+    assert names("Who was born earlier, Ada Kovac or Otto Lorenz?") == {"Ada Kovac", "Otto Lorenz"}
+    # labels and the words after them are not names; decoded ids put spaces before punctuation
+    assert names("Q : Where does Hugo Lindqvist work ? A : Cobaltis Q : Who") == {"Hugo Lindqvist"}
+    assert names("Hugo Lindqvist works at Cobaltis. The home of Ada Kovac is Lyon.") == {
+        "Lindqvist", "Cobaltis", "Ada Kovac", "Lyon"}  # fmt: skip
+
+
+def test_context_focus_shows_each_question_only_its_persons_sentences(smoke_base):
+    mem, _ = _memory(smoke_base, kind="context", budget_tokens=10_000, focus="entity")
+    world = load_world(smoke_base / "world")
+    for s in world.sessions:
+        mem.write(Material(s.index, s.transcript, 1))
+    held = mem.held_tokens()
+    assert mem.nbytes() == kv_bytes_per_token(mem.arch) * held  # what is held, not what is shown
+    for s in world.sessions:
+        for q in s.questions:
+            ctx = mem.context(q)
+            assert q.kind != "recall" or q.answer in ctx
+            assert all(q.entity in sentence for sentence in sentences(ctx))  # no sentence about anyone else
+            assert "Session" not in ctx and len(ctx) < len(s.transcript)
 
 
 def test_soft_prompt_prefix_cache_equals_running_the_embeddings_in_front(smoke_base):

@@ -34,6 +34,16 @@ def test_named_sizes(size, lo, hi):
     assert cfg.num_key_value_heads < cfg.num_attention_heads  # GQA
 
 
+def test_layers_overrides_the_named_depth_and_nothing_else():
+    tok = train_tokenizer([" ".join(f"w{i}" for i in range(600))])
+    deep, shallow = build_model(ModelConfig(size="tiny"), tok), build_model(ModelConfig(size="tiny", layers=2), tok)
+    assert (deep.config.num_hidden_layers, shallow.config.num_hidden_layers) == (4, 2)
+    assert shallow.config.hidden_size == deep.config.hidden_size
+    assert shallow.config.intermediate_size == deep.config.intermediate_size
+    with pytest.raises(ValueError, match="model.layers must be at least 1"):
+        ModelConfig(layers=0)
+
+
 def test_load_errors_are_one_line(tmp_path):
     with pytest.raises(RetainError, match="model path not found"):
         load_model(tmp_path / "nope")

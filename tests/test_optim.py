@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from retain.train.optim import Muon, orthogonalize
+from retain.train import optim
+from retain.train.optim import Muon, bf16_autocast, orthogonalize
 
 
 def _steps(opt_cls, dtype, **kw):
@@ -27,3 +28,15 @@ def test_orthogonalize_in_fp32_flattens_the_spectrum(shape):
     s = torch.linalg.svdvals(orthogonalize(g, dtype=torch.float32))
     assert s.min() > 0.5 and s.max() < 1.3  # Muon's iteration lands singular values in ~[0.7, 1.2], not at 1
     assert orthogonalize(g, dtype=torch.float32).dtype == torch.float32
+
+
+def test_autocast_is_bf16_only_where_the_hardware_has_it(monkeypatch):
+    x = torch.randn(4, 4)
+    monkeypatch.setattr(optim, "bf16_is_native", lambda device: False)
+    with bf16_autocast("cpu"):
+        assert (x @ x).dtype == torch.float32
+    monkeypatch.setattr(optim, "bf16_is_native", lambda device: True)
+    with bf16_autocast("cpu"):
+        assert (x @ x).dtype == torch.bfloat16
+    with bf16_autocast("cpu", enabled=False):
+        assert (x @ x).dtype == torch.float32

@@ -35,6 +35,11 @@ class MediumConfig:
     retrieve: int = 0
     """context: show each question only the `retrieve` held sessions that share the most rare words with it
     (0: every held session). A retrieval-augmented baseline for a reader that cannot bind many people at once."""
+    focus: Literal["none", "entity"] = "none"
+    """context: show each question only the sentences that mention a name it mentions (entity); distill: the
+    teacher sees only the transcript's sentences that mention a name the query mentions, and no transcript
+    when none does (the medium alone, so queries about other people teach nothing new). Both are retrieval
+    for a reader that cannot bind a value to one of two people (docs/log.md)."""
     shots: int = 0
     """context: question-answer examples about known people between the sessions and the question."""
     shot_kind: Literal["many_shot", "reinforced", "unsupervised"] = "many_shot"

@@ -7,6 +7,8 @@ questions about known people, never from the sessions.
 
 With `retrieve: k`, each question sees only the k held sessions that share the most rare words with it
 (word overlap weighted by inverse document frequency over the held sessions), in their original order.
+With `focus: entity`, it sees only the sentences that mention a name the question mentions (`focus`): a
+reader that cannot tell two people's values apart (docs/log.md, binding) then sees one person.
 
 Its memory is the KV cache of the context it holds: `kv_bytes_per_token` x tokens held (shots included);
 retrieval shortens the prompt, not what is held.
@@ -88,7 +90,9 @@ class ContextMemory(Memory):
         kept = self.kept()
         if self.cfg.retrieve:
             kept = retrieve(question.text, kept, self.cfg.retrieve)
-        return " ".join(kept + ([shots] if shots else [])) or None
+        if self.cfg.focus == "entity":
+            kept = [focus(" ".join(kept), question.text) or " ".join(kept)]  # no sentence names them: all
+        return " ".join([k for k in kept if k] + ([shots] if shots else [])) or None
 
     def held_tokens(self) -> int:
         kept = len(self.kept())
@@ -112,3 +116,36 @@ def retrieve(query: str, blocks: list[str], k: int) -> list[str]:
     score = [sum(math.log(len(blocks) / df[w]) for w in q & ws) for ws in words]
     best = sorted(range(len(blocks)), key=lambda i: (score[i], i), reverse=True)[:k]
     return [blocks[i] for i in sorted(best)]
+
+
+_BOUNDARY = (".", "?", "!", ":")
+
+
+def names(text: str) -> set[str]:
+    """The runs of capitalised words in `text` that do not start a sentence (nor follow `Q:`, `A:`, a
+    speaker's colon): the names a question or a query mentions ("Hugo Lindqvist" in "Where does Hugo
+    Lindqvist live?"). A name that starts a sentence loses its first word ("Lindqvist" of "Hugo Lindqvist
+    works at ..."), which still finds the same person's sentences."""
+    out, run, prev = set(), [], "."
+    for word in re.sub(r"\s+([.,?!:;])", r"\1", text).split():  # "work ? A :" (decoded ids) as "work? A:"
+        bare = word.rstrip(".,?!:;")
+        if bare[:1].isupper() and not prev.endswith(_BOUNDARY) and not word.endswith(":"):  # "Q:" is a label
+            run.append(bare)
+        elif run:
+            out.add(" ".join(run))
+            run = []
+        if run and bare != word:  # punctuation ends a name
+            out.add(" ".join(run))
+            run = []
+        prev = word
+    if run:
+        out.add(" ".join(run))
+    return out
+
+
+def focus(text: str, query: str) -> str:
+    """The sentences of `text` that mention a name `query` mentions, in order ("" when none does)."""
+    wanted = [re.compile(rf"\b{re.escape(n)}\b") for n in names(query)]
+    from retain.memory.weights import sentences
+
+    return " ".join(s for s in sentences(text) if any(w.search(s) for w in wanted))

@@ -87,23 +87,39 @@ def query_ids(kind: str, memory, material, context: list[int], n: int,
 
 
 @torch.no_grad()
-def teach(memory, context: list[int], queries: list[list[int]], k: int,
+def teach(memory, context: list[int] | list[list[int]], queries: list[list[int]], k: int,
           batch_size: int = 16) -> tuple[list[Teacher], int]:  # fmt: skip
-    """The teacher's top-k on each query's tokens 2..n, with `context` (BOS and transcript) in front."""
-    queries = [q for q in queries if len(q) >= 2]
+    """The teacher's top-k on each query's tokens 2..n, with `context` (BOS and transcript) in front: one
+    context for every query, or a list of one per query."""
+    contexts = context if context and isinstance(context[0], list) else [context] * len(queries)
+    pairs = [(c, q) for c, q in zip(contexts, queries) if len(q) >= 2]
     out, spent = [], 0
-    for b in range(0, len(queries), batch_size):
-        chunk = queries[b : b + batch_size]
-        rows = [context + q for q in chunk]
+    for b in range(0, len(pairs), batch_size):
+        chunk = pairs[b : b + batch_size]
+        rows = [c + q for c, q in chunk]
         ids, mask = right_pad(rows, memory.tokenizer.pad_token_id)
         logits = memory.logits(ids, mask)
         spent += int(mask.sum())
-        for i, q in enumerate(chunk):
-            lo = len(context)  # the position of q[0] predicts q[1]
+        for i, (c, q) in enumerate(chunk):
+            lo = len(c)  # the position of q[0] predicts q[1]
             logp = F.log_softmax(logits[i, lo : lo + len(q) - 1].float(), dim=-1)
             top = logp.topk(k, dim=-1)
             out.append(Teacher(q, top.indices, top.values))
     return out, spent
+
+
+def focused_contexts(memory, transcript: str, queries: list[list[int]]) -> list[list[int]]:
+    """Per query, the teacher's context under `focus: entity`: BOS (unless the medium's prefix holds it)
+    and the transcript's sentences that mention a name the query mentions; nothing more when none does."""
+    from retain.memory.context import focus
+
+    tok = memory.tokenizer
+    bos = [tok.bos_token_id] if memory.bos else []
+    out = []
+    for q in queries:
+        text = focus(transcript, tok.decode(q))
+        out.append(bos + (tok(text, add_special_tokens=False)["input_ids"] if text else []))
+    return out
 
 
 def student_loss(memory, batch: list[Teacher]) -> torch.Tensor:

@@ -183,6 +183,8 @@ class WeightMemory(Memory):
         self.model.eval()
         context = self.teacher_context(material)
         queries, spent = D.query_ids(cfg.queries, self, material, context, cfg.n_queries, rng)
+        if cfg.focus == "entity":
+            context = D.focused_contexts(self, material.transcript, queries)
         teachers, taught = D.teach(self, context, queries, cfg.top_k)
         if not teachers:
             raise RetainError(f"session {material.session + 1}: no query of two or more tokens to distill on")
