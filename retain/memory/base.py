@@ -95,6 +95,8 @@ class MediumConfig:
     bound, never the default)."""
     n_queries: int = 32
     """distill: query sequences drawn per session."""
+    query_tokens: int = 32
+    """distill, self_study: most tokens each query continues its seed for (notes of a session run to ~80)."""
     base_queries: int = 4096
     """distill with base_replay: base-knowledge texts distilled from the bare model (drawn at the first write)."""
     top_k: int = 20
@@ -108,7 +110,7 @@ class MediumConfig:
             if getattr(self, key) < 0:
                 raise ValueError(f"media '{self.name}': {key} must be >= 0, got {getattr(self, key)}")
         for key in ("budget_tokens", "steps", "batch_size", "rank", "prompt_tokens", "n_queries", "top_k",
-                    "base_queries"):
+                    "base_queries", "query_tokens"):
             if getattr(self, key) <= 0:
                 raise ValueError(f"media '{self.name}': {key} must be positive, got {getattr(self, key)}")
         if self.memory_rank < 0:

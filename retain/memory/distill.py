@@ -81,7 +81,7 @@ def query_ids(kind: str, memory, material, context: list[int], n: int,
     seeds = [enc(SEEDS[i % len(SEEDS)]) for i in range(n)]
     gen = torch.Generator().manual_seed(rng.randrange(2**31))
     out = generate(memory.model, [context + s for s in seeds], eos_id=tok.eos_token_id, pad_id=tok.pad_token_id,
-                   max_new_tokens=32, do_sample=True, generator=gen, prefix=memory.prefix())  # fmt: skip
+                   max_new_tokens=memory.cfg.query_tokens, do_sample=True, generator=gen, prefix=memory.prefix())  # fmt: skip
     spent = sum(len(context) + len(s) + len(o) for s, o in zip(seeds, out))
     return [s + o for s, o in zip(seeds, out)], spent
 
