@@ -78,12 +78,14 @@ def test_kv_prefix_shapes_bytes_and_composition_under_gqa(base):
     mem = make_memory(MediumConfig(kind="kv_prefix", prompt_tokens=6, prefix_init="text"), model, tok,
                       base_text=lambda rng: "Ada Lindqvist lives in Lyon .")  # fmt: skip
     head_dim = cfg.hidden_size // cfg.num_attention_heads
-    assert all(k.shape == (1, cfg.num_key_value_heads, 6, head_dim) for k in mem.keys)
-    assert len(mem.keys) == len(mem.values) == cfg.num_hidden_layers
-    assert mem.nbytes() == sum(p.numel() for p in mem.trainable()) * 2 and mem.params() == sum(
-        p.numel() for p in mem.trainable())
-    both = compose(mem.prefix(), mem.prefix())
-    assert both[0][0].shape[2] == 12
+    prefix = mem.prefix()
+    assert all(k.shape == v.shape == (1, cfg.num_key_value_heads, 6, head_dim) for k, v in prefix)
+    assert len(prefix) == cfg.num_hidden_layers
+    stored = sum(k.numel() + v.numel() for k, v in prefix)
+    assert mem.nbytes() == stored * 2 and mem.params() == stored  # bf16, the frozen sink included
+    assert sum(p.numel() for p in mem.trainable()) == stored * 5 // 6  # all but the sink (position 0) train
+    assert compose(prefix, prefix)[0][0].shape[2] == 12
+    assert compose(prefix, prefix, shared_sink=True)[0][0].shape[2] == 11
     q = world.sessions[0].questions[:2]
     assert len(mem.answer(q)) == 2  # answers continue the prefix without a BOS of their own
 
@@ -101,6 +103,9 @@ def test_distill_write_trains_the_memory_and_counts_its_cost(smoke_base, kind, q
         assert cost.tokens > 0 and cost.seconds > 0
     after = mem.trainable()
     assert any(not torch.equal(a, b) for a, b in zip(after, before)) or kind == "kv_prefix"
+    if kind == "kv_prefix":  # position 0, the BOS sink, stays the model's own
+        sink = kv_of(model, [tok.bos_token_id])
+        assert all(torch.allclose(k[:, :, :1], sk, atol=1e-6) for (k, _), (sk, _) in zip(mem.prefix(), sink))
     assert len(mem.session_teachers) == 2 and mem.base_teachers
 
 
@@ -122,6 +127,32 @@ def test_a_focused_teacher_reads_only_the_sentences_about_the_querys_people(base
     assert not torch.equal(t_about.top_idx, D.teach(mem, [other, other], queries, k=5)[0][0].top_idx)
 
 
+def test_a_sentence_cue_makes_self_study_ask_about_each_named_sentence(base, monkeypatch):
+    model, tok, world = base
+    s = world.sessions[0]
+    material = Material(s.index, s.transcript, 10, transcript=s.transcript)
+    named = [c for c in D.sentences(s.transcript) if D.names(c)]
+    assert len(named) >= 2
+    seen = []
+    real = D.generate
+    monkeypatch.setattr(D, "generate", lambda m, rows, **kw: seen.extend(rows) or real(m, rows, **kw))
+    enc = lambda t: tok(t, add_special_tokens=False)["input_ids"]  # noqa: E731
+    n = len(named) + 1
+    for cue in ("sentence", "none"):
+        seen.clear()
+        mem = make_memory(MediumConfig(kind="lora", rank=2, objective="distill", cue=cue, query_tokens=4), model, tok)
+        context = mem.teacher_context(material)
+        queries, spent = D.query_ids("self_study", mem, material, context, n, random.Random(0))
+        if cue == "sentence":  # each named sentence in turn (then again), read between the transcript and ` Q:`
+            seeds = [enc(" Q:")] * n
+            assert seen == [context + enc(" " + named[i % len(named)]) + seeds[i] for i in range(n)]
+        else:
+            seeds = [enc(D.SEEDS[i % len(D.SEEDS)]) for i in range(n)]
+            assert seen == [context + seeds[i] for i in range(n)]
+        assert all(q[: len(sd)] == sd for q, sd in zip(queries, seeds))  # a query is its seed and what followed
+        assert spent == sum(len(r) + len(q) - len(sd) for r, q, sd in zip(seen, queries, seeds))
+
+
 def test_bad_distill_input_is_one_line(base):
     model, tok, world = base
     with pytest.raises(RetainError, match="does not fit the model's context"):
@@ -134,6 +165,17 @@ def test_bad_distill_input_is_one_line(base):
         mem.write(Material(0, "notes", 1, transcript="  "))
     with pytest.raises(RetainError, match="no text to write"):
         mem.write(Material(0, "", 1, transcript=s.transcript))
+
+
+def test_composition_with_a_shared_sink_puts_each_prefix_where_it_sits(base):
+    model, tok, world = base
+    x, y = tok(" Ada lives in Lyon . Bo works in Oslo .", add_special_tokens=False)["input_ids"], [7, 8, 9]
+    bos = tok.bos_token_id
+    both = compose(kv_of(model, [bos] + x), kv_of(model, [bos] + y), model=model, shared_sink=True)
+    whole = kv_of(model, [bos] + x + y)
+    # the first layer's keys and values depend on the token and its position only: they must agree exactly
+    assert both[0][0].shape == whole[0][0].shape
+    assert torch.allclose(both[0][0], whole[0][0], atol=1e-5) and torch.allclose(both[0][1], whole[0][1], atol=1e-5)
 
 
 def test_shift_repositions_keys_like_a_later_start(base):

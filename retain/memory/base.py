@@ -79,7 +79,8 @@ class MediumConfig:
     memory_rank: int = 0
     """lora per_session: rank of the consolidated memory adapter (0: rank). The bytes are counted at it."""
     prompt_tokens: int = 16
-    """soft_prompt: number of trained virtual tokens; kv_prefix: number of trained KV positions P."""
+    """soft_prompt: number of trained virtual tokens; kv_prefix: number of KV positions P (at least 2: position
+    0 is the frozen BOS sink, the other P - 1 are trained)."""
     prefix_init: Literal["session", "text"] = "session"
     """kv_prefix: start from the KV cache of the first P tokens of the first session written (BOS and its
     transcript), or of unrelated text (a biography of a known person)."""
@@ -95,6 +96,10 @@ class MediumConfig:
     bound, never the default)."""
     n_queries: int = 32
     """distill: query sequences drawn per session."""
+    cue: Literal["none", "sentence"] = "none"
+    """distill, self_study: before each ` Q:` seed the medium re-reads one transcript sentence that names
+    someone (each in turn), so the questions it writes cover every such sentence; the cue is not part of the
+    query. No ground truth is used."""
     query_tokens: int = 32
     """distill, self_study: most tokens each query continues its seed for (notes of a session run to ~80)."""
     base_queries: int = 4096
@@ -119,6 +124,9 @@ class MediumConfig:
             raise ValueError(f"media '{self.name}': merge_beta and merge_density must be in (0, 1]")
         if not 0.0 <= self.replay + self.base_replay < 1.0 or self.replay < 0 or self.base_replay < 0:
             raise ValueError(f"media '{self.name}': replay + base_replay must be in [0, 1)")
+        if self.kind == "kv_prefix" and self.prompt_tokens < 2:
+            raise ValueError(f"media '{self.name}': a kv_prefix needs prompt_tokens >= 2 (position 0 is the "
+                             "frozen BOS sink)")  # fmt: skip
 
     def check_model(self, config) -> None:
         """One-line RetainError when this medium cannot run on a model with Hugging Face `config`: the

@@ -22,6 +22,9 @@ import torch
 import torch.nn.functional as F
 
 from retain.errors import RetainError
+from retain.memory.context import names
+from retain.memory.weights import sentences
+from retain.models.generate import generate
 from retain.train.data import right_pad
 from retain.world.render import qa_prompt
 
@@ -62,8 +65,6 @@ def query_ids(kind: str, memory, material, context: list[int], n: int,
     tok = memory.tokenizer
     enc = lambda s: tok(s, add_special_tokens=False)["input_ids"]  # noqa: E731
     if kind == "spans":
-        from retain.memory.weights import sentences
-
         parts = sentences(material.transcript)
         out = []
         for _ in range(n):
@@ -74,15 +75,19 @@ def query_ids(kind: str, memory, material, context: list[int], n: int,
         if not material.questions:
             raise RetainError(f"session {material.session + 1}: queries 'oracle' need the session's questions")
         return [enc(f"{qa_prompt(q.text)} {q.answer}") for q in material.questions], 0
-    from retain.models.generate import generate
-
     if not memory.bos and memory.prefix() is None:
         context = [tok.bos_token_id] + context  # a prefix medium before its first write: nothing holds the BOS
     seeds = [enc(SEEDS[i % len(SEEDS)]) for i in range(n)]
+    cues = [[] for _ in range(n)]
+    named = [s for s in sentences(material.transcript) if names(s)]
+    if memory.cfg.cue == "sentence" and named:  # re-read one sentence that names someone, then ask: each in turn
+        cues = [enc(" " + named[i % len(named)]) for i in range(n)]
+        seeds = [enc(SEEDS[0]) for _ in range(n)]
     gen = torch.Generator().manual_seed(rng.randrange(2**31))
-    out = generate(memory.model, [context + s for s in seeds], eos_id=tok.eos_token_id, pad_id=tok.pad_token_id,
-                   max_new_tokens=memory.cfg.query_tokens, do_sample=True, generator=gen, prefix=memory.prefix())  # fmt: skip
-    spent = sum(len(context) + len(s) + len(o) for s, o in zip(seeds, out))
+    out = generate(memory.model, [context + c + s for c, s in zip(cues, seeds)], eos_id=tok.eos_token_id,
+                   pad_id=tok.pad_token_id, max_new_tokens=memory.cfg.query_tokens, do_sample=True, generator=gen,
+                   prefix=memory.prefix())  # fmt: skip
+    spent = sum(len(context) + len(c) + len(s) + len(o) for c, s, o in zip(cues, seeds, out))
     return [s + o for s, o in zip(seeds, out)], spent
 
 

@@ -6,6 +6,10 @@ Initialisation (`prefix_init`): the KV cache of the first P tokens of BOS + the 
 (at its first write; before it the prefix is empty), or of BOS + unrelated text (a biography of a known
 person). A prefix initialised from a whole session's cache gives exactly the logits of the model with
 that session in context (tests/test_distill.py).
+
+Position 0 is BOS, the attention sink, and stays frozen (Cartridges freezes its first token too): every
+prefix of a model then starts with the same sink, so prefixes compose with one sink in front
+(`compose(..., shared_sink=True)`) instead of one per prefix.
 """
 
 from __future__ import annotations
@@ -44,12 +48,16 @@ def shift(model, prefix: KV, offset: int) -> KV:
     return [(k * cos + rotate_half(k) * sin, v) for k, v in prefix]
 
 
-def compose(*prefixes: KV, model=None) -> KV:
-    """Prefixes side by side along the positions (Cartridges' composition), layer by layer. With `model`,
-    each prefix's keys are first moved to the positions it takes in the composition (`shift`); without it
-    they keep the positions they were trained at."""
+def compose(*prefixes: KV, model=None, shared_sink: bool = False) -> KV:
+    """Prefixes side by side along the positions (Cartridges' composition), layer by layer. With
+    `shared_sink`, every prefix but the first loses its position 0 (the frozen BOS sink they all share). With
+    `model`, each prefix's keys are first moved to the positions it takes in the composition (`shift`);
+    without it they keep the positions they were trained at."""
+    if shared_sink:
+        prefixes = prefixes[:1] + tuple([(k[:, :, 1:], v[:, :, 1:]) for k, v in p] for p in prefixes[1:])
     if model is not None:
-        starts = [sum(p[0][0].shape[2] for p in prefixes[:j]) for j in range(len(prefixes))]
+        offset = 1 if shared_sink else 0  # a prefix without its sink was trained from position 1
+        starts = [sum(p[0][0].shape[2] for p in prefixes[:j]) - (offset if j else 0) for j in range(len(prefixes))]
         prefixes = tuple(shift(model, p, o) if o else p for p, o in zip(prefixes, starts))
     return [(torch.cat([p[i][0] for p in prefixes], dim=2), torch.cat([p[i][1] for p in prefixes], dim=2))
             for i in range(len(prefixes[0]))]  # fmt: skip
@@ -74,7 +82,8 @@ class KVPrefixMemory(WeightMemory):
     def __init__(self, model, tokenizer, cfg, **kw):
         model.requires_grad_(False)
         super().__init__(model, tokenizer, cfg, **kw)
-        self.keys: list[torch.nn.Parameter] = []
+        self.sink: KV = []  # position 0 of the prefix, BOS: frozen
+        self.keys: list[torch.nn.Parameter] = []  # positions 1..P-1, trained
         self.values: list[torch.nn.Parameter] = []
         if cfg.prefix_init == "text":
             if self.base_text is None:
@@ -95,9 +104,13 @@ class KVPrefixMemory(WeightMemory):
         if len(ids) < P:
             raise RetainError(f"kv_prefix init needs {P} tokens, the session has {len(ids)}; lower prompt_tokens "
                               "or use prefix_init: text")  # fmt: skip
-        cache = kv_of(self.model, ids[:P])
-        self.keys = [torch.nn.Parameter(k) for k, _ in cache]
-        self.values = [torch.nn.Parameter(v) for _, v in cache]
+        self.load(kv_of(self.model, ids[:P]))
+
+    def load(self, prefix: KV) -> None:
+        """The memory <- `prefix` (position 0 the frozen sink, the rest trainable)."""
+        self.sink = [(k[:, :, :1].detach(), v[:, :, :1].detach()) for k, v in prefix]
+        self.keys = [torch.nn.Parameter(k[:, :, 1:].detach().clone()) for k, _ in prefix]
+        self.values = [torch.nn.Parameter(v[:, :, 1:].detach().clone()) for _, v in prefix]
 
     def write(self, material: Material):
         if not self.keys:  # prefix_init session: the first session's own cache
@@ -107,21 +120,28 @@ class KVPrefixMemory(WeightMemory):
 
     @contextmanager
     def bare(self):
-        keys, values = self.keys, self.values
-        self.keys, self.values = [], []
+        held = self.sink, self.keys, self.values
+        self.sink, self.keys, self.values = [], [], []
         try:
             yield self
         finally:
-            self.keys, self.values = keys, values
+            self.sink, self.keys, self.values = held
 
     def trainable(self) -> list[torch.nn.Parameter]:
         return [*self.keys, *self.values]
 
+    def live(self) -> KV | None:
+        """The whole prefix, sink and trained positions, with the trained ones' gradients."""
+        if not self.keys:
+            return None
+        return [(torch.cat([sk, k], 2), torch.cat([sv, v], 2)) for (sk, sv), k, v in zip(self.sink, self.keys, self.values)]
+
     def prefix(self) -> KV | None:
-        return [(k.detach(), v.detach()) for k, v in zip(self.keys, self.values)] if self.keys else None
+        live = self.live()
+        return [(k.detach(), v.detach()) for k, v in live] if live else None
 
     def logits(self, ids, mask):
-        live = [(k, v) for k, v in zip(self.keys, self.values)] if self.keys else None
+        live = self.live()
         if live is None:  # before the first write nothing holds the BOS: put it in front
             bos = torch.full((ids.shape[0], 1), self.tokenizer.bos_token_id, dtype=ids.dtype)
             ids, mask = torch.cat([bos, ids], 1), torch.cat([torch.ones_like(mask[:, :1]), mask], 1)
