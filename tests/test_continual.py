@@ -50,6 +50,12 @@ def test_smoke_run_writes_matrix_summary_report_and_resumes(smoke_base, tmp_path
         assert one["base_acc"] == r["base_acc"] and one["acc"] == r["acc"]
     assert json.loads((run / "media" / "soft_prompt.json").read_text())["liti"] == []  # no base to move towards
     assert len(json.loads((run / "media" / "lora-ties.json").read_text())["svd_errors"]) == cfg.sessions
+    # the base questions a medium lost account for its base drop (lost minus any it gained)
+    for name, m in s["media"].items():
+        lost = json.loads((run / "media" / f"{name}.json").read_text())["base_lost"]
+        assert len(lost) >= round(m["base_acc_drop"] * cfg.eval.base_n)
+        assert all(q["now"] != q["answer"] for q in lost)
+    assert json.loads((run / "media" / "none.json").read_text())["base_lost"] == []
     with pytest.raises(RetainError, match="already holds a run"):  # nothing written is overwritten
         continual(cfg, out=run)
     # a resumed run reads finished media back instead of writing them again, and a medium cut short is
@@ -69,19 +75,21 @@ def test_missing_base_is_a_clear_error(tmp_path):
         continual(cfg, out=tmp_path / "run")
 
 
-def test_rehearsal_never_replays_a_person_a_session_updates(smoke_base):
+def test_rehearsal_never_replays_a_value_a_session_replaced(smoke_base):
     import random
 
-    from retain.continual.loop import rehearsal
+    from retain.continual.rehearsal import Rehearsal
     from retain.world.io import load_world
 
     world = load_world(smoke_base / "world")
     stale = [(e, world.entities[e].attrs[a]) for e, a in world.updated_facts()]
-    draw, rng = rehearsal(world), random.Random(0)
+    draw, rng = Rehearsal(world), random.Random(0)
     texts = [draw(rng) for _ in range(200)]
     sentences = [s for t in texts for s in t.replace("?", ".").split(". ")]
-    # an updated person may appear as someone's mentor, but never next to the value a session replaced
     assert not any(e in s and old in s for s in sentences for e, old in stale)
+    # an updated person's other facts are still rehearsed
+    kept = [(e, v) for e, a in world.updated_facts() for b, v in world.entities[e].attrs.items() if b != a]
+    assert any(e in s and v in s for s in sentences for e, v in kept)
     qa = [t for t in texts if t.startswith("Q: ")]
     assert 50 < len(qa) < 150 and all(" A: " in t for t in qa)
 

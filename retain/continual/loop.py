@@ -22,6 +22,7 @@ import torch
 from transformers import AutoConfig
 
 from retain.config import from_dict, read_yaml
+from retain.continual.rehearsal import Rehearsal
 from retain.errors import RetainError
 from retain.eval import continual as CL
 from retain.eval.exact_match import exact_match
@@ -35,7 +36,6 @@ from retain.runs.progress import progress
 from retain.runs.rundir import RunDir, base_run
 from retain.runs.seed import derive_seed, seed_everything
 from retain.world import examples as X
-from retain.world import render as R
 from retain.world.io import load_world
 from retain.world.world import ATTRIBUTE_SETS, Question, World
 
@@ -116,24 +116,6 @@ def fact_bits(world: World, q: Question) -> float:
     return math.log2(n) if n > 1 and q.kind in ("recall", "update") else 0.0
 
 
-def rehearsal(world: World):
-    """Base-knowledge text for replay, as pretraining showed it: half biographies of known people, half
-    closed-book question-answer pairs of the QA split. People some session updates are left out, so replay
-    never rehearses a stale value against the update."""
-    updated = {e for e, _ in world.updated_facts()}
-    people = [e for e in world.known if e.name not in updated]
-    qa_people = [e for e in people if e.split == "known_qa"]
-
-    def draw(rng: random.Random) -> str:
-        if rng.random() < 0.5 or not qa_people:
-            return R.bio(rng.choice(people), rng)
-        e = rng.choice(qa_people)
-        attr = rng.choice(list(e.attrs))
-        return R.qa_prompt(R.question(e.name, attr, e.attrs[attr], rng).text) + " " + e.attrs[attr]
-
-    return draw
-
-
 def check_stream(world: World, n: int) -> None:
     """One-line errors for a stream the loop cannot score: too few sessions, a session without transcript
     text, or one without questions (its column of R would be empty). A context budget smaller than a session
@@ -159,12 +141,15 @@ def evaluate(memory: Memory, suites: Suites, batch_size: int) -> dict[str, Any]:
         per_session.append(sum(hits[k : k + len(qs)]) / len(qs))
         k += len(qs)
     base = memory.answer(suites.base, contexts=[None] * len(suites.base), batch_size=batch_size)
+    base_hits = [exact_match(p, q.answer) for p, q in zip(base, suites.base)]
     skill = memory.answer([q for _, q in suites.skills], contexts=[c for c, _ in suites.skills], batch_size=batch_size)
     skill_hits = [exact_match(p, q.answer) for p, (_, q) in zip(skill, suites.skills)]
     return {
         "sessions": per_session,
         "hits": hits,
-        "base_acc": sum(exact_match(p, q.answer) for p, q in zip(base, suites.base)) / max(len(suites.base), 1),
+        "base_acc": sum(base_hits) / max(len(base_hits), 1),
+        "base_hits": base_hits,
+        "base_answers": base,
         "skill_acc": sum(skill_hits) / max(len(skill_hits), 1),
         "answer_seconds": time.perf_counter() - t0,
     }
@@ -174,7 +159,7 @@ def run_medium(cfg: ContinualConfig, mcfg: MediumConfig, materials, suites: Suit
     """Write every session into one medium, evaluating after each write; returns the medium's record."""
     model, tok = load_model_and_tokenizer(Path(cfg.base) / "model")
     seed_everything(derive_seed(cfg.seed, "medium", mcfg.name))
-    memory = make_memory(mcfg, model, tok, base_text=rehearsal(world), shot_pool=suites.shots, seed=cfg.seed)
+    memory = make_memory(mcfg, model, tok, base_text=Rehearsal(world), shot_pool=suites.shots, seed=cfg.seed)
     before = evaluate(memory, suites, cfg.eval.batch_size)
     rows, evals, costs = [], [], []
     for m in progress(materials, desc=f"{mcfg.name}", leave=False):
@@ -200,6 +185,9 @@ def run_medium(cfg: ContinualConfig, mcfg: MediumConfig, materials, suites: Suit
         "acc": CL.acc(rows), "bwt": CL.bwt(rows), "fwt": CL.fwt(rows, before["sessions"]),
         "forgetting": CL.forgetting(rows), "just_written": CL.just_written(rows),
         "base_acc": final["base_acc"], "base_acc_drop": before["base_acc"] - final["base_acc"],
+        "base_lost": [{"question": q.text, "answer": q.answer, "now": a}
+                      for q, h0, h, a in zip(suites.base, before["base_hits"], final["base_hits"], final["base_answers"])
+                      if h0 and not h],
         "skill_acc": final["skill_acc"], "skill_acc_drop": before["skill_acc"] - final["skill_acc"],
         "nbytes": nbytes, "bytes_per_token": nbytes / session_tokens, "params": params,
         "bits": bits, "bits_per_param": bits / params if params else None,

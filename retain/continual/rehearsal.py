@@ -1,0 +1,34 @@
+"""Base-knowledge text for replay, as pretraining showed it: biographies of known people and closed-book
+question-answer pairs of the QA split."""
+
+from __future__ import annotations
+
+import random
+
+from retain.world import render as R
+from retain.world.world import Entity, World
+
+
+class Rehearsal:
+    """`rehearsal(rng)`: one base-knowledge text, half a biography of a known person, half a QA pair of a
+    known person of the QA split. A fact some session updates is never rehearsed (its value would be stale);
+    the person's other facts are."""
+
+    def __init__(self, world: World):
+        self.updated = world.updated_facts()
+        self.people = [e for e in world.known if self.facts(e)]
+        self.qa_people = [e for e in self.people if e.split == "known_qa"]
+
+    def facts(self, e: Entity) -> list[str]:
+        """The attributes of `e` that no session updates."""
+        return [a for a in e.attrs if (e.name, a) not in self.updated]
+
+    def __call__(self, rng: random.Random) -> str:
+        if rng.random() < 0.5 or not self.qa_people:  # a biography without the updated facts
+            e = rng.choice(self.people)
+            attrs = self.facts(e)
+            rng.shuffle(attrs)
+            return " ".join(R.fact_sentence(e.name, a, e.attrs[a], rng) for a in attrs)
+        e = rng.choice(self.qa_people)
+        attr = rng.choice(self.facts(e))
+        return R.qa_prompt(R.question(e.name, attr, e.attrs[attr], rng).text) + " " + e.attrs[attr]
