@@ -191,3 +191,28 @@ def test_shift_repositions_keys_like_a_later_start(base):
     assert torch.allclose(shift(model, at0, 7)[0][0], k7, atol=1e-5)
     assert not torch.allclose(at0[0][0], k7, atol=1e-3)
     assert compose(at0, at0, model=model)[0][0].shape[2] == 2 * len(ids)
+
+
+def test_base_study_distils_the_models_own_questions_after_base_text(smoke_base):
+    from retain.continual.rehearsal import Rehearsal
+
+    world = load_world(smoke_base / "world")
+    s = world.sessions[0]
+    material = Material(s.index, s.transcript, 10, transcript=s.transcript, questions=list(s.questions))
+    tok = load_model_and_tokenizer(smoke_base / "model")[1]
+    enc = lambda t: tok(t, add_special_tokens=False)["input_ids"]  # noqa: E731
+    rehearsal, tokens = Rehearsal(world), {}
+    for study in (0.0, 0.5):
+        texts, model = [], load_model_and_tokenizer(smoke_base / "model")[0]
+        mem = make_memory(MediumConfig(kind="lora", objective="distill", queries="oracle", steps=1, batch_size=2,
+                                       base_replay=0.5, base_queries=8, base_study=study, query_tokens=8),
+                          model, tok, base_text=lambda rng: texts.append(rehearsal(rng)) or texts[-1])  # fmt: skip
+        tokens[study] = mem.write(material).tokens
+        k = round(8 * study)
+        pool = [t.ids for t in mem.base_teachers]
+        assert pool[k:] == [enc(t) for t in texts[k:]]  # the rest is the base text as drawn
+        # the studied part: the model's own " Q: ..." after each text, not the text
+        assert all(q[: len(enc(D.SEEDS[0]))] == enc(D.SEEDS[0]) and q != enc(t) for q, t in zip(pool[:k], texts))
+    assert tokens[0.5] > tokens[0.0]  # the generation after each studied text is part of the write's cost
+    with pytest.raises(ValueError, match="base_study"):
+        MediumConfig(base_study=1.5)

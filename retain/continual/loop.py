@@ -185,6 +185,7 @@ def run_medium(cfg: ContinualConfig, mcfg: MediumConfig, materials, suites: Suit
         "acc": CL.acc(rows), "bwt": CL.bwt(rows), "fwt": CL.fwt(rows, before["sessions"]),
         "forgetting": CL.forgetting(rows), "just_written": CL.just_written(rows),
         "base_acc": final["base_acc"], "base_acc_drop": before["base_acc"] - final["base_acc"],
+        "hits": final["hits"],  # per session question (in session order), right after the last write
         "base_lost": [{"question": q.text, "answer": q.answer, "now": a}
                       for q, h0, h, a in zip(suites.base, before["base_hits"], final["base_hits"], final["base_answers"])
                       if h0 and not h],

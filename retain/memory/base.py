@@ -104,6 +104,10 @@ class MediumConfig:
     """distill, self_study: most tokens each query continues its seed for (notes of a session run to ~80)."""
     base_queries: int = 4096
     """distill with base_replay: base-knowledge texts distilled from the bare model (drawn at the first write)."""
+    base_study: float = 0.0
+    """distill with base_replay: the fraction of those texts the bare model studies instead of re-reading: it
+    asks and answers itself after the text (` Q:`), and the question and answer are distilled closed-book,
+    which holds up its answers to questions about people it knows only from biographies (docs/distill.md)."""
     top_k: int = 20
     """distill: the teacher's k most likely next tokens per position (the rest of its mass is one bucket)."""
     dtype: str = "bf16"
@@ -122,6 +126,8 @@ class MediumConfig:
             raise ValueError(f"media '{self.name}': memory_rank must be >= 0, got {self.memory_rank}")
         if not 0.0 < self.merge_beta <= 1.0 or not 0.0 < self.merge_density <= 1.0:
             raise ValueError(f"media '{self.name}': merge_beta and merge_density must be in (0, 1]")
+        if not 0.0 <= self.base_study <= 1.0:
+            raise ValueError(f"media '{self.name}': base_study must be in [0, 1], got {self.base_study}")
         if not 0.0 <= self.replay + self.base_replay < 1.0 or self.replay < 0 or self.base_replay < 0:
             raise ValueError(f"media '{self.name}': replay + base_replay must be in [0, 1)")
         if self.kind == "kv_prefix" and self.prompt_tokens < 2:

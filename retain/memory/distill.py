@@ -91,6 +91,21 @@ def query_ids(kind: str, memory, material, context: list[int], n: int,
     return [s + o for s, o in zip(seeds, out)], spent
 
 
+def base_study(memory, texts: list[str], rng: random.Random) -> tuple[list[list[int]], int]:
+    """Self-study on base knowledge: after each base text (BOS in front) the medium asks and answers itself
+    (` Q:`, sampled, `query_tokens` at most); returns the queries (from ` Q:` on) and the forward tokens
+    spent. Distilled closed-book, they hold up the model's answers to questions on what it read, which
+    rehearsing the text alone does not (docs/log.md)."""
+    tok = memory.tokenizer
+    enc = lambda s: tok(s, add_special_tokens=False)["input_ids"]  # noqa: E731
+    seed = enc(SEEDS[0])
+    prompts = [[tok.bos_token_id] + enc(t) + seed for t in texts]
+    gen = torch.Generator().manual_seed(rng.randrange(2**31))
+    out = generate(memory.model, prompts, eos_id=tok.eos_token_id, pad_id=tok.pad_token_id,
+                   max_new_tokens=memory.cfg.query_tokens, do_sample=True, generator=gen, prefix=memory.prefix())  # fmt: skip
+    return [seed + o for o in out], sum(len(p) + len(o) for p, o in zip(prompts, out))
+
+
 @torch.no_grad()
 def teach(memory, context: list[int] | list[list[int]], queries: list[list[int]], k: int,
           batch_size: int = 16) -> tuple[list[Teacher], int]:  # fmt: skip

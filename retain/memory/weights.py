@@ -189,12 +189,14 @@ class WeightMemory(Memory):
         if not teachers:
             raise RetainError(f"session {material.session + 1}: no query of two or more tokens to distill on")
         if cfg.base_replay and not self.base_teachers and self.base_text is not None:
-            enc = lambda t: self.tokenizer(t, add_special_tokens=False)["input_ids"]  # noqa: E731
-            base = [enc(self.base_text(rng)) for _ in range(cfg.base_queries)]
+            texts = [self.base_text(rng) for _ in range(cfg.base_queries)]
+            k = round(cfg.base_study * len(texts))
             with self.bare():  # the teacher of base knowledge is the model without any memory
+                study, spent_study = D.base_study(self, texts[:k], rng) if k else ([], 0)
+                base = study + [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts[k:]]
                 self.base_teachers, more = D.teach(self, [self.tokenizer.bos_token_id] if self.bos else [], base,
                                                    cfg.top_k)  # fmt: skip
-            taught += more
+            taught += more + spent_study
         pools = (teachers, [t for ts in self.session_teachers for t in ts], self.base_teachers)
         self.session_teachers.append(teachers)
 
