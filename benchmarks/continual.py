@@ -79,6 +79,24 @@ def one_session_in_context(base: str, n: int) -> float:
     return sum(accs) / len(accs)
 
 
+def kind_table(records: dict, base: str) -> str:
+    """ACC after the last write per kind of session question (recall, update, two-hop), for the media whose
+    records hold their final hits."""
+    from retain.world.io import load_world
+
+    n = len(next(iter(records.values()))["R"])
+    kinds = [q.kind for s in load_world(Path(base) / "world").sessions[:n] for q in s.questions]
+    names = sorted(set(kinds))
+    lines = ["| medium | " + " | ".join(f"{k} ({kinds.count(k)})" for k in names) + " |",
+             "| --- |" + " ---: |" * len(names)]  # fmt: skip
+    for name, r in records.items():
+        if len(r.get("hits", [])) != len(kinds):
+            continue
+        acc = [sum(h for h, x in zip(r["hits"], kinds) if x == k) / kinds.count(k) for k in names]
+        lines.append(f"| {name} | " + " | ".join(f"{a:.3f}" for a in acc) + " |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
 def distill_verdicts(media: dict, records: dict, one: float) -> list[str]:
     """The distillation issue's targets, for every distill medium with self_study queries."""
     ctx = max((m for m in media.values() if m["kind"] == "context"), key=lambda m: m["acc"], default=None)
@@ -125,6 +143,10 @@ def main() -> None:
             f"last write.\n\n{table(s['media'])}\n\n" + "\n".join(verdicts(s["media"], seconds)))  # fmt: skip
     records = {n: json.loads((out / "media" / f"{n}.json").read_text()) for n in s["media"]}
     from retain.continual.report import liti_table
+
+    kinds = kind_table(records, args.base)
+    if kinds:
+        body += f"\n\nACC after the last write by kind of question (how many in brackets):\n\n{kinds}"
 
     if liti_table(records):
         body += ("\n\nLiTI: each final memory moved towards the base model, theta_init + eta (theta - theta_init); "
