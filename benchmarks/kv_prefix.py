@@ -39,7 +39,7 @@ def main() -> None:
 
     import torch
 
-    from retain.continual.loop import rehearsal
+    from retain.continual.rehearsal import Rehearsal
     from retain.eval.exact_match import exact_match
     from retain.memory import MediumConfig, make_memory
     from retain.memory.kv_prefix import compose
@@ -63,7 +63,7 @@ def main() -> None:
         cfg = MediumConfig(kind="kv_prefix", name=f"kv-{init}", prompt_tokens=args.tokens, prefix_init=init,
                            objective="distill", queries="self_study", steps=args.steps, lr=args.lr,
                            focus=args.focus, cue=args.cue)  # fmt: skip
-        return make_memory(cfg, m, tok, base_text=rehearsal(world))
+        return make_memory(cfg, m, tok, base_text=Rehearsal(world))
 
     t0 = time.perf_counter()
     alone, prefixes = {"session": [], "text": []}, []

@@ -17,18 +17,27 @@ class Rehearsal:
     def __init__(self, world: World):
         self.updated = world.updated_facts()
         self.people = [e for e in world.known if self.facts(e)]
-        self.qa_people = [e for e in self.people if e.split == "known_qa"]
+        self.whole = [e for e in self.people if len(self.facts(e)) == len(e.attrs)]
 
     def facts(self, e: Entity) -> list[str]:
         """The attributes of `e` that no session updates."""
         return [a for a in e.attrs if (e.name, a) not in self.updated]
 
     def __call__(self, rng: random.Random) -> str:
-        if rng.random() < 0.5 or not self.qa_people:  # a biography without the updated facts
-            e = rng.choice(self.people)
+        return self.draw(rng, self.people)
+
+    def settled(self, rng: random.Random) -> str:
+        """A text about someone no session updates: what the base model says about them is never stale, so it
+        can be studied (asked about, `base_study`) without pulling an update back."""
+        return self.draw(rng, self.whole)
+
+    def draw(self, rng: random.Random, people: list[Entity]) -> str:
+        qa = [e for e in people if e.split == "known_qa"]
+        if rng.random() < 0.5 or not qa:  # a biography without the updated facts
+            e = rng.choice(people)
             attrs = self.facts(e)
             rng.shuffle(attrs)
             return " ".join(R.fact_sentence(e.name, a, e.attrs[a], rng) for a in attrs)
-        e = rng.choice(self.qa_people)
+        e = rng.choice(qa)
         attr = rng.choice(self.facts(e))
         return R.qa_prompt(R.question(e.name, attr, e.attrs[attr], rng).text) + " " + e.attrs[attr]

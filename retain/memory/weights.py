@@ -189,8 +189,9 @@ class WeightMemory(Memory):
         if not teachers:
             raise RetainError(f"session {material.session + 1}: no query of two or more tokens to distill on")
         if cfg.base_replay and not self.base_teachers and self.base_text is not None:
-            texts = [self.base_text(rng) for _ in range(cfg.base_queries)]
-            k = round(cfg.base_study * len(texts))
+            k = round(cfg.base_study * cfg.base_queries)
+            settled = getattr(self.base_text, "settled", self.base_text)  # studied: nobody a session updates
+            texts = [settled(rng) for _ in range(k)] + [self.base_text(rng) for _ in range(cfg.base_queries - k)]
             with self.bare():  # the teacher of base knowledge is the model without any memory
                 study, spent_study = D.base_study(self, texts[:k], rng) if k else ([], 0)
                 base = study + [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts[k:]]
