@@ -92,6 +92,11 @@ def test_rehearsal_never_replays_a_value_a_session_replaced(smoke_base):
     assert any(e in s and v in s for s in sentences for e, v in kept)
     qa = [t for t in texts if t.startswith("Q: ")]
     assert 50 < len(qa) < 150 and all(" A: " in t for t in qa)
+    # what base_study asks about is only people no session updates
+    updated = {e for e, _ in world.updated_facts()}
+    whole = {e.name for e in draw.whole[0]}
+    assert whole and not whole & updated
+    assert all(any(n in t for n in whole) for t in (draw.settled(rng) for _ in range(50)))
 
 
 def test_missing_temperature_head_fails_before_the_run_dir_exists(smoke_base, tmp_path):

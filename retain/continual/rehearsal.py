@@ -16,8 +16,10 @@ class Rehearsal:
 
     def __init__(self, world: World):
         self.updated = world.updated_facts()
-        self.people = [e for e in world.known if self.facts(e)]
-        self.whole = [e for e in self.people if len(self.facts(e)) == len(e.attrs)]
+        people = [e for e in world.known if self.facts(e)]
+        whole = [e for e in people if len(self.facts(e)) == len(e.attrs)]
+        # (people, those of the QA split) for each pool, so a draw does not filter on the hot path
+        self.people, self.whole = [(p, [e for e in p if e.split == "known_qa"]) for p in (people, whole)]
 
     def facts(self, e: Entity) -> list[str]:
         """The attributes of `e` that no session updates."""
@@ -31,8 +33,8 @@ class Rehearsal:
         can be studied (asked about, `base_study`) without pulling an update back."""
         return self.draw(rng, self.whole)
 
-    def draw(self, rng: random.Random, people: list[Entity]) -> str:
-        qa = [e for e in people if e.split == "known_qa"]
+    def draw(self, rng: random.Random, pool: tuple[list[Entity], list[Entity]]) -> str:
+        people, qa = pool
         if rng.random() < 0.5 or not qa:  # a biography without the updated facts
             e = rng.choice(people)
             attrs = self.facts(e)

@@ -83,27 +83,30 @@ def query_ids(kind: str, memory, material, context: list[int], n: int,
     if memory.cfg.cue == "sentence" and named:  # re-read one sentence that names someone, then ask: each in turn
         cues = [enc(" " + named[i % len(named)]) for i in range(n)]
         seeds = [enc(SEEDS[0]) for _ in range(n)]
-    gen = torch.Generator().manual_seed(rng.randrange(2**31))
-    out = generate(memory.model, [context + c + s for c, s in zip(cues, seeds)], eos_id=tok.eos_token_id,
-                   pad_id=tok.pad_token_id, max_new_tokens=memory.cfg.query_tokens, do_sample=True, generator=gen,
-                   prefix=memory.prefix())  # fmt: skip
-    spent = sum(len(context) + len(c) + len(s) + len(o) for c, s, o in zip(cues, seeds, out))
+    out, spent = sample(memory, [context + c + s for c, s in zip(cues, seeds)], rng)
     return [s + o for s, o in zip(seeds, out)], spent
+
+
+def sample(memory, prompts: list[list[int]], rng: random.Random) -> tuple[list[list[int]], int]:
+    """The medium's continuations of `prompts` (temperature 1, `query_tokens` at most) and the forward
+    tokens spent on them."""
+    tok = memory.tokenizer
+    gen = torch.Generator().manual_seed(rng.randrange(2**31))
+    out = generate(memory.model, prompts, eos_id=tok.eos_token_id, pad_id=tok.pad_token_id,
+                   max_new_tokens=memory.cfg.query_tokens, do_sample=True, generator=gen, prefix=memory.prefix())  # fmt: skip
+    return out, sum(len(p) + len(o) for p, o in zip(prompts, out))
 
 
 def base_study(memory, texts: list[str], rng: random.Random) -> tuple[list[list[int]], int]:
     """Self-study on base knowledge: after each base text (BOS in front) the medium asks and answers itself
-    (` Q:`, sampled, `query_tokens` at most); returns the queries (from ` Q:` on) and the forward tokens
-    spent. Distilled closed-book, they hold up the model's answers to questions on what it read, which
-    rehearsing the text alone does not (docs/log.md)."""
+    (` Q:`); returns the queries (from ` Q:` on) and the forward tokens spent. Distilled closed-book, they
+    hold up the model's answers to questions on what it read, which rehearsing the text alone does not
+    (docs/log.md)."""
     tok = memory.tokenizer
-    enc = lambda s: tok(s, add_special_tokens=False)["input_ids"]  # noqa: E731
-    seed = enc(SEEDS[0])
-    prompts = [[tok.bos_token_id] + enc(t) + seed for t in texts]
-    gen = torch.Generator().manual_seed(rng.randrange(2**31))
-    out = generate(memory.model, prompts, eos_id=tok.eos_token_id, pad_id=tok.pad_token_id,
-                   max_new_tokens=memory.cfg.query_tokens, do_sample=True, generator=gen, prefix=memory.prefix())  # fmt: skip
-    return [seed + o for o in out], sum(len(p) + len(o) for p, o in zip(prompts, out))
+    seed = tok(SEEDS[0], add_special_tokens=False)["input_ids"]
+    out, spent = sample(memory, [[tok.bos_token_id] + tok(t, add_special_tokens=False)["input_ids"] + seed
+                                 for t in texts], rng)  # fmt: skip
+    return [seed + o for o in out], spent
 
 
 @torch.no_grad()
