@@ -79,22 +79,26 @@ def one_session_in_context(base: str, n: int) -> float:
     return sum(accs) / len(accs)
 
 
-def kind_table(records: dict, base: str) -> str:
-    """ACC after the last write per kind of session question (recall, update, two-hop), for the media whose
-    records hold their final hits."""
+def kind_accs(records: dict, base: str) -> tuple[dict[str, int], dict[str, list[float]]]:
+    """How many session questions there are of each kind (recall, update, two-hop), and per medium whose
+    record holds its final hits, ACC after the last write on each kind (in the same order)."""
     from retain.world.io import load_world
 
     n = len(next(iter(records.values()))["R"])
     kinds = [q.kind for s in load_world(Path(base) / "world").sessions[:n] for q in s.questions]
-    names = sorted(set(kinds))
-    lines = ["| medium | " + " | ".join(f"{k} ({kinds.count(k)})" for k in names) + " |",
-             "| --- |" + " ---: |" * len(names)]  # fmt: skip
-    for name, r in records.items():
-        if len(r.get("hits", [])) != len(kinds):
-            continue
-        acc = [sum(h for h, x in zip(r["hits"], kinds) if x == k) / kinds.count(k) for k in names]
-        lines.append(f"| {name} | " + " | ".join(f"{a:.3f}" for a in acc) + " |")
-    return "\n".join(lines) if len(lines) > 2 else ""
+    counts = {k: kinds.count(k) for k in sorted(set(kinds))}
+    accs = {name: [sum(h for h, x in zip(r["hits"], kinds) if x == k) / c for k, c in counts.items()]
+            for name, r in records.items() if len(r.get("hits", [])) == len(kinds)}  # fmt: skip
+    return counts, accs
+
+
+def kind_table(records: dict, base: str) -> str:
+    """ACC after the last write per kind of session question, as a markdown table ("" when no record has hits)."""
+    counts, accs = kind_accs(records, base)
+    lines = ["| medium | " + " | ".join(f"{k} ({c})" for k, c in counts.items()) + " |",
+             "| --- |" + " ---: |" * len(counts)]  # fmt: skip
+    lines += [f"| {name} | " + " | ".join(f"{a:.3f}" for a in acc) + " |" for name, acc in accs.items()]
+    return "\n".join(lines) if accs else ""
 
 
 def distill_verdicts(media: dict, records: dict, one: float) -> list[str]:

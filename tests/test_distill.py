@@ -153,6 +153,28 @@ def test_a_sentence_cue_makes_self_study_ask_about_each_named_sentence(base, mon
         assert spent == sum(len(r) + len(q) - len(sd) for r, q, sd in zip(seen, queries, seeds))
 
 
+def test_a_sharpened_teacher_divides_its_logits_before_the_top_k(base, monkeypatch):
+    model, tok, world = base
+    enc = lambda t: tok(t, add_special_tokens=False)["input_ids"]  # noqa: E731
+    mem = make_memory(MediumConfig(kind="lora", rank=2, objective="distill"), model, tok)
+    context, query = [tok.bos_token_id] + enc(world.sessions[0].transcript)[:24], enc(world.sessions[0].transcript)[24:30]
+    plain = D.teach(mem, context, [query], k=5)[0][0]
+    sharp = D.teach(mem, context, [query], k=5, temperature=0.5)[0][0]
+    logits = mem.model(input_ids=torch.tensor([context + query])).logits[0, len(context) : len(context) + len(query) - 1]
+    assert torch.allclose(sharp.top_logp, F.log_softmax(logits / 0.5, -1).topk(5, -1).values, atol=1e-5)
+    assert torch.equal(sharp.top_idx, plain.top_idx)  # the same tokens in the same order, more mass on the first
+    assert (sharp.top_logp[:, 0] > plain.top_logp[:, 0]).all()
+    seen = []  # a medium's write hands its teacher_temperature to every teacher pass
+    monkeypatch.setattr(D, "teach", lambda *a, temperature=1.0, **kw: seen.append(temperature) or ([plain], 0))
+    s = world.sessions[0]
+    cfg = MediumConfig(kind="lora", rank=2, objective="distill", queries="oracle", steps=1, teacher_temperature=0.25)
+    make_memory(cfg, model, tok).write(Material(s.index, s.transcript, 10, transcript=s.transcript,
+                                                questions=list(s.questions)))  # fmt: skip
+    assert seen == [0.25]
+    with pytest.raises(ValueError, match="teacher_temperature"):
+        MediumConfig(teacher_temperature=0.0)
+
+
 def test_bad_distill_input_is_one_line(base):
     model, tok, world = base
     with pytest.raises(RetainError, match="does not fit the model's context"):

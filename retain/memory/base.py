@@ -110,6 +110,9 @@ class MediumConfig:
     which holds up its answers to questions about people it knows only from biographies (docs/distill.md)."""
     top_k: int = 20
     """distill: the teacher's k most likely next tokens per position (the rest of its mass is one bucket)."""
+    teacher_temperature: float = 1.0
+    """distill: the teacher's logits are divided by it before its top-k; below 1 sharpens them, so the student
+    learns the teacher's most likely token more firmly than the teacher's own spread (answers are greedy)."""
     dtype: str = "bf16"
     """Storage dtype for byte accounting (the weights train in fp32)."""
 
@@ -122,6 +125,8 @@ class MediumConfig:
                     "base_queries", "query_tokens"):
             if getattr(self, key) <= 0:
                 raise ValueError(f"media '{self.name}': {key} must be positive, got {getattr(self, key)}")
+        if self.teacher_temperature <= 0:
+            raise ValueError(f"media '{self.name}': teacher_temperature must be positive, got {self.teacher_temperature}")
         if self.memory_rank < 0:
             raise ValueError(f"media '{self.name}': memory_rank must be >= 0, got {self.memory_rank}")
         if not 0.0 < self.merge_beta <= 1.0 or not 0.0 < self.merge_density <= 1.0:

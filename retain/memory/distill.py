@@ -111,9 +111,9 @@ def base_study(memory, texts: list[str], rng: random.Random) -> tuple[list[list[
 
 @torch.no_grad()
 def teach(memory, context: list[int] | list[list[int]], queries: list[list[int]], k: int,
-          batch_size: int = 16) -> tuple[list[Teacher], int]:  # fmt: skip
+          batch_size: int = 16, temperature: float = 1.0) -> tuple[list[Teacher], int]:  # fmt: skip
     """The teacher's top-k on each query's tokens 2..n, with `context` (BOS and transcript) in front: one
-    context for every query, or a list of one per query."""
+    context for every query, or a list of one per query. Its logits are divided by `temperature` first."""
     contexts = context if context and isinstance(context[0], list) else [context] * len(queries)
     pairs = [(c, q) for c, q in zip(contexts, queries) if len(q) >= 2]
     out, spent = [], 0
@@ -125,7 +125,7 @@ def teach(memory, context: list[int] | list[list[int]], queries: list[list[int]]
         spent += int(mask.sum())
         for i, (c, q) in enumerate(chunk):
             lo = len(c)  # the position of q[0] predicts q[1]
-            logp = F.log_softmax(logits[i, lo : lo + len(q) - 1].float(), dim=-1)
+            logp = F.log_softmax(logits[i, lo : lo + len(q) - 1].float() / temperature, dim=-1)
             top = logp.topk(k, dim=-1)
             out.append(Teacher(q, top.indices, top.values))
     return out, spent

@@ -185,7 +185,7 @@ class WeightMemory(Memory):
         queries, spent = D.query_ids(cfg.queries, self, material, context, cfg.n_queries, rng)
         if cfg.focus == "entity":
             context = D.focused_contexts(self, material.transcript, queries)
-        teachers, taught = D.teach(self, context, queries, cfg.top_k)
+        teachers, taught = D.teach(self, context, queries, cfg.top_k, temperature=cfg.teacher_temperature)
         if not teachers:
             raise RetainError(f"session {material.session + 1}: no query of two or more tokens to distill on")
         if cfg.base_replay and not self.base_teachers and self.base_text is not None:
@@ -196,7 +196,7 @@ class WeightMemory(Memory):
                 study, spent_study = D.base_study(self, texts[:k], rng) if k else ([], 0)
                 base = study + [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts[k:]]
                 self.base_teachers, more = D.teach(self, [self.tokenizer.bos_token_id] if self.bos else [], base,
-                                                   cfg.top_k)  # fmt: skip
+                                                   cfg.top_k, temperature=cfg.teacher_temperature)  # fmt: skip
             taught += more + spent_study
         pools = (teachers, [t for ts in self.session_teachers for t in ts], self.base_teachers)
         self.session_teachers.append(teachers)
