@@ -79,6 +79,20 @@ def one_session_in_context(base: str, n: int) -> float:
     return sum(accs) / len(accs)
 
 
+def run_config(config: str, out: Path, overrides: list[str]) -> dict:
+    """The summary of the continual `config` (with `overrides`) run into `out`: run now, resuming a run left
+    half-way, unless `out` already holds a summary; the run's seconds go to `out`/seconds.txt."""
+    if not (out / "summary.json").exists():
+        from retain.config import load_config
+        from retain.continual.loop import ContinualConfig, continual
+
+        cfg = load_config(ContinualConfig, config, overrides)
+        t0 = time.perf_counter()
+        continual(cfg, str(out), resume=(out / "config.yaml").exists())
+        (out / "seconds.txt").write_text(f"{time.perf_counter() - t0:.1f}\n")
+    return json.loads((out / "summary.json").read_text())
+
+
 def kind_accs(records: dict, base: str) -> tuple[dict[str, int], dict[str, list[float]]]:
     """How many session questions there are of each kind (recall, update, two-hop), and per medium whose
     record holds its final hits, ACC after the last write on each kind (in the same order)."""
@@ -92,9 +106,8 @@ def kind_accs(records: dict, base: str) -> tuple[dict[str, int], dict[str, list[
     return counts, accs
 
 
-def kind_table(records: dict, base: str) -> str:
-    """ACC after the last write per kind of session question, as a markdown table ("" when no record has hits)."""
-    counts, accs = kind_accs(records, base)
+def kind_table(counts: dict[str, int], accs: dict[str, list[float]]) -> str:
+    """`kind_accs`'s ACC per kind of session question as a markdown table ("" when no medium has any)."""
     lines = ["| medium | " + " | ".join(f"{k} ({c})" for k, c in counts.items()) + " |",
              "| --- |" + " ---: |" * len(counts)]  # fmt: skip
     lines += [f"| {name} | " + " | ".join(f"{a:.3f}" for a in acc) + " |" for name, acc in accs.items()]
@@ -132,15 +145,7 @@ def main() -> None:
     p.add_argument("--set", action="append", default=[], help="override a config key")
     args = p.parse_args()
     out = Path(args.out)
-    if not (out / "summary.json").exists():
-        from retain.config import load_config
-        from retain.continual.loop import ContinualConfig, continual
-
-        cfg = load_config(ContinualConfig, args.config, [f"base={args.base}", *args.set])
-        t0 = time.perf_counter()
-        continual(cfg, str(out), resume=(out / "config.yaml").exists())
-        (out / "seconds.txt").write_text(f"{time.perf_counter() - t0:.1f}\n")
-    s = json.loads((out / "summary.json").read_text())
+    s = run_config(args.config, out, [f"base={args.base}", *args.set])
     seconds = float((out / "seconds.txt").read_text()) if (out / "seconds.txt").exists() else float("nan")
     body = (f"`{args.config}` on the base model `{args.base}`, run into `{out}` (report: `{out}/report.md`). "
             f"Overrides: `{' '.join(args.set) or 'none'}`. ACC is recall over all sessions' questions after the "
@@ -148,7 +153,7 @@ def main() -> None:
     records = {n: json.loads((out / "media" / f"{n}.json").read_text()) for n in s["media"]}
     from retain.continual.report import liti_table
 
-    kinds = kind_table(records, args.base)
+    kinds = kind_table(*kind_accs(records, args.base))
     if kinds:
         body += f"\n\nACC after the last write by kind of question (how many in brackets):\n\n{kinds}"
 

@@ -15,24 +15,11 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
 from pathlib import Path
 
-from benchmarks.continual import BASE_DROP, BYTES_RATIO, DISTILL_VS_CONTEXT, LORA_VS_CONTEXT, kind_accs
+from benchmarks.continual import (BASE_DROP, BYTES_RATIO, DISTILL_VS_CONTEXT, LORA_VS_CONTEXT, kind_accs, kind_table,
+                                  run_config)
 from benchmarks.results import write_section
-
-
-def run_seed(config: str, base: str, seed: int, out: Path, overrides: list[str]) -> dict:
-    """The summary of `config` run under `seed` into `out` (run now unless it is already there)."""
-    if not (out / "summary.json").exists():
-        from retain.config import load_config
-        from retain.continual.loop import ContinualConfig, continual
-
-        cfg = load_config(ContinualConfig, config, [f"base={base}", f"seed={seed}", *overrides])
-        t0 = time.perf_counter()
-        continual(cfg, str(out), resume=(out / "config.yaml").exists())
-        (out / "seconds.txt").write_text(f"{time.perf_counter() - t0:.1f}\n")
-    return json.loads((out / "summary.json").read_text())
 
 
 def spread(xs: list[float], scale: float = 1.0, fmt: str = ".3f") -> str:
@@ -45,12 +32,11 @@ def spread(xs: list[float], scale: float = 1.0, fmt: str = ".3f") -> str:
 def seeds_table(runs: list[dict]) -> tuple[str, list[str]]:
     """Per medium over the seeds: ACC, ACC / the best context medium of the same run, BWT and base drop
     (mean +- sd, range); and the issues' verdicts on the means."""
-    names = list(runs[0]["media"])
     lines = ["| medium | ACC | x best context | BWT | base drop (pt) | ACC per seed |", "| --- |" + " ---: |" * 5]
-    verdicts = []
-    for name in names:
+    verdicts, mean = [], statistics.mean
+    best = [max(m["acc"] for m in r["media"].values() if m["kind"] == "context") for r in runs]
+    for name in runs[0]["media"]:
         ms = [r["media"][name] for r in runs]
-        best = [max(m["acc"] for m in r["media"].values() if m["kind"] == "context") for r in runs]
         ratio = [m["acc"] / b for m, b in zip(ms, best)]
         each = " ".join(f"{m['acc']:.3f}" for m in ms)
         lines.append(f"| {name} | {spread([m['acc'] for m in ms])} | {spread(ratio, fmt='.2f')} | "
@@ -58,16 +44,15 @@ def seeds_table(runs: list[dict]) -> tuple[str, list[str]]:
                      f"{each} |")  # fmt: skip
         if ms[0]["kind"] != "lora":
             continue
-        mean = statistics.mean
         ok_bytes = min(m["bytes_ratio_vs_kv"] or 0 for m in ms) >= BYTES_RATIO
-        ok_base = mean(m["base_acc_drop"] for m in ms) <= BASE_DROP
+        drop = mean(m["base_acc_drop"] for m in ms)
         for target, label in ((LORA_VS_CONTEXT, "continual loop, LoRA with replay"),
                               (DISTILL_VS_CONTEXT, "distill with self_study")):  # fmt: skip
-            ok = mean(ratio) >= target and ok_bytes and ok_base
+            ok = mean(ratio) >= target and ok_bytes and drop <= BASE_DROP
             verdicts.append(f"- {name} against {label}: mean ACC {mean(ratio):.2f} x the best context medium "
                             f"(target >= {target}), {ms[0]['bytes_ratio_vs_kv']:.1f}x fewer bytes per token than "
                             f"the KV cache (target >= {BYTES_RATIO}), mean base drop "
-                            f"{mean(m['base_acc_drop'] for m in ms) * 100:+.1f} pt (target <= 5): "
+                            f"{drop * 100:+.1f} pt (target <= 5): "
                             f"{'met' if ok else 'not met'}")  # fmt: skip
     return "\n".join(lines), verdicts
 
@@ -81,7 +66,8 @@ def main() -> None:
     p.add_argument("--set", action="append", default=[], help="override a config key")
     args = p.parse_args()
     out = Path(args.out)
-    runs = [run_seed(args.config, args.base, i, out / f"seed{i}", args.set) for i in range(args.seeds)]
+    runs = [run_config(args.config, out / f"seed{i}", [f"base={args.base}", f"seed={i}", *args.set])
+            for i in range(args.seeds)]  # fmt: skip
     seconds = [float((out / f"seed{i}" / "seconds.txt").read_text()) for i in range(args.seeds)
                if (out / f"seed{i}" / "seconds.txt").exists()]  # fmt: skip
     table, verdicts = seeds_table(runs)
@@ -92,11 +78,9 @@ def main() -> None:
     by_kind = [kind_accs({n: json.loads((out / f"seed{i}" / "media" / f"{n}.json").read_text())
                           for n in runs[i]["media"]}, args.base) for i in range(args.seeds)]  # fmt: skip
     counts = by_kind[0][0]
-    body += ("\n\nACC after the last write by kind of question, mean over the seeds:\n\n| medium | "
-             + " | ".join(f"{k} ({c})" for k, c in counts.items()) + " |\n| --- |" + " ---: |" * len(counts))
-    for name in by_kind[0][1]:
-        body += f"\n| {name} | " + " | ".join(f"{statistics.mean(b[1][name][j] for b in by_kind):.3f}"
-                                             for j in range(len(counts))) + " |"  # fmt: skip
+    means = {name: [statistics.mean(b[1][name][j] for b in by_kind) for j in range(len(counts))]
+             for name in by_kind[0][1]}  # fmt: skip
+    body += f"\n\nACC after the last write by kind of question, mean over the seeds:\n\n{kind_table(counts, means)}"
     write_section(Path(args.config).stem, f"Seed spread of the continual loop ({args.config})", body)
 
 

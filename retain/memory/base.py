@@ -122,11 +122,9 @@ class MediumConfig:
             if getattr(self, key) < 0:
                 raise ValueError(f"media '{self.name}': {key} must be >= 0, got {getattr(self, key)}")
         for key in ("budget_tokens", "steps", "batch_size", "rank", "prompt_tokens", "n_queries", "top_k",
-                    "base_queries", "query_tokens"):
+                    "base_queries", "query_tokens", "teacher_temperature"):
             if getattr(self, key) <= 0:
                 raise ValueError(f"media '{self.name}': {key} must be positive, got {getattr(self, key)}")
-        if self.teacher_temperature <= 0:
-            raise ValueError(f"media '{self.name}': teacher_temperature must be positive, got {self.teacher_temperature}")
         if self.memory_rank < 0:
             raise ValueError(f"media '{self.name}': memory_rank must be >= 0, got {self.memory_rank}")
         if not 0.0 < self.merge_beta <= 1.0 or not 0.0 < self.merge_density <= 1.0:
