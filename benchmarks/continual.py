@@ -81,14 +81,20 @@ def one_session_in_context(base: str, n: int) -> float:
 
 def run_config(config: str, out: Path, overrides: list[str]) -> dict:
     """The summary of the continual `config` (with `overrides`) run into `out`: run now, resuming a run left
-    half-way, unless `out` already holds a summary; the run's seconds go to `out`/seconds.txt."""
+    half-way, unless `out` already holds a summary; the run's seconds go to `out`/seconds.txt. Bad input
+    exits with its one-line error."""
     if not (out / "summary.json").exists():
         from retain.config import load_config
         from retain.continual.loop import ContinualConfig, continual
+        from retain.errors import RetainError
 
-        cfg = load_config(ContinualConfig, config, overrides)
         t0 = time.perf_counter()
-        continual(cfg, str(out), resume=(out / "config.yaml").exists())
+        try:
+            continual(load_config(ContinualConfig, config, overrides), str(out), resume=(out / "config.yaml").exists())
+        except RetainError as e:  # bad input: one line, as the CLI says it
+            raise SystemExit(f"error: {e}") from None
+        except KeyboardInterrupt:
+            raise SystemExit(f"\ninterrupted: finished writes are saved in {out}; the same command resumes") from None
         (out / "seconds.txt").write_text(f"{time.perf_counter() - t0:.1f}\n")
     return json.loads((out / "summary.json").read_text())
 
