@@ -238,3 +238,32 @@ def test_base_study_distils_the_models_own_questions_after_base_text(smoke_base)
     assert tokens[0.5] > tokens[0.0]  # the generation after each studied text is part of the write's cost
     with pytest.raises(ValueError, match="base_study"):
         MediumConfig(base_study=1.5)
+
+
+def test_per_session_blocks_grow_the_prefix_and_keep_the_earlier_block(smoke_base):
+    model, tok = load_model_and_tokenizer(smoke_base / "model")
+    world = load_world(smoke_base / "world")
+    P = 4
+    mem = make_memory(MediumConfig(kind="kv_prefix", blocks="per_session", objective="distill", queries="spans",
+                                   n_queries=4, steps=2, batch_size=2, lr=1e-2, prompt_tokens=P, replay=0.5),
+                      model, tok)  # fmt: skip
+    m = [Material(s.index, s.transcript, 10, transcript=s.transcript) for s in world.sessions[:2]]
+    mem.write(m[0])
+    first = mem.prefix()
+    one_block = mem.nbytes()
+    mem.write(m[1])
+    both = mem.prefix()
+    assert both[0][0].shape[2] == 2 * P - 1  # one sink for both blocks
+    # the first block is frozen: the memory starts with it exactly; the second block trained after it
+    assert all(torch.equal(k[:, :, :P], k1) and torch.equal(v[:, :, :P], v1) for (k, v), (k1, v1) in zip(both, first))
+    assert mem.nbytes() == sum(k.numel() + v.numel() for k, v in both) * 2 > one_block  # bf16, against the tensors
+    assert sum(p.numel() for p in mem.trainable()) == sum(k.numel() + v.numel() for k, v in first) * (P - 1) // P
+    # the new block sits after the frozen one: the live prefix is their composition with the second shifted
+    second = [(torch.cat([sk, k.detach()], 2), torch.cat([sv, v.detach()], 2))
+              for (sk, sv), k, v in zip(mem.sink, mem.keys, mem.values)]  # fmt: skip
+    expected = compose(first, second, model=model, shared_sink=True)
+    assert all(torch.allclose(a, b) for (ka, va), (kb, vb) in zip(both, expected) for a, b in ((ka, kb), (va, vb)))
+    model.config.max_position_embeddings = 2 * P  # a third block would not fit
+    with pytest.raises(RetainError, match="does not fit the model's context"):
+        mem.write(m[0])
+    assert mem.prefix()[0][0].shape[2] == 2 * P - 1  # nothing written is lost

@@ -84,6 +84,11 @@ class MediumConfig:
     prefix_init: Literal["session", "text"] = "session"
     """kv_prefix: start from the KV cache of the first P tokens of the first session written (BOS and its
     transcript), or of unrelated text (a biography of a known person)."""
+    blocks: Literal["one", "per_session"] = "one"
+    """kv_prefix: one prefix of P positions trained on every session in turn, or a new block of P per session
+    written after the earlier sessions' blocks, which stay frozen (one shared sink): the memory grows by P - 1
+    positions per session, and each block is trained beside the blocks before it (with replay, on their
+    sessions' queries too), so that the blocks compose."""
     source: Literal["writer", "transcript", "oracle"] = "writer"
     """Weight media, sft: what is written: the run's writer's material, the raw transcript, or the oracle
     notes (with their facts, for paraphrase augmentation), so one run can compare sources side by side."""

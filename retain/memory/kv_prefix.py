@@ -10,6 +10,9 @@ that session in context (tests/test_distill.py).
 Position 0 is BOS, the attention sink, and stays frozen (Cartridges freezes its first token too): every
 prefix of a model then starts with the same sink, so prefixes compose with one sink in front
 (`compose(..., shared_sink=True)`) instead of one per prefix.
+
+With `blocks: per_session` every session gets a new block of P positions after the frozen blocks of the
+sessions before it: the block is written in their company, which is what lets blocks compose (docs/distill.md).
 """
 
 from __future__ import annotations
@@ -85,11 +88,11 @@ class KVPrefixMemory(WeightMemory):
         self.sink: KV = []  # position 0 of the prefix, BOS: frozen
         self.keys: list[torch.nn.Parameter] = []  # positions 1..P-1, trained
         self.values: list[torch.nn.Parameter] = []
+        self.frozen: KV | None = None  # blocks per_session: the earlier sessions' blocks, composed, one sink
         if cfg.prefix_init == "text":
             if self.base_text is None:
                 raise RetainError("prefix_init 'text' needs base text to start from; use prefix_init: session")
-            rng = random.Random(derive_seed(self.seed, "kv_prefix", cfg.name))
-            self.initialise(self.text_tokens(rng))
+            self.initialise(self.text_tokens(random.Random(derive_seed(self.seed, "kv_prefix", cfg.name))))
 
     def text_tokens(self, rng: random.Random) -> list[int]:
         """BOS and at least P tokens of unrelated text."""
@@ -108,33 +111,49 @@ class KVPrefixMemory(WeightMemory):
 
     def load(self, prefix: KV) -> None:
         """The memory <- `prefix` (position 0 the frozen sink, the rest trainable)."""
+        self.frozen = None
         self.sink = [(k[:, :, :1].detach(), v[:, :, :1].detach()) for k, v in prefix]
         self.keys = [torch.nn.Parameter(k[:, :, 1:].detach().clone()) for k, _ in prefix]
         self.values = [torch.nn.Parameter(v[:, :, 1:].detach().clone()) for _, v in prefix]
 
     def write(self, material: Material):
-        if not self.keys:  # prefix_init session: the first session's own cache
+        frozen = None
+        if self.keys and self.cfg.blocks == "per_session":  # freeze what is written; this session gets a new block
+            frozen = self.prefix()
+            limit = getattr(self.model.config, "max_position_embeddings", None)
+            if limit is not None and frozen[0][0].shape[2] + self.cfg.prompt_tokens > limit:
+                raise RetainError(f"media '{self.cfg.name}': another block of {self.cfg.prompt_tokens} positions "
+                                  f"does not fit the model's context of {limit}; lower prompt_tokens or use blocks: one")  # fmt: skip
+            self.sink, self.keys, self.values = [], [], []
+            if self.cfg.prefix_init == "text":
+                self.initialise(self.text_tokens(random.Random(derive_seed(self.seed, "kv_prefix", self.cfg.name,
+                                                                           material.session))))  # fmt: skip
+        if not self.keys:  # prefix_init session: the session's own cache
             text = material.transcript or material.text
             self.initialise([self.tokenizer.bos_token_id] + self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        if frozen is not None:  # after initialise, which starts a memory afresh
+            self.frozen = frozen
         return super().write(material)
 
     @contextmanager
     def bare(self):
-        held = self.sink, self.keys, self.values
-        self.sink, self.keys, self.values = [], [], []
+        held = self.sink, self.keys, self.values, self.frozen
+        self.sink, self.keys, self.values, self.frozen = [], [], [], None
         try:
             yield self
         finally:
-            self.sink, self.keys, self.values = held
+            self.sink, self.keys, self.values, self.frozen = held
 
     def trainable(self) -> list[torch.nn.Parameter]:
         return [*self.keys, *self.values]
 
     def live(self) -> KV | None:
-        """The whole prefix, sink and trained positions, with the trained ones' gradients."""
+        """The whole prefix, sink and trained positions, with the trained ones' gradients (after the frozen
+        blocks of earlier sessions, if any)."""
         if not self.keys:
             return None
-        return [(torch.cat([sk, k], 2), torch.cat([sv, v], 2)) for (sk, sv), k, v in zip(self.sink, self.keys, self.values)]
+        mine = [(torch.cat([sk, k], 2), torch.cat([sv, v], 2)) for (sk, sv), k, v in zip(self.sink, self.keys, self.values)]
+        return mine if self.frozen is None else compose(self.frozen, mine, model=self.model, shared_sink=True)
 
     def prefix(self) -> KV | None:
         live = self.live()
@@ -148,8 +167,12 @@ class KVPrefixMemory(WeightMemory):
             return forward_with_prefix(self.model, None, ids, mask)[:, 1:]
         return forward_with_prefix(self.model, live, ids, mask)
 
+    def positions(self) -> int:
+        """Positions the prefix holds: P, and P - 1 more for every frozen block (one sink for all)."""
+        return self.cfg.prompt_tokens + (self.frozen[0][0].shape[2] - 1 if self.frozen else 0)
+
     def params(self) -> int:
-        return kv_prefix_params(self.arch, self.cfg.prompt_tokens)
+        return kv_prefix_params(self.arch, self.positions())
 
     def nbytes(self) -> int:
-        return int(kv_prefix_params(self.arch, self.cfg.prompt_tokens) * dtype_bytes(self.cfg.dtype))
+        return int(self.params() * dtype_bytes(self.cfg.dtype))
