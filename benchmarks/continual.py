@@ -81,16 +81,22 @@ def one_session_in_context(base: str, n: int) -> float:
 
 def run_config(config: str, out: Path, overrides: list[str]) -> dict:
     """The summary of the continual `config` (with `overrides`) run into `out`: run now, resuming a run left
-    half-way, unless `out` already holds a summary; the run's seconds go to `out`/seconds.txt. Bad input
-    exits with its one-line error."""
-    if not (out / "summary.json").exists():
-        from retain.config import load_config
-        from retain.continual.loop import ContinualConfig, continual
-        from retain.errors import RetainError
+    half-way, unless `out` already holds a summary; the run's seconds go to `out`/seconds.txt. Bad input, or
+    an `out` that holds a run of another config, exits with its one-line error."""
+    from retain.config import from_dict, load_config, read_yaml
+    from retain.continual.loop import ContinualConfig, continual
+    from retain.errors import RetainError
 
+    try:
+        cfg = load_config(ContinualConfig, config, overrides)
+        if (out / "config.yaml").exists() and from_dict(ContinualConfig, read_yaml(out / "config.yaml")) != cfg:
+            raise RetainError(f"{out} holds a run of another config than {config}; give a new --out or delete it")
+    except RetainError as e:
+        raise SystemExit(f"error: {e}") from None
+    if not (out / "summary.json").exists():
         t0 = time.perf_counter()
         try:
-            continual(load_config(ContinualConfig, config, overrides), str(out), resume=(out / "config.yaml").exists())
+            continual(cfg, str(out), resume=(out / "config.yaml").exists())
         except RetainError as e:  # bad input: one line, as the CLI says it
             raise SystemExit(f"error: {e}") from None
         except KeyboardInterrupt:

@@ -1,5 +1,5 @@
 """The seed-spread benchmark's arithmetic (benchmarks/seeds.py): means, spreads and verdicts on hand-made
-summaries of two seeds."""
+summaries of two seeds; a continual benchmark refuses a run directory of another config."""
 
 from benchmarks.seeds import seeds_table, spread
 
@@ -26,3 +26,18 @@ def test_targets_are_judged_on_the_mean_ratio_of_each_seed():
     assert "0.85 x" in distill and distill.endswith(": not met")  # 0.9 asked
     _, verdicts = seeds_table([summary(0.9, 0.72, 0.02), summary(1.0, 0.9, 0.10)])
     assert verdicts[0].endswith(": not met")  # mean base drop 6 pt
+
+
+def test_a_run_of_another_config_is_refused_not_re_reported(tmp_path):
+    import pytest
+
+    from benchmarks.continual import run_config
+    from retain.config import load_config, to_yaml
+    from retain.continual.loop import ContinualConfig
+
+    other = load_config(ContinualConfig, "configs/smoke/continual.yaml", ["sessions=1"])
+    (tmp_path / "config.yaml").write_text(to_yaml(other))
+    (tmp_path / "summary.json").write_text('{"media": {}}')
+    with pytest.raises(SystemExit, match="holds a run of another config"):
+        run_config("configs/smoke/continual.yaml", tmp_path, [])
+    assert run_config("configs/smoke/continual.yaml", tmp_path, ["sessions=1"]) == {"media": {}}  # the same: read back
