@@ -92,7 +92,11 @@ class KVPrefixMemory(WeightMemory):
         if cfg.prefix_init == "text":
             if self.base_text is None:
                 raise RetainError("prefix_init 'text' needs base text to start from; use prefix_init: session")
-            self.initialise(self.text_tokens(random.Random(derive_seed(self.seed, "kv_prefix", cfg.name))))
+            self.from_text()
+
+    def from_text(self, *tags) -> None:
+        """The block being written <- the KV cache of unrelated text, drawn under the medium's name and `tags`."""
+        self.initialise(self.text_tokens(random.Random(derive_seed(self.seed, "kv_prefix", self.cfg.name, *tags))))
 
     def text_tokens(self, rng: random.Random) -> list[int]:
         """BOS and at least P tokens of unrelated text."""
@@ -102,37 +106,37 @@ class KVPrefixMemory(WeightMemory):
         return ids
 
     def initialise(self, ids: list[int]) -> None:
-        """The prefix <- the KV cache of the first P of `ids`."""
+        """The block being written <- the KV cache of the first P of `ids` (frozen blocks stay)."""
         P = self.cfg.prompt_tokens
         if len(ids) < P:
             raise RetainError(f"kv_prefix init needs {P} tokens, the session has {len(ids)}; lower prompt_tokens "
                               "or use prefix_init: text")  # fmt: skip
-        self.load(kv_of(self.model, ids[:P]))
+        self.set_block(kv_of(self.model, ids[:P]))
 
     def load(self, prefix: KV) -> None:
-        """The memory <- `prefix` (position 0 the frozen sink, the rest trainable)."""
+        """The memory <- `prefix`, one block (position 0 the frozen sink, the rest trainable)."""
         self.frozen = None
+        self.set_block(prefix)
+
+    def set_block(self, prefix: KV) -> None:
+        """The block being written <- `prefix`: its sink frozen, the rest trainable."""
         self.sink = [(k[:, :, :1].detach(), v[:, :, :1].detach()) for k, v in prefix]
         self.keys = [torch.nn.Parameter(k[:, :, 1:].detach().clone()) for k, _ in prefix]
         self.values = [torch.nn.Parameter(v[:, :, 1:].detach().clone()) for _, v in prefix]
 
     def write(self, material: Material):
-        frozen = None
         if self.keys and self.cfg.blocks == "per_session":  # freeze what is written; this session gets a new block
             frozen = self.prefix()
             limit = getattr(self.model.config, "max_position_embeddings", None)
             if limit is not None and frozen[0][0].shape[2] + self.cfg.prompt_tokens > limit:
                 raise RetainError(f"media '{self.cfg.name}': another block of {self.cfg.prompt_tokens} positions "
                                   f"does not fit the model's context of {limit}; lower prompt_tokens or use blocks: one")  # fmt: skip
-            self.sink, self.keys, self.values = [], [], []
+            self.frozen, self.sink, self.keys, self.values = frozen, [], [], []
             if self.cfg.prefix_init == "text":
-                self.initialise(self.text_tokens(random.Random(derive_seed(self.seed, "kv_prefix", self.cfg.name,
-                                                                           material.session))))  # fmt: skip
+                self.from_text(material.session)
         if not self.keys:  # prefix_init session: the session's own cache
             text = material.transcript or material.text
             self.initialise([self.tokenizer.bos_token_id] + self.tokenizer(text, add_special_tokens=False)["input_ids"])
-        if frozen is not None:  # after initialise, which starts a memory afresh
-            self.frozen = frozen
         return super().write(material)
 
     @contextmanager
