@@ -69,6 +69,12 @@ def test_prefix_of_the_whole_session_reproduces_the_teacher(base):
     part = make_memory(MediumConfig(kind="kv_prefix", prompt_tokens=8), model, tok)
     part.initialise(ctx)
     assert float(D.student_loss(part, teachers)) > 10 * max(float(loss), 1e-5)
+    # hidden states too (deep context distillation): the whole-session prefix matches them, part does not
+    layers = list(range(model.config.num_hidden_layers))
+    deep, _ = D.teach(teacher_mem, ctx, queries, k=20, layers=layers)
+    assert deep[0].hidden.shape == (len(layers), len(queries[0]) - 1, model.config.hidden_size)
+    assert float(D.student_loss(mem, deep, layers, weight=1.0)) < 1e-2  # bf16 targets: ~1e-3 per layer
+    assert float(D.student_loss(part, deep, layers, weight=1.0)) > float(D.student_loss(part, deep)) + 0.05
 
 
 def test_kv_prefix_shapes_bytes_and_composition_under_gqa(base):
@@ -107,6 +113,40 @@ def test_distill_write_trains_the_memory_and_counts_its_cost(smoke_base, kind, q
         sink = kv_of(model, [tok.bos_token_id])
         assert all(torch.allclose(k[:, :, :1], sk, atol=1e-6) for (k, _), (sk, _) in zip(mem.prefix(), sink))
     assert len(mem.session_teachers) == 2 and mem.base_teachers
+
+
+def test_hidden_loss_is_the_normalised_l1_per_layer_and_hooks_see_the_queries_positions(base):
+    t = torch.tensor([[[1.0, -1.0], [2.0, 0.0]], [[0.5, 0.5], [0.5, -0.5]]])  # (layers, N, d)
+    s = t.clone()
+    s[0, 0, 0] = 2.0  # layer 0: mean |diff| 0.25 over mean |t| 1.0; layer 1 exact
+    assert float(D.hidden_loss(s, t)) == pytest.approx(0.125)
+    model, tok, _ = base
+    ids = torch.tensor([[tok.bos_token_id, 5, 6, 7]])
+    last = model.config.num_hidden_layers - 1
+    with torch.no_grad(), D.captured(model, [0, last]) as store:
+        out = model(input_ids=ids, output_hidden_states=True)
+    assert set(store) == {0, last}
+    assert torch.allclose(store[0], out.hidden_states[1])
+    assert torch.allclose(model.model.norm(store[last]), out.hidden_states[-1], atol=1e-5)  # HF's last is normed
+    # a soft prompt's positions sit in front of the ids: `at` takes the ids' own positions
+    mem = make_memory(MediumConfig(kind="soft_prompt", prompt_tokens=3), model, tok)
+    with torch.no_grad(), D.captured(mem.model, [0]) as store:
+        mem.logits(ids, torch.ones_like(ids))
+    assert store[0].shape[1] == 7 and torch.equal(D.at(store, [0], 0, 4, 1, 3), store[0][0, 4:6][None])
+
+
+def test_a_distill_write_with_hidden_matching_keeps_the_teachers_states(smoke_base):
+    model, tok = load_model_and_tokenizer(smoke_base / "model")
+    world = load_world(smoke_base / "world")
+    cfg = MediumConfig(kind="lora", objective="distill", queries="spans", n_queries=4, steps=2, batch_size=2,
+                       hidden_weight=1.0, hidden_layers=[-1])
+    mem = make_memory(cfg, model, tok)
+    assert cfg.matched_layers(model.config) == [model.config.num_hidden_layers - 1]
+    s = world.sessions[0]
+    mem.write(Material(s.index, s.transcript, 10, transcript=s.transcript, questions=list(s.questions)))
+    assert all(t.hidden.shape[:2] == (1, len(t.ids) - 1) for t in mem.session_teachers[0])
+    with pytest.raises(RetainError, match="hidden_layers \\[7\\] out of range"):
+        make_memory(MediumConfig(kind="lora", objective="distill", hidden_weight=1.0, hidden_layers=[7]), model, tok)
 
 
 def test_a_focused_teacher_reads_only_the_sentences_about_the_querys_people(base):

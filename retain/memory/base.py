@@ -118,6 +118,13 @@ class MediumConfig:
     teacher_temperature: float = 1.0
     """distill: the teacher's logits are divided by it before its top-k; below 1 sharpens them, so the student
     learns the teacher's most likely token more firmly than the teacher's own spread (answers are greedy)."""
+    hidden_weight: float = 0.0
+    """distill: weight of hidden-state matching beside the KL (Knowledge Modules' deep context distillation):
+    on the session's queries the student's hidden states at `hidden_layers` are pulled towards the teacher's,
+    per layer |student - teacher| over mean |teacher|; 0 matches logits only."""
+    hidden_layers: list[int] | None = None
+    """distill with hidden_weight: the decoder layers whose outputs are matched (python indices, -1 the
+    last); null: every layer."""
     dtype: str = "bf16"
     """Storage dtype for byte accounting (the weights train in fp32)."""
 
@@ -134,6 +141,8 @@ class MediumConfig:
             raise ValueError(f"media '{self.name}': memory_rank must be >= 0, got {self.memory_rank}")
         if not 0.0 < self.merge_beta <= 1.0 or not 0.0 < self.merge_density <= 1.0:
             raise ValueError(f"media '{self.name}': merge_beta and merge_density must be in (0, 1]")
+        if self.hidden_weight < 0:
+            raise ValueError(f"media '{self.name}': hidden_weight must be >= 0, got {self.hidden_weight}")
         if not 0.0 <= self.base_study <= 1.0:
             raise ValueError(f"media '{self.name}': base_study must be in [0, 1], got {self.base_study}")
         if not 0.0 <= self.replay + self.base_replay < 1.0 or self.replay < 0 or self.base_replay < 0:
@@ -152,6 +161,18 @@ class MediumConfig:
         if self.objective == "distill" and self.top_k > config.vocab_size:
             raise RetainError(f"media '{self.name}': top_k={self.top_k} exceeds the vocabulary "
                               f"({config.vocab_size}); lower top_k")  # fmt: skip
+        n = config.num_hidden_layers
+        bad = [i for i in self.hidden_layers or () if not -n <= i < n]
+        if bad:
+            raise RetainError(f"media '{self.name}': hidden_layers {bad} out of range for a model of {n} layers; "
+                              f"use indices in {-n}..{n - 1}")  # fmt: skip
+
+    def matched_layers(self, config) -> list[int]:
+        """The decoder layers whose hidden states a distill write matches (none when hidden_weight is 0)."""
+        if self.objective != "distill" or self.hidden_weight == 0:
+            return []
+        n = config.num_hidden_layers
+        return sorted({i % n for i in self.hidden_layers}) if self.hidden_layers is not None else list(range(n))
 
 
 @dataclass

@@ -11,11 +11,16 @@ outcomes, so it is zero exactly when the student matches the teacher on the top 
 The first token of a query is a cue and is not predicted (it is where teacher and student may see
 different things before it); the loss covers the predictions of tokens 2..n. Teacher probabilities are
 computed once per write and reused at every step.
+
+Optionally (`hidden_weight` > 0) the student also matches the teacher's hidden states at chosen decoder
+layers on the same positions, as Knowledge Modules' deep context distillation does: per layer the mean
+absolute difference divided by the teacher's mean absolute value, averaged over the layers.
 """
 
 from __future__ import annotations
 
 import random
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -42,6 +47,47 @@ class Teacher:
     """(n - 1, k) token ids."""
     top_logp: torch.Tensor
     """(n - 1, k) log-probabilities."""
+    hidden: torch.Tensor | None = None
+    """(layers, n - 1, d) the teacher's hidden states at the chosen layers (bf16), when they are matched."""
+
+
+def decoder_layers(model) -> torch.nn.ModuleList:
+    """The model's stack of decoder blocks: the ModuleList with `num_hidden_layers` entries (any HF causal LM,
+    under a PEFT wrapper too)."""
+    n = model.config.num_hidden_layers
+    for _, m in model.named_modules():
+        if isinstance(m, torch.nn.ModuleList) and len(m) == n:
+            return m
+    raise RetainError(f"{type(model).__name__}: no list of {n} decoder layers found for hidden-state matching")
+
+
+@contextmanager
+def captured(model, layers: list[int]):
+    """Inside the block the yielded dict maps each of `layers` (python indices into the decoder stack) to
+    that layer's output from the last forward pass, (B, W, d) over every position the pass ran (a soft
+    prompt or a BOS put in front included, so callers take the last positions). No layers: nothing hooked."""
+    store: dict[int, torch.Tensor] = {}
+    blocks = decoder_layers(model) if layers else []
+
+    def hook(i):
+        def keep(_module, _inputs, output):
+            store[i] = output[0] if isinstance(output, tuple) else output
+
+        return keep
+
+    handles = [blocks[i].register_forward_hook(hook(i)) for i in layers]
+    try:
+        yield store
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def hidden_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Deep context distillation's hidden-state term: per layer mean |student - teacher| over the mean
+    |teacher|, averaged over layers. student, teacher (layers, N, d)."""
+    t = teacher.float()
+    return ((student.float() - t).abs().mean(dim=(1, 2)) / t.abs().mean(dim=(1, 2)).clamp_min(1e-6)).mean()
 
 
 def topk_kl(student_logits: torch.Tensor, top_idx: torch.Tensor, top_logp: torch.Tensor) -> torch.Tensor:
@@ -109,11 +155,20 @@ def base_study(memory, texts: list[str], rng: random.Random) -> tuple[list[list[
     return [seed + o for o in out], spent
 
 
+def at(store: dict[int, torch.Tensor], layers: list[int], row: int, width: int, lo: int, hi: int) -> torch.Tensor:
+    """(layers, hi - lo, d): positions lo..hi of a row `width` ids wide, from hooks that saw the whole pass
+    (anything a medium put in front of the ids sits before them)."""
+    return torch.stack([store[i][row, store[i].shape[1] - width + lo : store[i].shape[1] - width + hi]
+                        for i in layers])  # fmt: skip
+
+
 @torch.no_grad()
 def teach(memory, context: list[int] | list[list[int]], queries: list[list[int]], k: int,
-          batch_size: int = 16, temperature: float = 1.0) -> tuple[list[Teacher], int]:  # fmt: skip
+          batch_size: int = 16, temperature: float = 1.0,
+          layers: list[int] = ()) -> tuple[list[Teacher], int]:  # fmt: skip
     """The teacher's top-k on each query's tokens 2..n, with `context` (BOS and transcript) in front: one
-    context for every query, or a list of one per query. Its logits are divided by `temperature` first."""
+    context for every query, or a list of one per query. Its logits are divided by `temperature` first.
+    With `layers`, its hidden states there on the same positions are kept too (bf16)."""
     contexts = context if context and isinstance(context[0], list) else [context] * len(queries)
     pairs = [(c, q) for c, q in zip(contexts, queries) if len(q) >= 2]
     out, spent = [], 0
@@ -121,13 +176,15 @@ def teach(memory, context: list[int] | list[list[int]], queries: list[list[int]]
         chunk = pairs[b : b + batch_size]
         rows = [c + q for c, q in chunk]
         ids, mask = right_pad(rows, memory.tokenizer.pad_token_id)
-        logits = memory.logits(ids, mask)
+        with captured(memory.model, list(layers)) as store:
+            logits = memory.logits(ids, mask)
         spent += int(mask.sum())
         for i, (c, q) in enumerate(chunk):
             lo = len(c)  # the position of q[0] predicts q[1]
             logp = F.log_softmax(logits[i, lo : lo + len(q) - 1].float() / temperature, dim=-1)
             top = logp.topk(k, dim=-1)
-            out.append(Teacher(q, top.indices, top.values))
+            hidden = at(store, list(layers), i, ids.shape[1], lo, lo + len(q) - 1).to(torch.bfloat16) if layers else None
+            out.append(Teacher(q, top.indices, top.values, hidden))
     return out, spent
 
 
@@ -145,11 +202,19 @@ def focused_contexts(memory, transcript: str, queries: list[list[int]]) -> list[
     return out
 
 
-def student_loss(memory, batch: list[Teacher]) -> torch.Tensor:
-    """The medium on the queries alone (BOS first unless the medium's prefix holds it), against the teacher."""
+def student_loss(memory, batch: list[Teacher], layers: list[int] = (), weight: float = 0.0) -> torch.Tensor:
+    """The medium on the queries alone (BOS first unless the medium's prefix holds it), against the teacher:
+    the top-k KL, plus `weight` x the hidden-state term at `layers` over the batch's teachers that hold
+    hidden states."""
     bos = [memory.tokenizer.bos_token_id] if memory.bos else []
     ids, mask = right_pad([bos + t.ids for t in batch], memory.tokenizer.pad_token_id)
-    logits = memory.logits(ids, mask)
+    deep = [i for i, t in enumerate(batch) if t.hidden is not None] if weight > 0 else []
+    with captured(memory.model, list(layers) if deep else []) as store:
+        logits = memory.logits(ids, mask)
     off = len(bos)
     student = torch.cat([logits[i, off : off + len(t.ids) - 1] for i, t in enumerate(batch)])
-    return topk_kl(student, torch.cat([t.top_idx for t in batch]), torch.cat([t.top_logp for t in batch]))
+    loss = topk_kl(student, torch.cat([t.top_idx for t in batch]), torch.cat([t.top_logp for t in batch]))
+    if deep:
+        h_s = torch.cat([at(store, list(layers), i, ids.shape[1], off, off + len(batch[i].ids) - 1) for i in deep], 1)
+        loss = loss + weight * hidden_loss(h_s, torch.cat([batch[i].hidden for i in deep], 1))
+    return loss

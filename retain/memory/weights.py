@@ -185,7 +185,9 @@ class WeightMemory(Memory):
         queries, spent = D.query_ids(cfg.queries, self, material, context, cfg.n_queries, rng)
         if cfg.focus == "entity":
             context = D.focused_contexts(self, material.transcript, queries)
-        teachers, taught = D.teach(self, context, queries, cfg.top_k, temperature=cfg.teacher_temperature)
+        layers = cfg.matched_layers(self.model.config)
+        teachers, taught = D.teach(self, context, queries, cfg.top_k, temperature=cfg.teacher_temperature,
+                                   layers=layers)  # fmt: skip
         if not teachers:
             raise RetainError(f"session {material.session + 1}: no query of two or more tokens to distill on")
         if cfg.base_replay and not self.base_teachers and self.base_text is not None:
@@ -208,7 +210,7 @@ class WeightMemory(Memory):
                 pool = pools[1] if u < cfg.replay and pools[1] else (
                     pools[2] if cfg.replay <= u < cfg.replay + cfg.base_replay and pools[2] else pools[0])
                 batch.append(rng.choice(pool))
-            return D.student_loss(self, batch), sum(len(t.ids) for t in batch)
+            return D.student_loss(self, batch, layers, cfg.hidden_weight), sum(len(t.ids) for t in batch)
 
         return step, spent + taught
 
