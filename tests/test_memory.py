@@ -8,7 +8,7 @@ import torch
 
 from retain.eval.qa import encode
 from retain.fermi.formulas import kv_bytes_per_token
-from retain.memory import Material, MediumConfig, make_memory
+from retain.memory import Material, MediumConfig, make_memory, storage
 from retain.memory.weights import augment, sentences
 from retain.models.build import load_model_and_tokenizer
 from retain.models.generate import generate
@@ -128,7 +128,35 @@ def test_paraphrase_augmentation_keeps_every_fact_and_phrases_updates_as_updates
     assert augment(as_update, "paraphrase", random.Random(0)) != augment(as_fact, "paraphrase", random.Random(0))
 
 
+def test_int_storage_rounds_each_block_of_32_to_its_grid_and_counts_the_scales():
+    x = torch.linspace(-1, 1, 70).reshape(2, 35)
+    for dtype, levels in (("int8", 127), ("int4", 7)):
+        y = storage.roundtrip(x, dtype)
+        flat, got = torch.cat([x.flatten(), torch.zeros(26)]).view(-1, 32), torch.cat([y.flatten(), torch.zeros(26)]).view(-1, 32)
+        scale = (flat.abs().amax(1, keepdim=True) / levels).bfloat16().float()
+        assert torch.allclose(got / scale, (got / scale).round(), atol=1e-4)  # on the block's grid
+        assert float((got - flat).abs().max()) <= float(scale.max()) / 2 + 1e-6
+        assert torch.equal(storage.roundtrip(y, dtype), y)  # storing what was stored changes nothing
+    assert storage.stored_bytes(70, "int4") == 35 + 3 * 2 and storage.stored_bytes(70, "int8") == 70 + 3 * 2
+    assert storage.stored_bytes(70, "bf16") == 140
+    assert torch.equal(storage.roundtrip(torch.zeros(40), "int4"), torch.zeros(40))
+
+
+@pytest.mark.parametrize("dtype", ["bf16", "int4"])
+def test_a_written_memory_is_what_its_storage_dtype_reads_back(smoke_base, dtype):
+    mem, _ = _memory(smoke_base, kind="lora", rank=2, targets="mlp", steps=2, batch_size=2, lr=1e-2, dtype=dtype)
+    mem.write(_material(smoke_base)[0])
+    tensors = mem.stored_tensors()
+    flat = torch.cat([t.detach().flatten() for t in tensors])
+    assert torch.equal(storage.roundtrip(flat, dtype), flat)  # already on the stored grid
+    assert mem.nbytes() == storage.stored_bytes(flat.numel(), dtype)
+    if dtype == "int4":  # coarse: at most 15 distinct values in a block of 32
+        assert all(len(b.unique()) <= 15 for b in flat[: flat.numel() // 32 * 32].view(-1, 32))
+
+
 def test_bad_medium_config_names_the_key():
+    with pytest.raises(ValueError, match="dtype 'int3' is not one of"):
+        MediumConfig(dtype="int3")
     with pytest.raises(ValueError, match="rank"):
         MediumConfig(rank=0)
     with pytest.raises(ValueError, match="replay"):
@@ -143,7 +171,7 @@ def test_per_session_adapters_consolidate_by_the_merge_closed_form(smoke_base, m
     from retain.merge import ops
 
     mem, _ = _memory(smoke_base, kind="lora", rank=2, memory_rank=4, adapters="per_session", merge=merge,
-                     merge_beta=0.25, steps=2, batch_size=2, lr=1e-2)  # fmt: skip
+                     merge_beta=0.25, steps=2, batch_size=2, lr=1e-2, dtype="fp32")  # fmt: skip (stored exactly)
     products = lambda name: LM.products(get_peft_model_state_dict(mem.model, adapter_name=name), {"lora_alpha": 16})
     sessions, consolidate = [], mem.consolidate
 
@@ -167,7 +195,7 @@ def test_per_session_adapters_consolidate_by_the_merge_closed_form(smoke_base, m
         # two rank-2 sessions fit a rank-4 memory exactly (up to fp32 SVD round-off)
         assert torch.allclose(got[k], expected[merge](k), atol=1e-5, rtol=1e-3), (merge, k)
     assert max(mem.svd_errors) < (1.0 if merge == "ties" else 1e-3)
-    assert mem.nbytes() == sum(p.numel() for n, p in mem.model.named_parameters() if "lora_" in n) * 2
+    assert mem.nbytes() == sum(p.numel() for n, p in mem.model.named_parameters() if "lora_" in n) * 4
 
 
 @pytest.mark.parametrize("kind", ["lora", "full"])

@@ -17,6 +17,7 @@ import torch
 
 from retain.eval.qa import ask
 from retain.fermi.arch import Arch, from_hf_config
+from retain.fermi.formulas import DTYPE_BYTES
 from retain.errors import RetainError
 from retain.world.world import Fact, Question, Session
 
@@ -126,7 +127,10 @@ class MediumConfig:
     """distill with hidden_weight: the decoder layers whose outputs are matched (python indices, -1 the
     last); null: every layer."""
     dtype: str = "bf16"
-    """Storage dtype for byte accounting (the weights train in fp32)."""
+    """Storage precision: fp32, bf16, fp16, fp8, int8 or int4 (int: absmax blocks of 32 values, one bf16 scale
+    each). A weight medium trains in fp32 and at the end of every write is replaced by what it reads back as
+    at this precision; its bytes count it, scales included (retain/memory/storage.py). A context medium's KV
+    cache is only counted at it."""
 
     def __post_init__(self) -> None:
         self.name = self.name or self.kind
@@ -141,6 +145,8 @@ class MediumConfig:
             raise ValueError(f"media '{self.name}': memory_rank must be >= 0, got {self.memory_rank}")
         if not 0.0 < self.merge_beta <= 1.0 or not 0.0 < self.merge_density <= 1.0:
             raise ValueError(f"media '{self.name}': merge_beta and merge_density must be in (0, 1]")
+        if self.dtype not in DTYPE_BYTES:
+            raise ValueError(f"media '{self.name}': dtype {self.dtype!r} is not one of {', '.join(DTYPE_BYTES)}")
         if self.hidden_weight < 0:
             raise ValueError(f"media '{self.name}': hidden_weight must be >= 0, got {self.hidden_weight}")
         if not 0.0 <= self.base_study <= 1.0:

@@ -23,7 +23,8 @@ from contextlib import contextmanager
 import torch
 
 from retain.errors import RetainError
-from retain.fermi.formulas import dtype_bytes, kv_prefix_params
+from retain.fermi.formulas import kv_prefix_params
+from retain.memory import storage
 from retain.memory.base import Material
 from retain.memory.weights import WeightMemory
 from retain.models.generate import cache_kwarg, kv_pairs, prefix_cache
@@ -179,4 +180,4 @@ class KVPrefixMemory(WeightMemory):
         return kv_prefix_params(self.arch, self.positions())
 
     def nbytes(self) -> int:
-        return int(self.params() * dtype_bytes(self.cfg.dtype))
+        return storage.stored_bytes(self.params(), self.cfg.dtype)

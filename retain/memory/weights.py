@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
 
 from retain.errors import RetainError
-from retain.fermi.formulas import dtype_bytes, lora_bytes, resolve_targets, soft_prompt_params
+from retain.fermi.formulas import lora_params, resolve_targets, soft_prompt_params
+from retain.memory import storage
 from retain.memory.base import Material, Memory, Timer, WriteCost
 from retain.merge import lora as LM
 from retain.merge import ops
@@ -147,8 +148,17 @@ class WeightMemory(Memory):
             else:
                 step, tokens = (lambda: self.sft_step(material, rng)), 0
             tokens += self.optimize(step)
+            self.store()
         self.written.append(material)
         return WriteCost(t.seconds, tokens)
+
+    def store(self) -> None:
+        """The memory as stored: its tensors replaced by what they read back as at `cfg.dtype`."""
+        storage.store(self.stored_tensors(), self.cfg.dtype)
+
+    def stored_tensors(self) -> list[torch.Tensor]:
+        """The tensors the memory stores (what `nbytes` counts)."""
+        return self.trainable()
 
     def sft_step(self, material: Material, rng: random.Random) -> tuple[torch.Tensor, int]:
         """Next-token loss on one batch of the material (augmented, with replay), and its tokens."""
@@ -239,7 +249,11 @@ class LoraMemory(WeightMemory):
         cost = super().write(material)
         with Timer() as t:
             self.consolidate(n=len(self.written) - 1)
+            self.store()
         return WriteCost(cost.seconds + t.seconds, cost.tokens)
+
+    def stored_tensors(self) -> list[torch.Tensor]:
+        return [p for n, p in self.model.named_parameters() if "lora_" in n and ".default." in n]
 
     def consolidate(self, n: int) -> None:
         """Merge the session adapter into the memory adapter, which holds n sessions, and delete it."""
@@ -275,7 +289,7 @@ class LoraMemory(WeightMemory):
         return [(p, torch.zeros_like(p)) for n, p in self.model.named_parameters() if ".lora_B.default." in n]
 
     def nbytes(self) -> int:
-        return int(lora_bytes(self.arch, self.rank, self.cfg.targets, self.cfg.dtype))
+        return storage.stored_bytes(lora_params(self.arch, self.rank, self.cfg.targets), self.cfg.dtype)
 
 
 class FullMemory(WeightMemory):
@@ -290,7 +304,7 @@ class FullMemory(WeightMemory):
         return [(p, self.init[n]) for n, p in self.model.named_parameters()]
 
     def nbytes(self) -> int:
-        return int(self.arch.param_count() * dtype_bytes(self.cfg.dtype))
+        return storage.stored_bytes(self.arch.param_count(), self.cfg.dtype)
 
 
 class SoftPromptMemory(WeightMemory):
@@ -331,4 +345,4 @@ class SoftPromptMemory(WeightMemory):
         return kv_pairs(self.model(inputs_embeds=self.prompt[None], use_cache=True))
 
     def nbytes(self) -> int:
-        return int(soft_prompt_params(self.arch, self.cfg.prompt_tokens) * dtype_bytes(self.cfg.dtype))
+        return storage.stored_bytes(soft_prompt_params(self.arch, self.cfg.prompt_tokens), self.cfg.dtype)
