@@ -10,6 +10,7 @@ import torch
 
 from retain.config import load_config
 from retain.errors import RetainError
+from retain.memory import storage
 from retain.memory.base import Material, MediumConfig
 from retain.memory.weights import LoraMemory
 from retain.models.build import load_model_and_tokenizer
@@ -109,7 +110,8 @@ def test_batched_adapters_train_like_separate_ones_and_like_the_lora_medium(smok
     model, tok = load_model_and_tokenizer(smoke_base / "model")
     world = load_world(smoke_base / "world")
     sessions = E.fresh_sessions(world, 3, random.Random(1), set(world.entities))
-    cfg = MediumConfig(kind="lora", rank=2, targets="mlp", steps=4, batch_size=2, lr=1e-2, augment="none")
+    cfg = MediumConfig(kind="lora", rank=2, targets="mlp", steps=4, batch_size=2, lr=1e-2, augment="none",
+                       dtype="fp32")  # stored exactly: the comparison is of training, to fp32 rounding
     mats = [[Material(0, s.transcript, 0)] for s in sessions]
 
     def trained(seeds, materials):
@@ -142,6 +144,18 @@ def test_batched_adapters_train_like_separate_ones_and_like_the_lora_medium(smok
     assert len(peft_B) == len(ad.modules)
     for (_, _, lora), pb in zip(ad.modules, peft_B):
         assert _same_update(lora.B[0], pb.detach(), 0 * pb.detach())
+    ad.remove()
+
+
+def test_batched_adapters_are_stored_at_the_mediums_dtype(smoke_base):
+    model, tok = load_model_and_tokenizer(smoke_base / "model")
+    world = load_world(smoke_base / "world")
+    cfg = MediumConfig(kind="lora", rank=2, targets="mlp", steps=2, batch_size=2, lr=1e-2, dtype="int4")
+    ad = Adapters(model, cfg, [1, 2])
+    ad.train(tok, [[Material(0, s.transcript, 0)] for s in world.sessions[:2]], [random.Random(0), random.Random(1)])
+    for g in range(2):
+        flat = torch.cat([t.detach().flatten() for _, _, lora in ad.modules for t in (lora.A[g], lora.B[g])])
+        assert torch.equal(storage.roundtrip(flat, "int4"), flat)
     ad.remove()
 
 

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from retain.eval.qa import ask, encode
 from retain.fermi.formulas import resolve_targets
+from retain.memory import storage
 from retain.memory.base import Material, MediumConfig
 from retain.memory.weights import augment, sft_batch
 from retain.rl.algorithms import mean_logprobs
@@ -122,6 +123,8 @@ class Adapters:
             opt.step()
             opt.zero_grad(set_to_none=True)
             tokens += int(mask.sum())
+        for g in range(self.G):  # each adapter stored at the medium's dtype, as the medium stores its own
+            storage.store([t for _, _, lora in self.modules for t in (lora.A[g], lora.B[g])], cfg.dtype)
         return tokens
 
     @torch.no_grad()
