@@ -19,7 +19,7 @@ def test_spread_is_mean_sd_and_range():
 def test_targets_are_judged_on_the_mean_ratio_of_each_seed():
     # seed 0: 0.72 / 0.9 = 0.8; seed 1: 0.9 / 1.0 = 0.9 -> mean 0.85 (the ratio of the means would be 0.853)
     table, verdicts = seeds_table([summary(0.9, 0.72, 0.02), summary(1.0, 0.9, 0.06)])
-    assert "| d | 0.810 +- 0.127 (0.720..0.900) | 0.85 +- 0.07 (0.80..0.90) |" in table
+    assert "| d | 0.810 +- 0.127 (0.720..0.900) | 0.85 +- 0.07 (0.80..0.90) | 36.5 |" in table
     assert "| 4.0 +- 2.8 (2.0..6.0) | 0.720 0.900 |" in table
     loop, distill = verdicts  # one line per target, lora media only
     assert "0.85 x" in loop and loop.endswith(": met")  # 0.8 asked; mean base drop 4 pt <= 5
