@@ -132,7 +132,8 @@ def test_int_storage_rounds_each_block_of_32_to_its_grid_and_counts_the_scales()
     x = torch.linspace(-1, 1, 70).reshape(2, 35)
     for dtype, levels in (("int8", 127), ("int4", 7)):
         y = storage.roundtrip(x, dtype)
-        flat, got = torch.cat([x.flatten(), torch.zeros(26)]).view(-1, 32), torch.cat([y.flatten(), torch.zeros(26)]).view(-1, 32)
+        blocks = lambda t: torch.cat([t.flatten(), torch.zeros(26)]).view(-1, 32)  # noqa: E731 (70 values: 3 blocks)
+        flat, got = blocks(x), blocks(y)
         scale = (flat.abs().amax(1, keepdim=True) / levels).bfloat16().float()
         assert torch.allclose(got / scale, (got / scale).round(), atol=1e-4)  # on the block's grid
         assert float((got - flat).abs().max()) <= float(scale.max()) / 2 + 1e-6

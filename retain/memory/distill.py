@@ -171,19 +171,19 @@ def teach(memory, context: list[int] | list[list[int]], queries: list[list[int]]
     With `layers`, its hidden states there on the same positions are kept too (bf16)."""
     contexts = context if context and isinstance(context[0], list) else [context] * len(queries)
     pairs = [(c, q) for c, q in zip(contexts, queries) if len(q) >= 2]
-    out, spent = [], 0
+    out, spent, layers = [], 0, list(layers)
     for b in range(0, len(pairs), batch_size):
         chunk = pairs[b : b + batch_size]
         rows = [c + q for c, q in chunk]
         ids, mask = right_pad(rows, memory.tokenizer.pad_token_id)
-        with captured(memory.model, list(layers)) as store:
+        with captured(memory.model, layers) as store:
             logits = memory.logits(ids, mask)
         spent += int(mask.sum())
         for i, (c, q) in enumerate(chunk):
             lo = len(c)  # the position of q[0] predicts q[1]
             logp = F.log_softmax(logits[i, lo : lo + len(q) - 1].float() / temperature, dim=-1)
             top = logp.topk(k, dim=-1)
-            hidden = at(store, list(layers), i, ids.shape[1], lo, lo + len(q) - 1).to(torch.bfloat16) if layers else None
+            hidden = at(store, layers, i, ids.shape[1], lo, lo + len(q) - 1).bfloat16() if layers else None
             out.append(Teacher(q, top.indices, top.values, hidden))
     return out, spent
 
@@ -209,12 +209,13 @@ def student_loss(memory, batch: list[Teacher], layers: list[int] = (), weight: f
     bos = [memory.tokenizer.bos_token_id] if memory.bos else []
     ids, mask = right_pad([bos + t.ids for t in batch], memory.tokenizer.pad_token_id)
     deep = [i for i, t in enumerate(batch) if t.hidden is not None] if weight > 0 else []
-    with captured(memory.model, list(layers) if deep else []) as store:
+    layers = list(layers) if deep else []
+    with captured(memory.model, layers) as store:
         logits = memory.logits(ids, mask)
     off = len(bos)
     student = torch.cat([logits[i, off : off + len(t.ids) - 1] for i, t in enumerate(batch)])
     loss = topk_kl(student, torch.cat([t.top_idx for t in batch]), torch.cat([t.top_logp for t in batch]))
     if deep:
-        h_s = torch.cat([at(store, list(layers), i, ids.shape[1], off, off + len(batch[i].ids) - 1) for i in deep], 1)
+        h_s = torch.cat([at(store, layers, i, ids.shape[1], off, off + len(batch[i].ids) - 1) for i in deep], 1)
         loss = loss + weight * hidden_loss(h_s, torch.cat([batch[i].hidden for i in deep], 1))
     return loss
