@@ -178,19 +178,41 @@ def test_a_sentence_cue_makes_self_study_ask_about_each_named_sentence(base, mon
     monkeypatch.setattr(D, "generate", lambda m, rows, **kw: seen.extend(rows) or real(m, rows, **kw))
     enc = lambda t: tok(t, add_special_tokens=False)["input_ids"]  # noqa: E731
     n = len(named) + 1
-    for cue in ("sentence", "none"):
+    for cue in ("sentence", "alone", "none"):
         seen.clear()
         mem = make_memory(MediumConfig(kind="lora", rank=2, objective="distill", cue=cue, query_tokens=4), model, tok)
         context = mem.teacher_context(material)
         queries, spent = D.query_ids("self_study", mem, material, context, n, random.Random(0))
-        if cue == "sentence":  # each named sentence in turn (then again), read between the transcript and ` Q:`
+        if cue != "none":  # each named sentence in turn (then again), read after the transcript or alone, then ` Q:`
             seeds = [enc(" Q:")] * n
-            assert seen == [context + enc(" " + named[i % len(named)]) + seeds[i] for i in range(n)]
+            before = context if cue == "sentence" else [tok.bos_token_id]
+            assert seen == [before + enc(" " + named[i % len(named)]) + seeds[i] for i in range(n)]
         else:
             seeds = [enc(D.SEEDS[i % len(D.SEEDS)]) for i in range(n)]
             assert seen == [context + seeds[i] for i in range(n)]
         assert all(q[: len(sd)] == sd for q, sd in zip(queries, seeds))  # a query is its seed and what followed
         assert spent == sum(len(r) + len(q) - len(sd) for r, q, sd in zip(seen, queries, seeds))
+
+
+def test_query_turns_make_each_query_a_conversation(base, monkeypatch):
+    model, tok, world = base
+    s = world.sessions[0]
+    material = Material(s.index, s.transcript, 10, transcript=s.transcript)
+    calls = []
+    real = D.generate
+    monkeypatch.setattr(D, "generate", lambda m, rows, **kw: calls.append(list(rows)) or real(m, rows, **kw))
+    mem = make_memory(MediumConfig(kind="lora", rank=2, objective="distill", cue="alone", query_tokens=6,
+                                   query_turns=3), model, tok)  # fmt: skip
+    n, q, eos = 4, tok(" Q:", add_special_tokens=False)["input_ids"], tok.eos_token_id
+    queries, spent = D.query_ids("self_study", mem, material, mem.teacher_context(material), n, random.Random(0))
+    assert len(calls) == 3  # one generation per turn, over every query
+    for first, last, query in zip(calls[0], calls[2], queries):
+        cue = first[: -len(q)]
+        assert last == cue + query[: max(i for i, t in enumerate(query) if t == eos) + 1] + q  # asked on after its answers
+        assert query.count(eos) == 2 and query[: len(q)] == q  # three turns, each from ` Q:`
+    assert spent == sum(len(r) for c in calls for r in c) + sum(len(x) - 3 * len(q) - 2 for x in queries)
+    with pytest.raises(ValueError, match="query_turns"):
+        MediumConfig(query_turns=0)
 
 
 def test_a_sharpened_teacher_divides_its_logits_before_the_top_k(base, monkeypatch):

@@ -102,12 +102,17 @@ class MediumConfig:
     bound, never the default)."""
     n_queries: int = 32
     """distill: query sequences drawn per session."""
-    cue: Literal["none", "sentence"] = "none"
+    cue: Literal["none", "sentence", "alone"] = "none"
     """distill, self_study: before each ` Q:` seed the medium re-reads one transcript sentence that names
     someone (each in turn), so the questions it writes cover every such sentence; the cue is not part of the
-    query. No ground truth is used."""
+    query. `sentence` reads it after the whole transcript, `alone` reads it without the transcript (BOS and
+    the sentence), so the question is about that sentence. No ground truth is used."""
     query_tokens: int = 32
     """distill, self_study: most tokens each query continues its seed for (notes of a session run to ~80)."""
+    query_turns: int = 1
+    """distill, self_study: questions each query asks in a row: after each answer (and its end token) the medium
+    is seeded with ` Q:` again and asks on, as pretraining's question runs do (which end in two-hop
+    questions); teacher and student see the whole conversation."""
     base_queries: int = 4096
     """distill with base_replay: base-knowledge texts distilled from the bare model (drawn at the first write)."""
     base_study: float = 0.0
@@ -138,7 +143,7 @@ class MediumConfig:
             if getattr(self, key) < 0:
                 raise ValueError(f"media '{self.name}': {key} must be >= 0, got {getattr(self, key)}")
         for key in ("budget_tokens", "steps", "batch_size", "rank", "prompt_tokens", "n_queries", "top_k",
-                    "base_queries", "query_tokens", "teacher_temperature"):
+                    "base_queries", "query_tokens", "query_turns", "teacher_temperature"):
             if getattr(self, key) <= 0:
                 raise ValueError(f"media '{self.name}': {key} must be positive, got {getattr(self, key)}")
         if self.memory_rank < 0:

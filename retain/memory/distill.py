@@ -126,11 +126,18 @@ def query_ids(kind: str, memory, material, context: list[int], n: int,
     seeds = [enc(SEEDS[i % len(SEEDS)]) for i in range(n)]
     cues = [[] for _ in range(n)]
     named = [s for s in sentences(material.transcript) if names(s)]
-    if memory.cfg.cue == "sentence" and named:  # re-read one sentence that names someone, then ask: each in turn
+    if memory.cfg.cue != "none" and named:  # re-read one sentence that names someone, then ask: each in turn
         cues = [enc(" " + named[i % len(named)]) for i in range(n)]
         seeds = [enc(SEEDS[0]) for _ in range(n)]
-    out, spent = sample(memory, [context + c + s for c, s in zip(cues, seeds)], rng)
-    return [s + o for s, o in zip(seeds, out)], spent
+        if memory.cfg.cue == "alone":  # the sentence without the transcript before it: one chunk, as Cartridges
+            context = context[:1] if context[:1] == [tok.bos_token_id] else []
+    queries, spent = [[] for _ in range(n)], 0
+    for turn in range(memory.cfg.query_turns):  # a conversation: after each answer the model asks again
+        if turn:
+            queries, seeds = [q + [tok.eos_token_id] for q in queries], [enc(SEEDS[0]) for _ in range(n)]
+        out, more = sample(memory, [context + c + q + s for c, q, s in zip(cues, queries, seeds)], rng)
+        queries, spent = [q + s + o for q, s, o in zip(queries, seeds, out)], spent + more
+    return queries, spent
 
 
 def sample(memory, prompts: list[list[int]], rng: random.Random) -> tuple[list[list[int]], int]:
