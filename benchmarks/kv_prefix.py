@@ -46,7 +46,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--lr", type=float, default=2e-2)
     ap.add_argument("--focus", choices=("none", "entity"), default="entity", help="distill teacher focus")
-    ap.add_argument("--cue", choices=("none", "sentence"), default="sentence", help="self-study cue")
+    ap.add_argument("--cue", choices=("none", "sentence", "alone"), default="sentence", help="self-study cue")
     ap.add_argument("--base-replay", type=float, default=0.0, help="fraction of each batch on base knowledge")
     ap.add_argument("--base-study", type=float, default=1.0, help="of those, the fraction self-studied")
     ap.add_argument("--replay", type=float, default=0.5, help="written beside: earlier session's share of a batch")
