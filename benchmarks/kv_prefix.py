@@ -8,8 +8,10 @@ asked that session's questions. Then the session-init prefixes of sessions (1, 2
 concatenated and asked both sessions' questions: composition keeps a session when its recall with the
 pair is at least 0.8 of its recall with its own prefix alone. The pair is also written as one growing
 memory (`blocks: per_session`: the second session's block distilled beside the frozen first, replaying its
-queries), and read in context (both transcripts in the prompt), the reader's own limit. Writes
-results.json and a section of docs/RESULTS.md.
+queries), and read in context (both transcripts in the prompt), the reader's own limit. Routed by name:
+the two prefixes trained apart, concatenated behind one sink, each question reading only the prefix whose
+session names its person (`route: entity`), against the reader with both transcripts under `focus:
+entity`. Writes results.json and a section of docs/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ BESIDE = "written beside"
 """The second session's block written after the first's, which stays frozen (`blocks: per_session`)."""
 ONE = "one prefix for both"
 """Both sessions written in turn into one prefix of P (`blocks: one`): half the bytes of two prefixes."""
+ROUTED = "routed by name"
+"""The two prefixes trained apart, one shared sink, each question reading the prefixes whose sessions name
+a person it names (`route: entity`)."""
 
 
 def ratios(got: list[float], ref: list[float]) -> list[float]:
@@ -58,6 +63,7 @@ def main() -> None:
     from retain.continual.rehearsal import Rehearsal
     from retain.eval.exact_match import exact_match
     from retain.memory import MediumConfig, make_memory
+    from retain.memory.context import names
     from retain.memory.kv_prefix import compose
     from retain.memory.writers import WriterConfig, make_writer
     from retain.models.build import load_model_and_tokenizer
@@ -84,8 +90,8 @@ def main() -> None:
         mem.base_teachers = base_teachers  # what the bare model teaches is the same for every fresh medium
         return mem
 
-    def in_context(written):
-        mem = make_memory(MediumConfig(kind="context"), model, tok)
+    def in_context(written, focus="none"):
+        mem = make_memory(MediumConfig(kind="context", focus=focus), model, tok)
         for m in written:
             mem.write(m)
         return mem
@@ -102,12 +108,15 @@ def main() -> None:
             if init == "session":
                 prefixes.append(mem.prefix())
     pairs = []
-    holder = fresh("session")
+    holder, router = fresh("session"), fresh("session", route="entity")
     for a in range(0, len(materials) - 1, 2):
         row = {"sessions": [a + 1, a + 2], "alone": [alone["session"][a], alone["session"][a + 1]]}
         for mode, kw in MODES.items():
             holder.load(compose(prefixes[a], prefixes[a + 1], model=holder.model if kw else None, shared_sink=kw))
             row[mode] = [recall(holder, world.sessions[a]), recall(holder, world.sessions[a + 1])]
+        router.load(compose(prefixes[a], prefixes[a + 1], model=router.model, shared_sink=True),
+                    names=[names(m.transcript) for m in materials[a : a + 2]])  # fmt: skip
+        row[ROUTED] = [recall(router, world.sessions[a]), recall(router, world.sessions[a + 1])]
         for mode, blocks in ((BESIDE, "per_session"), (ONE, "one")):  # the pair written in turn, with replay
             grown = fresh("session", blocks=blocks, replay=args.replay)
             for m in materials[a : a + 2]:
@@ -117,6 +126,8 @@ def main() -> None:
         row["context alone"] = [recall(in_context(materials[i : i + 1]), world.sessions[i]) for i in (a, a + 1)]
         both = in_context(materials[a : a + 2])
         row["context together"] = [recall(both, world.sessions[i]) for i in (a, a + 1)]
+        both = in_context(materials[a : a + 2], focus="entity")
+        row["context focused"] = [recall(both, world.sessions[i]) for i in (a, a + 1)]
         pairs.append(row)
     seconds = time.perf_counter() - t0
     (out / "results.json").write_text(json.dumps({"alone": alone, "pairs": pairs, "seconds": seconds}, indent=2))
@@ -126,9 +137,10 @@ def main() -> None:
             "| ---: | ---: | ---: |"]
     rows += [f"| {i + 1} | {s:.2f} | {t:.2f} |" for i, (s, t) in enumerate(zip(alone["session"], alone["text"]))]
     rows += [f"| mean | {mean(alone['session']):.3f} | {mean(alone['text']):.3f} |"]
-    kept = {mode: [] for mode in (*MODES, BESIDE, ONE)}
+    kept = {mode: [] for mode in (*MODES, BESIDE, ONE, ROUTED)}
     comp = ["| sessions | alone | concatenated as trained | one shared sink, second prefix shifted | second block "
-            "written beside the first | one prefix for both, written in turn |", "| --- | --- | --- | --- | --- | --- |"]
+            "written beside the first | one prefix for both, written in turn | concatenated, routed by name |",
+            "| --- | --- | --- | --- | --- | --- | --- |"]
     for p in pairs:
         cells = []
         for mode in kept:
@@ -137,14 +149,18 @@ def main() -> None:
             cells.append(f"{p[mode][0]:.2f}, {p[mode][1]:.2f} (kept {k[0]:.2f}, {k[1]:.2f})")
         comp.append(f"| {p['sessions'][0]} + {p['sessions'][1]} | {p['alone'][0]:.2f}, {p['alone'][1]:.2f} | "
                     f"{' | '.join(cells)} |")  # fmt: skip
-    ctx = ["| sessions | one session in context | both in context | kept |", "| --- | --- | --- | --- |"]
-    ctx_kept = []
+    ctx = ["| sessions | one session in context | both in context | kept | both, focus entity | kept |",
+           "| --- | --- | --- | --- | --- | --- |"]
+    ctx_kept, focus_kept = [], []
     for p in pairs:
         k = ratios(p["context together"], p["context alone"])
+        f = ratios(p["context focused"], p["context alone"])
         ctx_kept += [x for x in k if x == x]
+        focus_kept += [x for x in f if x == x]
         ctx.append(f"| {p['sessions'][0]} + {p['sessions'][1]} | {p['context alone'][0]:.2f}, "
                    f"{p['context alone'][1]:.2f} | {p['context together'][0]:.2f}, {p['context together'][1]:.2f} "
-                   f"| {k[0]:.2f}, {k[1]:.2f} |")  # fmt: skip
+                   f"| {k[0]:.2f}, {k[1]:.2f} | {p['context focused'][0]:.2f}, {p['context focused'][1]:.2f} "
+                   f"| {f[0]:.2f}, {f[1]:.2f} |")  # fmt: skip
     verdict = [f"- {mode}: keeps >= {KEEP} of each session's recall: on the mean "
                f"{'met' if mean(kept[mode]) >= KEEP else 'not met'} ({mean(kept[mode]):.2f}), for every session "
                f"{'met' if min(kept[mode]) >= KEEP else 'not met'} (lowest {min(kept[mode]):.2f})"
@@ -159,10 +175,13 @@ def main() -> None:
             f"distilled after the first's, which stays frozen, with {args.replay:.0%} of each batch replaying the first "
             "session's queries (`blocks: per_session`; 2P - 1 positions). One prefix for both: the pair written in turn "
             "into one prefix of P with the same replay (`blocks: one`; half the bytes). Kept is against each "
-            "session's prefix trained alone:\n\n"
+            "session's prefix trained alone. Routed by name: the two prefixes trained apart behind one sink, "
+            "each question reading only the prefix whose session names a person the question names "
+            "(`route: entity`), starting right after it:\n\n"
             + "\n".join(comp) + "\n\n" + "\n".join(verdict) + "\n\nThe reader's own limit: the model with the "
             "transcripts in its context (no prefix), one session or both, asked each session's questions (mean kept "
-            f"{mean(ctx_kept):.2f}):\n\n" + "\n".join(ctx))  # fmt: skip
+            f"{mean(ctx_kept):.2f}); and both under `focus: entity`, each question seeing only the sentences "
+            f"naming its person (mean kept {mean(focus_kept):.2f}):\n\n" + "\n".join(ctx))  # fmt: skip
     write_section("kv_prefix", "KV prefix: initialisation and composition", body)
 
 

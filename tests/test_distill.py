@@ -14,6 +14,7 @@ from retain.memory import distill as D
 from retain.memory.kv_prefix import compose, forward_with_prefix, kv_of
 from retain.models.build import load_model_and_tokenizer
 from retain.models.generate import kv_pairs
+from retain.train.data import right_pad
 from retain.world.io import load_world
 
 
@@ -329,3 +330,40 @@ def test_per_session_blocks_grow_the_prefix_and_keep_the_earlier_block(smoke_bas
     with pytest.raises(RetainError, match="does not fit the model's context"):
         mem.write(m[0])
     assert mem.prefix()[0][0].shape[2] == 2 * P - 1  # nothing written is lost
+
+
+def test_route_entity_reads_only_the_blocks_that_name_the_prompts_people(base):
+    from retain.memory.context import names
+    from retain.memory.kv_prefix import routes
+
+    model, tok, world = base
+    P, bos = 6, tok.bos_token_id
+    s0, s1 = world.sessions[:2]
+    pa, pb = (kv_of(model, [bos] + tok(s.transcript, add_special_tokens=False)["input_ids"][: P - 1]) for s in (s0, s1))
+    keys = [names(s0.transcript), names(s1.transcript)]
+    mem = make_memory(MediumConfig(kind="kv_prefix", prompt_tokens=P, route="entity"), model, tok)
+    mem.load(compose(pa, pb, model=model, shared_sink=True), names=keys)
+    # a name kept without its first word (it started a sentence) still finds the whole name
+    assert routes([{"Lindqvist"}], ["Where does Ada Lindqvist live?", "Where does Ada live?"], P)[0][:, 1].tolist() == [1, 0]
+    q0 = [q for q in s0.questions if not any(n in s1.transcript for n in names(q.text))][:3]
+    nobody = "Where does Zzyx Qorb live ?"
+    seen, start = mem.route([q0[0].text, nobody])
+    assert seen.tolist() == [[1] * P + [0] * (P - 1), [1] + [0] * (2 * P - 2)]
+    assert start.tolist() == [P, 1]  # after the last block read: the first block is read as it was trained
+    ids, mask = right_pad([tok(t, add_special_tokens=False)["input_ids"] for t in (q0[0].text, nobody)], tok.pad_token_id)
+    with torch.no_grad():
+        got = mem.logits(ids, mask)
+        alone = forward_with_prefix(model, pa, ids[:1], mask[:1])
+        bare = model(input_ids=torch.cat([torch.tensor([[bos]]), ids[1:]], 1)).logits[:, 1:]
+    n0, n1 = int(mask[0].sum()), int(mask[1].sum())
+    assert torch.allclose(got[0, :n0], alone[0, :n0], atol=1e-4)  # as if the other block were not there
+    assert torch.allclose(got[1, :n1], bare[0, :n1], atol=1e-4)  # naming nobody: the bare model
+    first = make_memory(MediumConfig(kind="kv_prefix", prompt_tokens=P), model, tok)
+    first.load(pa)
+    assert mem.answer(q0) == first.answer(q0)  # generation takes the same route
+    index = sum(len(n.encode()) + 1 for k in keys for n in k)
+    assert mem.nbytes() == (2 * P - 1) * sum(k.shape[1] * k.shape[3] * 2 for k, _ in pa) * 2 + index
+    with pytest.raises(RetainError, match="not 3 block"):
+        mem.load(compose(pa, pb, model=model, shared_sink=True), names=keys + [set()])
+    with pytest.raises(ValueError, match="route applies to kv_prefix"):
+        MediumConfig(kind="lora", route="entity")

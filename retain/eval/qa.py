@@ -27,21 +27,21 @@ def decode_answer(tokenizer, ids: list[int]) -> str:
 
 
 def answer(model: torch.nn.Module, tokenizer, prompts: Sequence[str], max_new_tokens: int = 8,
-           batch_size: int = 64, prefix=None, bos: bool = True) -> list[str]:  # fmt: skip
+           batch_size: int = 64, prefix=None, bos: bool = True, route=None) -> list[str]:  # fmt: skip
     """Greedy answers to full prompts (context + `Q: ... A:`), after a KV-cache `prefix` if given (`bos=False`
-    when the prefix holds the BOS)."""
+    when the prefix holds the BOS; `route`: which prefix positions each prompt reads, `generate`)."""
     ids = [encode(tokenizer, p, bos) for p in prompts]
     out = generate(model, ids, eos_id=tokenizer.eos_token_id, pad_id=tokenizer.pad_token_id,
-                   max_new_tokens=max_new_tokens, batch_size=batch_size, prefix=prefix)  # fmt: skip
+                   max_new_tokens=max_new_tokens, batch_size=batch_size, prefix=prefix, route=route)  # fmt: skip
     return [decode_answer(tokenizer, o) for o in out]
 
 
 def ask(model, tokenizer, questions: Sequence, context: str | Sequence[str] | None = None,
-        max_new_tokens: int = 8, batch_size: int = 64, prefix=None, bos: bool = True) -> list[str]:  # fmt: skip
+        max_new_tokens: int = 8, batch_size: int = 64, prefix=None, bos: bool = True, route=None) -> list[str]:  # fmt: skip
     """Answers to `Question`s, closed-book or with one context for all (or one per question)."""
     contexts = context if isinstance(context, (list, tuple)) else [context] * len(questions)
     return answer(model, tokenizer, [qa_prompt(q.text, c) for q, c in zip(questions, contexts)], max_new_tokens,
-                  batch_size, prefix, bos)  # fmt: skip
+                  batch_size, prefix, bos, route)  # fmt: skip
 
 
 def score(questions: Sequence, predictions: Sequence[str]) -> dict[str, float]:

@@ -90,6 +90,11 @@ class MediumConfig:
     written after the earlier sessions' blocks, which stay frozen (one shared sink): the memory grows by P - 1
     positions per session, and each block is trained beside the blocks before it (with replay, on their
     sessions' queries too), so that the blocks compose."""
+    route: Literal["none", "entity"] = "none"
+    """kv_prefix: which blocks a prompt reads. none: all of them. entity: the BOS sink, and each block written
+    from a session that names a person the prompt names (the names each block's session mentions are kept
+    beside it, and counted in its bytes); the prompt then starts right after the last block it reads. The
+    same name match as the context's `focus: entity`, applied to blocks (docs/distill.md)."""
     source: Literal["writer", "transcript", "oracle"] = "writer"
     """Weight media, sft: what is written: the run's writer's material, the raw transcript, or the oracle
     notes (with their facts, for paraphrase augmentation), so one run can compare sources side by side."""
@@ -158,6 +163,8 @@ class MediumConfig:
             raise ValueError(f"media '{self.name}': base_study must be in [0, 1], got {self.base_study}")
         if not 0.0 <= self.replay + self.base_replay < 1.0 or self.replay < 0 or self.base_replay < 0:
             raise ValueError(f"media '{self.name}': replay + base_replay must be in [0, 1)")
+        if self.route != "none" and self.kind != "kv_prefix":
+            raise ValueError(f"media '{self.name}': route applies to kv_prefix blocks only; remove it for {self.kind}")
         if self.kind == "kv_prefix" and self.prompt_tokens < 2:
             raise ValueError(f"media '{self.name}': a kv_prefix needs prompt_tokens >= 2 (position 0 is the "
                              "frozen BOS sink)")  # fmt: skip
@@ -253,14 +260,20 @@ class Memory(ABC):
         """A KV cache every prompt continues (None: none)."""
         return None
 
+    def route(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Per prompt text, which positions of `prefix()` it reads (B, P) and the position it starts at (B,);
+        None: every prompt reads the whole prefix and starts after it."""
+        return None
+
     def answer(self, questions: list[Question], contexts: list[str | None] | None = None,
                batch_size: int = 64) -> list[str]:  # fmt: skip
         """Greedy answers to `questions` with whatever the memory holds; `contexts` replaces the medium's
         own context (to test a skill such as reading a given biography)."""
         contexts = contexts if contexts is not None else [self.context(q) for q in questions]
         prefix = self.prefix()
+        route = self.route([q.text for q in questions]) if prefix else None
         return ask(self.model, self.tokenizer, questions, contexts, batch_size=batch_size, prefix=prefix,
-                   bos=self.bos or prefix is None)  # fmt: skip
+                   bos=self.bos or prefix is None, route=route)  # fmt: skip
 
     @abstractmethod
     def nbytes(self) -> int:

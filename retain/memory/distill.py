@@ -146,7 +146,8 @@ def sample(memory, prompts: list[list[int]], rng: random.Random) -> tuple[list[l
     tok = memory.tokenizer
     gen = torch.Generator().manual_seed(rng.randrange(2**31))
     out = generate(memory.model, prompts, eos_id=tok.eos_token_id, pad_id=tok.pad_token_id,
-                   max_new_tokens=memory.cfg.query_tokens, do_sample=True, generator=gen, prefix=memory.prefix())  # fmt: skip
+                   max_new_tokens=memory.cfg.query_tokens, do_sample=True, generator=gen, prefix=memory.prefix(),
+                   route=memory.route([tok.decode(p) for p in prompts]))  # fmt: skip
     return out, sum(len(p) + len(o) for p, o in zip(prompts, out))
 
 

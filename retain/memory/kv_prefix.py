@@ -13,11 +13,15 @@ prefix of a model then starts with the same sink, so prefixes compose with one s
 
 With `blocks: per_session` every session gets a new block of P positions after the frozen blocks of the
 sessions before it: the block is written in their company, which is what lets blocks compose (docs/distill.md).
+With `route: entity` a prompt reads only the blocks whose sessions name a person it names (`routes`): the
+model here cannot tell two sessions' people apart in one context (binding), so blocks it does not need are
+kept out of its sight, as the context's `focus: entity` keeps sentences out.
 """
 
 from __future__ import annotations
 
 import random
+import re
 from contextlib import contextmanager
 
 import torch
@@ -26,6 +30,7 @@ from retain.errors import RetainError
 from retain.fermi.formulas import kv_prefix_params
 from retain.memory import storage
 from retain.memory.base import Material
+from retain.memory.context import names
 from retain.memory.weights import WeightMemory
 from retain.models.generate import cache_kwarg, kv_pairs, prefix_cache
 from retain.runs.seed import derive_seed
@@ -67,12 +72,39 @@ def compose(*prefixes: KV, model=None, shared_sink: bool = False) -> KV:
             for i in range(len(prefixes[0]))]  # fmt: skip
 
 
-def forward_with_prefix(model, prefix: KV | None, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Logits of right-padded `ids` after `prefix` (positions P.. ; the prefix is visible to every row)."""
+def mentions(keys: set[str], wanted: set[str]) -> bool:
+    """Whether a name of `wanted` and a name of `keys` are the same person: one holds the other as whole words
+    ("Lindqvist", what `names` keeps of a name that starts a sentence, holds for "Hugo Lindqvist")."""
+    hit = lambda a, b: re.search(rf"\b{re.escape(a)}\b", b) is not None  # noqa: E731
+    return any(hit(a, b) or hit(b, a) for a in wanted for b in keys)
+
+
+def routes(blocks: list[set[str]], texts: list[str], P: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """For prefix blocks laid out as one BOS sink then P - 1 positions per block (the names each block's
+    session mentions in `blocks`), per text: the positions it reads, (B, 1 + len(blocks)(P - 1)) 0/1 (the
+    sink, and the blocks whose names it mentions), and the position it starts at (B,): right after the last
+    block it reads, so a text reading one block sees it at the distance it was trained at."""
+    seen = torch.zeros((len(texts), 1 + len(blocks) * (P - 1)), dtype=torch.long)
+    seen[:, 0] = 1
+    start = torch.ones(len(texts), dtype=torch.long)
+    for i, text in enumerate(texts):
+        wanted = names(text)
+        for b, keys in enumerate(blocks):
+            if mentions(keys, wanted):
+                seen[i, 1 + b * (P - 1) : 1 + (b + 1) * (P - 1)] = 1
+                start[i] = 1 + (b + 1) * (P - 1)
+    return seen, start
+
+
+def forward_with_prefix(model, prefix: KV | None, ids: torch.Tensor, mask: torch.Tensor,
+                        route: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:  # fmt: skip
+    """Logits of right-padded `ids` after `prefix` (positions P.. ; the prefix is visible to every row), or
+    with `route` only the prefix positions each row reads, the row starting where it says (`routes`)."""
     B = ids.shape[0]
     P = prefix[0][0].shape[2] if prefix else 0
-    position = (mask.cumsum(-1) - 1).clamp(min=0) + P
-    full = torch.cat([torch.ones((B, P), dtype=mask.dtype), mask], dim=1)
+    seen, start = route if route is not None else (torch.ones((B, P), dtype=mask.dtype), torch.full((B,), P))
+    position = (mask.cumsum(-1) - 1).clamp(min=0) + start[:, None]
+    full = torch.cat([seen.to(mask.dtype), mask], dim=1)
     out = model(input_ids=ids, attention_mask=full, position_ids=position, use_cache=True,
                 **{cache_kwarg(model): prefix_cache(prefix, B)})  # fmt: skip
     return out.logits
@@ -90,6 +122,7 @@ class KVPrefixMemory(WeightMemory):
         self.keys: list[torch.nn.Parameter] = []  # positions 1..P-1, trained
         self.values: list[torch.nn.Parameter] = []
         self.frozen: KV | None = None  # blocks per_session: the earlier sessions' blocks, composed, one sink
+        self.names: list[set[str]] = []  # route entity: per block, the names its sessions mention
         if cfg.prefix_init == "text":
             if self.base_text is None:
                 raise RetainError("prefix_init 'text' needs base text to start from; use prefix_init: session")
@@ -114,9 +147,14 @@ class KVPrefixMemory(WeightMemory):
                               "or use prefix_init: text")  # fmt: skip
         self.set_block(kv_of(self.model, ids[:P]))
 
-    def load(self, prefix: KV) -> None:
-        """The memory <- `prefix`, one block (position 0 the frozen sink, the rest trainable)."""
-        self.frozen = None
+    def load(self, prefix: KV, names: list[set[str]] | None = None) -> None:
+        """The memory <- `prefix`, one block (position 0 the frozen sink, the rest trainable); for `route`, the
+        names of each of the blocks it holds (one sink, then P - 1 positions per block, as `compose` with a
+        shared sink lays them out)."""
+        if names is not None and prefix[0][0].shape[2] != 1 + len(names) * (self.cfg.prompt_tokens - 1):
+            raise RetainError(f"a prefix of {prefix[0][0].shape[2]} positions is not {len(names)} block(s) of "
+                              f"prompt_tokens={self.cfg.prompt_tokens} behind one sink; compose with shared_sink")  # fmt: skip
+        self.frozen, self.names = None, list(names or [])
         self.set_block(prefix)
 
     def set_block(self, prefix: KV) -> None:
@@ -135,19 +173,22 @@ class KVPrefixMemory(WeightMemory):
             self.frozen, self.sink, self.keys, self.values = frozen, [], [], []
             if self.cfg.prefix_init == "text":
                 self.from_text(material.session)
+        text = material.transcript or material.text
+        if self.cfg.blocks == "per_session" or not self.names:
+            self.names.append(set())
+        self.names[-1] |= names(text)
         if not self.keys:  # prefix_init session: the session's own cache
-            text = material.transcript or material.text
             self.initialise([self.tokenizer.bos_token_id] + self.tokenizer(text, add_special_tokens=False)["input_ids"])
         return super().write(material)
 
     @contextmanager
     def bare(self):
-        held = self.sink, self.keys, self.values, self.frozen
-        self.sink, self.keys, self.values, self.frozen = [], [], [], None
+        held = self.sink, self.keys, self.values, self.frozen, self.names
+        self.sink, self.keys, self.values, self.frozen, self.names = [], [], [], None, []
         try:
             yield self
         finally:
-            self.sink, self.keys, self.values, self.frozen = held
+            self.sink, self.keys, self.values, self.frozen, self.names = held
 
     def trainable(self) -> list[torch.nn.Parameter]:
         return [*self.keys, *self.values]
@@ -164,20 +205,30 @@ class KVPrefixMemory(WeightMemory):
         live = self.live()
         return [(k.detach(), v.detach()) for k, v in live] if live else None
 
+    def route(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor] | None:
+        if self.cfg.route == "none" or not self.keys or not self.names:  # nothing to route by: read it all
+            return None
+        return routes(self.names, texts, self.cfg.prompt_tokens)
+
     def logits(self, ids, mask):
         live = self.live()
         if live is None:  # before the first write nothing holds the BOS: put it in front
             bos = torch.full((ids.shape[0], 1), self.tokenizer.bos_token_id, dtype=ids.dtype)
             ids, mask = torch.cat([bos, ids], 1), torch.cat([torch.ones_like(mask[:, :1]), mask], 1)
             return forward_with_prefix(self.model, None, ids, mask)[:, 1:]
-        return forward_with_prefix(self.model, live, ids, mask)
+        route = self.route([self.tokenizer.decode(row[m.bool()]) for row, m in zip(ids, mask)])
+        return forward_with_prefix(self.model, live, ids, mask, route)
 
     def positions(self) -> int:
-        """Positions the prefix holds: P, and P - 1 more for every frozen block (one sink for all)."""
-        return self.cfg.prompt_tokens + (self.frozen[0][0].shape[2] - 1 if self.frozen else 0)
+        """Positions the prefix holds: the block being written (P before the first write; a loaded prefix as
+        long as it is), and P - 1 more for every frozen block (one sink for all)."""
+        live = 1 + self.keys[0].shape[2] if self.keys else self.cfg.prompt_tokens
+        return live + (self.frozen[0][0].shape[2] - 1 if self.frozen else 0)
 
     def params(self) -> int:
         return kv_prefix_params(self.arch, self.positions())
 
     def nbytes(self) -> int:
-        return storage.stored_bytes(self.params(), self.cfg.dtype)
+        """The prefix at `dtype`, and with `route` the names kept beside each block (UTF-8, one byte apart)."""
+        index = sum(len(n.encode()) + 1 for keys in self.names for n in keys) if self.cfg.route != "none" else 0
+        return storage.stored_bytes(self.params(), self.cfg.dtype) + index

@@ -24,6 +24,7 @@ def generate(
     generator: torch.Generator | None = None,
     batch_size: int = 64,
     prefix: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
+    route: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> list[list[int]]:
     """Continue each prompt until `eos_id` or `max_new_tokens`.
 
@@ -39,6 +40,8 @@ def generate(
         batch_size: prompts per forward pass (sorted by length to limit padding).
         prefix: a KV cache every prompt continues, one (keys, values) pair of shape (1, kv_heads, P,
             head_dim) per layer (a soft prompt's or a trained KV prefix); prompts start at position P.
+        route: with `prefix`, per prompt which of its P positions the prompt reads (len(prompts), P) and the
+            position the prompt starts at (len(prompts),), instead of all P and P.
 
     Returns:
         The generated ids of each prompt, in the input order, without the eos.
@@ -51,8 +54,9 @@ def generate(
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
         batch = [prompts[i] for i in idx]
+        rows = (route[0][idx], route[1][idx]) if route is not None else None
         out = _generate_batch(model, batch, eos_id, pad_id, max_new_tokens, do_sample, logits_processor,
-                              generator, device, prefix)  # fmt: skip
+                              generator, device, prefix, rows)  # fmt: skip
         for i, seq in zip(idx, out):
             results[i] = seq
     model.train(was_training)
@@ -81,7 +85,7 @@ def prefix_cache(prefix: list[tuple[torch.Tensor, torch.Tensor]] | None, batch: 
 
 
 def _generate_batch(model, batch, eos_id, pad_id, max_new_tokens, do_sample, processors, generator, device,
-                    prefix=None):  # fmt: skip
+                    prefix=None, route=None):  # fmt: skip
     B, L = len(batch), max(len(p) for p in batch)
     ids = torch.full((B, L), pad_id, dtype=torch.long)
     mask = torch.zeros((B, L), dtype=torch.long)
@@ -91,10 +95,11 @@ def _generate_batch(model, batch, eos_id, pad_id, max_new_tokens, do_sample, pro
     ids, mask = ids.to(device), mask.to(device)
     position = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, L)
     cache = prefix_cache(prefix, B)
-    if prefix:  # the prefix sits at positions 0..P-1, visible to every row
+    if prefix:  # the prefix sits at positions 0..P-1, visible to every row unless routed
         P = prefix[0][0].shape[2]
-        mask = torch.cat([torch.ones((B, P), dtype=mask.dtype, device=device), mask], dim=1)
-        position = position + P
+        seen, start = route if route is not None else (torch.ones((B, P)), torch.full((B,), P))
+        mask = torch.cat([seen.to(mask.dtype).to(device), mask], dim=1)
+        position = position + start.to(device)[:, None]
     kw = cache_kwarg(model)
     out = model(input_ids=ids, attention_mask=mask, position_ids=position, use_cache=True, logits_to_keep=1,
                 **{kw: cache})  # fmt: skip
