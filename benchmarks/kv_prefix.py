@@ -63,8 +63,7 @@ def main() -> None:
     from retain.continual.rehearsal import Rehearsal
     from retain.eval.exact_match import exact_match
     from retain.memory import MediumConfig, make_memory
-    from retain.memory.context import names
-    from retain.memory.kv_prefix import compose
+    from retain.memory.kv_prefix import compose, index_names
     from retain.memory.writers import WriterConfig, make_writer
     from retain.models.build import load_model_and_tokenizer
     from retain.world.io import load_world
@@ -115,7 +114,7 @@ def main() -> None:
             holder.load(compose(prefixes[a], prefixes[a + 1], model=holder.model if kw else None, shared_sink=kw))
             row[mode] = [recall(holder, world.sessions[a]), recall(holder, world.sessions[a + 1])]
         router.load(compose(prefixes[a], prefixes[a + 1], model=router.model, shared_sink=True),
-                    names=[names(m.transcript) for m in materials[a : a + 2]])  # fmt: skip
+                    names=[index_names(m.transcript) for m in materials[a : a + 2]])  # fmt: skip
         row[ROUTED] = [recall(router, world.sessions[a]), recall(router, world.sessions[a + 1])]
         for mode, blocks in ((BESIDE, "per_session"), (ONE, "one")):  # the pair written in turn, with replay
             grown = fresh("session", blocks=blocks, replay=args.replay)

@@ -334,17 +334,21 @@ def test_per_session_blocks_grow_the_prefix_and_keep_the_earlier_block(smoke_bas
 
 def test_route_entity_reads_only_the_blocks_that_name_the_prompts_people(base):
     from retain.memory.context import names
-    from retain.memory.kv_prefix import routes
+    from retain.memory.kv_prefix import index_names, routes
 
     model, tok, world = base
     P, bos = 6, tok.bos_token_id
     s0, s1 = world.sessions[:2]
     pa, pb = (kv_of(model, [bos] + tok(s.transcript, add_special_tokens=False)["input_ids"][: P - 1]) for s in (s0, s1))
-    keys = [names(s0.transcript), names(s1.transcript)]
+    keys = [index_names(s0.transcript), index_names(s1.transcript)]
     mem = make_memory(MediumConfig(kind="kv_prefix", prompt_tokens=P, route="entity"), model, tok)
     mem.load(compose(pa, pb, model=model, shared_sink=True), names=keys)
     # a name kept without its first word (it started a sentence) still finds the whole name
     assert routes([{"Lindqvist"}], ["Where does Ada Lindqvist live?", "Where does Ada live?"], P)[0][:, 1].tolist() == [1, 0]
+    # a name that opens a sentence is kept whole; people who share a surname do not share a block
+    opened = index_names("User: Wren Soto moved to Lyon. Otto Lorenz guided Hugo Lindqvist. I agree.")
+    assert opened == {"Wren Soto", "Lyon", "Otto Lorenz", "Hugo Lindqvist"}
+    assert routes([opened, {"Nico Soto"}], ["Where does Nico Soto live?"], P)[0][0].tolist() == [1] + [0] * (P - 1) + [1] * (P - 1)
     q0 = [q for q in s0.questions if not any(n in s1.transcript for n in names(q.text))][:3]
     nobody = "Where does Zzyx Qorb live ?"
     seen, start = mem.route([q0[0].text, nobody])

@@ -72,6 +72,23 @@ def compose(*prefixes: KV, model=None, shared_sink: bool = False) -> KV:
             for i in range(len(prefixes[0]))]  # fmt: skip
 
 
+_OPENING = re.compile(r"(?:^|[.?!:]\s+)([A-Z][\w-]*(?:\s+[A-Z][\w-]*)+)")
+"""A run of two or more capitalised words right after a sentence boundary: a name that opens a sentence."""
+
+
+def index_names(text: str) -> set[str]:
+    """The names a block is found by: `names(text)` and the runs of two or more capitalised words that open a
+    sentence ("Lars Navarro" of "User: Lars Navarro moved ...", of which `names` keeps "Navarro"); a name
+    held whole in a longer one is dropped, so two people who share a surname do not share a block."""
+    return fold(names(text) | set(_OPENING.findall(text)))
+
+
+def fold(found: set[str]) -> set[str]:
+    """`found` without one-letter names ("I") and without the names held whole in a longer one."""
+    found = {n for n in found if len(n) > 1}
+    return {n for n in found if not any(n != m and re.search(rf"\b{re.escape(n)}\b", m) for m in found)}
+
+
 def mentions(keys: set[str], wanted: set[str]) -> bool:
     """Whether a name of `wanted` and a name of `keys` are the same person: one holds the other as whole words
     ("Lindqvist", what `names` keeps of a name that starts a sentence, holds for "Hugo Lindqvist")."""
@@ -176,7 +193,7 @@ class KVPrefixMemory(WeightMemory):
         text = material.transcript or material.text
         if self.cfg.blocks == "per_session" or not self.names:
             self.names.append(set())
-        self.names[-1] |= names(text)
+        self.names[-1] = fold(self.names[-1] | index_names(text))
         if not self.keys:  # prefix_init session: the session's own cache
             self.initialise([self.tokenizer.bos_token_id] + self.tokenizer(text, add_special_tokens=False)["input_ids"])
         return super().write(material)
