@@ -33,6 +33,15 @@ class Rehearsal:
         can be studied (asked about, `base_study`) without pulling an update back."""
         return self.draw(rng, self.whole)
 
+    def about(self, names: set[str]):
+        """A drawer of texts about the known people among `names` only (`draw(rng)`), or None when none of
+        them is a known person."""
+        people = [e for e in self.people[0] if e.name in names]
+        if not people:
+            return None
+        pool = (people, [e for e in people if e.split == "known_qa"])
+        return lambda rng: self.draw(rng, pool)
+
     def draw(self, rng: random.Random, pool: tuple[list[Entity], list[Entity]]) -> str:
         people, qa = pool
         if rng.random() < 0.5 or not qa:  # a biography without the updated facts

@@ -207,6 +207,28 @@ class KVPrefixMemory(WeightMemory):
         finally:
             self.sink, self.keys, self.values, self.frozen, self.names = held
 
+    def base_pool(self, material: Material, rng: random.Random) -> tuple[list, int]:
+        """Routed (`route: entity`): a block is read by the questions about every person its session names,
+        the known people the session mentions (a mentor, someone who moved) among them, and no other query
+        reaches it. So its base replay is about those people: the bare model reads a base text about one of
+        them and asks itself about it (` Q:`, as `base_study`), and the teacher is the session's, the model
+        with the transcript's sentences naming that person in front, so what the session changed about them
+        is taught as changed and the rest as the model knew it."""
+        about = getattr(self.base_text, "about", None)
+        if self.cfg.route == "none" or about is None:
+            return super().base_pool(material, rng)
+        draw = about(self.names[-1]) if self.cfg.base_replay else None
+        if draw is None:
+            return [], 0
+        from retain.memory import distill as D
+
+        with self.bare():
+            queries, spent = D.base_study(self, [draw(rng) for _ in range(self.cfg.base_queries)], rng)
+        focused = self.cfg.focus == "entity"
+        contexts = D.focused_contexts(self, material.transcript, queries) if focused else self.teacher_context(material)
+        teachers, more = D.teach(self, contexts, queries, self.cfg.top_k, temperature=self.cfg.teacher_temperature)
+        return teachers, spent + more
+
     def trainable(self) -> list[torch.nn.Parameter]:
         return [*self.keys, *self.values]
 

@@ -200,17 +200,9 @@ class WeightMemory(Memory):
                                    layers=layers)  # fmt: skip
         if not teachers:
             raise RetainError(f"session {material.session + 1}: no query of two or more tokens to distill on")
-        if cfg.base_replay and not self.base_teachers and self.base_text is not None:
-            k = round(cfg.base_study * cfg.base_queries)
-            settled = getattr(self.base_text, "settled", self.base_text)  # studied: nobody a session updates
-            texts = [settled(rng) for _ in range(k)] + [self.base_text(rng) for _ in range(cfg.base_queries - k)]
-            with self.bare():  # the teacher of base knowledge is the model without any memory
-                study, spent_study = D.base_study(self, texts[:k], rng) if k else ([], 0)
-                base = study + [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts[k:]]
-                self.base_teachers, more = D.teach(self, [self.tokenizer.bos_token_id] if self.bos else [], base,
-                                                   cfg.top_k, temperature=cfg.teacher_temperature)  # fmt: skip
-            taught += more + spent_study
-        pools = (teachers, [t for ts in self.session_teachers for t in ts], self.base_teachers)
+        base_pool, more = self.base_pool(material, rng)
+        taught += more
+        pools = (teachers, [t for ts in self.session_teachers for t in ts], base_pool)
         self.session_teachers.append(teachers)
 
         def step() -> tuple[torch.Tensor, int]:
@@ -223,6 +215,25 @@ class WeightMemory(Memory):
             return D.student_loss(self, batch, layers, cfg.hidden_weight), sum(len(t.ids) for t in batch)
 
         return step, spent + taught
+
+    def base_pool(self, material: Material, rng: random.Random) -> tuple[list, int]:
+        """distill with base_replay: the base-knowledge teachers this write replays, and the forward tokens
+        spent on them. Drawn once, at the first write, and taught by the model without any memory."""
+        from retain.memory import distill as D
+
+        cfg = self.cfg
+        if cfg.base_replay and not self.base_teachers and self.base_text is not None:
+            k = round(cfg.base_study * cfg.base_queries)
+            settled = getattr(self.base_text, "settled", self.base_text)  # studied: nobody a session updates
+            texts = [settled(rng) for _ in range(k)] + [self.base_text(rng) for _ in range(cfg.base_queries - k)]
+            with self.bare():  # the teacher of base knowledge is the model without any memory
+                study, spent = D.base_study(self, texts[:k], rng) if k else ([], 0)
+                base = study + [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts[k:]]
+                self.base_teachers, more = D.teach(self, [self.tokenizer.bos_token_id] if self.bos else [], base,
+                                                   cfg.top_k, temperature=cfg.teacher_temperature)  # fmt: skip
+            return self.base_teachers, spent + more
+        return self.base_teachers, 0
+
 
 class LoraMemory(WeightMemory):
     """A PEFT LoRA adapter; the base weights stay frozen. `adapters: single` trains one adapter on every
