@@ -371,3 +371,39 @@ def test_route_entity_reads_only_the_blocks_that_name_the_prompts_people(base):
         mem.load(compose(pa, pb, model=model, shared_sink=True), names=keys + [set()])
     with pytest.raises(ValueError, match="route applies to kv_prefix"):
         MediumConfig(kind="lora", route="entity")
+
+
+def test_routed_base_replay_is_about_the_known_people_the_session_names(smoke_base):
+    from retain.continual.rehearsal import Rehearsal
+    from retain.memory.kv_prefix import index_names
+
+    world = load_world(smoke_base / "world")
+    model, tok = load_model_and_tokenizer(smoke_base / "model")
+    known = {e.name for e in world.known}
+    s = next(s for s in world.sessions if known & index_names(s.transcript))
+    named = known & index_names(s.transcript)
+    rehearsal, drawn = Rehearsal(world), []
+
+    class Recorded:  # the loop's rehearsal, with every text drawn about someone kept
+        settled = rehearsal.settled
+
+        def __call__(self, rng):
+            return rehearsal(rng)
+
+        def about(self, names):
+            draw = rehearsal.about(names)
+            return draw and (lambda rng: drawn.append(draw(rng)) or drawn[-1])
+
+    cfg = MediumConfig(kind="kv_prefix", prompt_tokens=4, route="entity", objective="distill", queries="spans",
+                       focus="entity", base_replay=0.5, base_queries=6, query_tokens=8)  # fmt: skip
+    mem = make_memory(cfg, model, tok, base_text=Recorded())
+    material = Material(s.index, s.transcript, 10, transcript=s.transcript)
+    mem.names = [index_names(s.transcript)]
+    teachers, spent = mem.base_pool(material, random.Random(0))
+    assert len(drawn) == 6 and all(any(n in t for n in named) for t in drawn)  # only the people it names
+    assert len(teachers) > 0 and spent > 0
+    seed = tok(D.SEEDS[0], add_special_tokens=False)["input_ids"]
+    assert all(t.ids[: len(seed)] == seed for t in teachers)  # the bare model's own questions, not the texts
+    mem.names = [{"Nobody Known"}]
+    assert mem.base_pool(material, random.Random(0)) == ([], 0)
+    assert Rehearsal(world).about({"Nobody Known"}) is None
