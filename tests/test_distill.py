@@ -407,3 +407,24 @@ def test_routed_base_replay_is_about_the_known_people_the_session_names(smoke_ba
     mem.names = [{"Nobody Known"}]
     assert mem.base_pool(material, random.Random(0)) == ([], 0)
     assert Rehearsal(world).about({"Nobody Known"}) is None
+
+
+def test_base_replay_made_before_an_update_leaves_out_the_updated_people_once_it_is_read(smoke_base):
+    from retain.continual.rehearsal import Rehearsal
+
+    world = load_world(smoke_base / "world")
+    model, tok = load_model_and_tokenizer(smoke_base / "model")
+    rehearsal = Rehearsal(world)
+    cfg = MediumConfig(kind="lora", objective="distill", queries="oracle", base_replay=0.5, base_queries=64,
+                       base_study=0.0, query_tokens=8)  # fmt: skip
+    mem = make_memory(cfg, model, tok, base_text=rehearsal)
+    s = world.sessions[0]
+    material = Material(s.index, s.transcript, 10, transcript=s.transcript)
+    made, spent = mem.base_pool(material, random.Random(0))  # made at the first write, nothing read yet
+    assert len(made) == 64 and spent > 0
+    rehearsal.upto(world.sessions[-1].index)
+    kept, spent = mem.base_pool(material, random.Random(0))
+    touched = {f.entity for s in world.sessions for f in s.updates}
+    about = lambda t: any(n in tok.decode(t.ids) for n in touched)  # noqa: E731
+    assert spent == 0 and any(about(t) for t in made)  # reused, not remade
+    assert kept == [t for t in made if not about(t)]

@@ -159,10 +159,12 @@ def run_medium(cfg: ContinualConfig, mcfg: MediumConfig, materials, suites: Suit
     """Write every session into one medium, evaluating after each write; returns the medium's record."""
     model, tok = load_model_and_tokenizer(Path(cfg.base) / "model")
     seed_everything(derive_seed(cfg.seed, "medium", mcfg.name))
-    memory = make_memory(mcfg, model, tok, base_text=Rehearsal(world), shot_pool=suites.shots, seed=cfg.seed)
+    rehearsal = Rehearsal(world)
+    memory = make_memory(mcfg, model, tok, base_text=rehearsal, shot_pool=suites.shots, seed=cfg.seed)
     before = evaluate(memory, suites, cfg.eval.batch_size)
     rows, evals, costs = [], [], []
     for m in progress(materials, desc=f"{mcfg.name}", leave=False):
+        rehearsal.upto(m.session)  # replay knows the sessions read so far, not the later ones
         cost = memory.write(m)
         ev = evaluate(memory, suites, cfg.eval.batch_size)
         rows.append(ev["sessions"])

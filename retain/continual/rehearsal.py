@@ -11,15 +11,27 @@ from retain.world.world import Entity, World
 
 class Rehearsal:
     """`rehearsal(rng)`: one base-knowledge text, half a biography of a known person, half a QA pair of a
-    known person of the QA split. A fact some session updates is never rehearsed (its value would be stale);
-    the person's other facts are."""
+    known person of the QA split. A fact a session already read updates is no longer rehearsed (its value
+    would be stale); the person's other facts are. What it knows of the sessions is only what the loop has
+    read: `upto(i)` before session i is written, so no write learns which facts a later session changes."""
 
     def __init__(self, world: World):
-        self.updated = world.updated_facts()
-        people = [e for e in world.known if self.facts(e)]
-        whole = [e for e in people if len(self.facts(e)) == len(e.attrs)]
+        self.world = world
+        self.upto(-1)
+
+    def upto(self, session: int) -> None:
+        """The sessions of index <= `session` have been read: leave out the facts they update."""
+        self.updated = {(f.entity, f.attribute) for s in self.world.sessions if s.index <= session for f in s.updates}
+        self.touched = {e for e, _ in self.updated}
+        people = [e for e in self.world.known if self.facts(e)]
+        whole = [e for e in people if e.name not in self.touched]
         # (people, those of the QA split) for each pool, so a draw does not filter on the hot path
         self.people, self.whole = [(p, [e for e in p if e.split == "known_qa"]) for p in (people, whole)]
+
+    def stale(self, text: str) -> bool:
+        """Whether `text` names a person a read session updates: replay made before that session (the bare
+        model's answers about them) may hold the old value."""
+        return any(name in text for name in self.touched)
 
     def facts(self, e: Entity) -> list[str]:
         """The attributes of `e` that no session updates."""

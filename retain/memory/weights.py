@@ -231,8 +231,14 @@ class WeightMemory(Memory):
                 base = study + [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts[k:]]
                 self.base_teachers, more = D.teach(self, [self.tokenizer.bos_token_id] if self.bos else [], base,
                                                    cfg.top_k, temperature=cfg.teacher_temperature)  # fmt: skip
-            return self.base_teachers, spent + more
-        return self.base_teachers, 0
+            return self.fresh(self.base_teachers), spent + more
+        return self.fresh(self.base_teachers), 0
+
+    def fresh(self, teachers: list) -> list:
+        """`teachers` without those about a person a session read since they were made updates (made once,
+        at the first write, their teacher holds the value from before)."""
+        stale = getattr(self.base_text, "stale", None)
+        return teachers if stale is None else [t for t in teachers if not stale(self.tokenizer.decode(t.ids))]
 
 
 class LoraMemory(WeightMemory):
