@@ -21,7 +21,7 @@ class Rehearsal:
 
     def upto(self, session: int) -> None:
         """The sessions of index <= `session` have been read: leave out the facts they update."""
-        self.updated = {(f.entity, f.attribute) for s in self.world.sessions if s.index <= session for f in s.updates}
+        self.updated = self.world.updated_facts(upto=session)
         self.touched = {e for e, _ in self.updated}
         people = [e for e in self.world.known if self.facts(e)]
         whole = [e for e in people if e.name not in self.touched]
@@ -34,7 +34,7 @@ class Rehearsal:
         return any(name in text for name in self.touched)
 
     def facts(self, e: Entity) -> list[str]:
-        """The attributes of `e` that no session updates."""
+        """The attributes of `e` that no session read so far updates."""
         return [a for a in e.attrs if (e.name, a) not in self.updated]
 
     def __call__(self, rng: random.Random) -> str:

@@ -137,9 +137,10 @@ class World:
     def known(self) -> list[Entity]:
         return [e for e in self.entities.values() if e.split.startswith("known")]
 
-    def updated_facts(self) -> set[tuple[str, str]]:
-        """(entity, attribute) pairs some session updates: excluded from base-knowledge evaluation."""
-        return {(f.entity, f.attribute) for s in self.sessions for f in s.updates}
+    def updated_facts(self, upto: int | None = None) -> set[tuple[str, str]]:
+        """(entity, attribute) pairs some session (of index <= `upto`, if given) updates: excluded from
+        base-knowledge evaluation."""
+        return {(f.entity, f.attribute) for s in self.sessions if upto is None or s.index <= upto for f in s.updates}
 
     def value(self, name: str, attribute: str, after_session: int | None = None) -> str:
         """The value of a fact, taking updates of sessions up to `after_session` (inclusive) into account."""
