@@ -9,11 +9,16 @@ os.environ.setdefault("RETAIN_PROGRESS", "0")
 
 @pytest.fixture(autouse=True)
 def _restore_torch_state():
-    """Tests may change torch's global dtype or thread count; put them back."""
+    """Tests may change torch's global dtype or thread count; put them back. They compute in fp32 (exact, and
+    the same on a CPU with bf16 hardware and one without); a test of the bf16 path sets it itself."""
     import torch
 
+    from retain.models.precision import set_precision
+
     dtype, threads = torch.get_default_dtype(), torch.get_num_threads()
+    set_precision("fp32")
     yield
+    set_precision("fp32")
     torch.set_default_dtype(dtype)
     torch.set_num_threads(threads)
 

@@ -71,7 +71,7 @@ def test_smoke_run_writes_matrix_summary_report_and_resumes(smoke_base, tmp_path
 
 def test_missing_base_is_a_clear_error(tmp_path):
     cfg = load_config(ContinualConfig, ROOT / "configs" / "smoke" / "continual.yaml", [f"base={tmp_path}/nothing"])
-    with pytest.raises(RetainError, match="pretrain one first"):
+    with pytest.raises(RetainError, match="pretrain one"):
         continual(cfg, out=tmp_path / "run")
 
 

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from retain.errors import RetainError
 from retain.memory import Material, MediumConfig, make_memory
 from retain.memory import distill as D
+from retain.models.text import text_format
 from retain.memory.kv_prefix import compose, forward_with_prefix, kv_of
 from retain.models.build import load_model_and_tokenizer
 from retain.models.generate import kv_pairs
@@ -189,7 +190,7 @@ def test_a_sentence_cue_makes_self_study_ask_about_each_named_sentence(base, mon
             before = context if cue == "sentence" else [tok.bos_token_id]
             assert seen == [before + enc(" " + named[i % len(named)]) + seeds[i] for i in range(n)]
         else:
-            seeds = [enc(D.SEEDS[i % len(D.SEEDS)]) for i in range(n)]
+            seeds = [enc(text_format(tok).seeds[i % len(text_format(tok).seeds)]) for i in range(n)]
             assert seen == [context + seeds[i] for i in range(n)]
         assert all(q[: len(sd)] == sd for q, sd in zip(queries, seeds))  # a query is its seed and what followed
         assert spent == sum(len(r) + len(q) - len(sd) for r, q, sd in zip(seen, queries, seeds))
@@ -297,7 +298,7 @@ def test_base_study_distils_the_models_own_questions_after_base_text(smoke_base)
         pool = [t.ids for t in mem.base_teachers]
         assert pool[k:] == [enc(t) for t in texts[k:]]  # the rest is the base text as drawn
         # the studied part: the model's own " Q: ..." after each text, not the text
-        assert all(q[: len(enc(D.SEEDS[0]))] == enc(D.SEEDS[0]) and q != enc(t) for q, t in zip(pool[:k], texts))
+        assert all(q[: len(enc(text_format(tok).seeds[0]))] == enc(text_format(tok).seeds[0]) and q != enc(t) for q, t in zip(pool[:k], texts))
     assert tokens[0.5] > tokens[0.0]  # the generation after each studied text is part of the write's cost
     with pytest.raises(ValueError, match="base_study"):
         MediumConfig(base_study=1.5)
@@ -402,7 +403,7 @@ def test_routed_base_replay_is_about_the_known_people_the_session_names(smoke_ba
     teachers, spent = mem.base_pool(material, random.Random(0))
     assert len(drawn) == 6 and all(any(n in t for n in named) for t in drawn)  # only the people it names
     assert len(teachers) > 0 and spent > 0
-    seed = tok(D.SEEDS[0], add_special_tokens=False)["input_ids"]
+    seed = tok(text_format(tok).seeds[0], add_special_tokens=False)["input_ids"]
     assert all(t.ids[: len(seed)] == seed for t in teachers)  # the bare model's own questions, not the texts
     mem.names = [{"Nobody Known"}]
     assert mem.base_pool(material, random.Random(0)) == ([], 0)

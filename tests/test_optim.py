@@ -1,7 +1,6 @@
 import pytest
 import torch
 
-from retain.train import optim
 from retain.train.optim import Muon, bf16_autocast, orthogonalize
 
 
@@ -30,13 +29,19 @@ def test_orthogonalize_in_fp32_flattens_the_spectrum(shape):
     assert orthogonalize(g, dtype=torch.float32).dtype == torch.float32
 
 
-def test_autocast_is_bf16_only_where_the_hardware_has_it(monkeypatch):
+def test_autocast_is_bf16_only_where_the_hardware_has_it_and_the_run_allows(monkeypatch):
+    from retain.models import precision
+
     x = torch.randn(4, 4)
-    monkeypatch.setattr(optim, "bf16_is_native", lambda device: False)
+    precision.set_precision("auto")
+    monkeypatch.setattr(precision, "bf16_is_native", lambda device: False)
     with bf16_autocast("cpu"):
         assert (x @ x).dtype == torch.float32
-    monkeypatch.setattr(optim, "bf16_is_native", lambda device: True)
+    monkeypatch.setattr(precision, "bf16_is_native", lambda device: True)
     with bf16_autocast("cpu"):
         assert (x @ x).dtype == torch.bfloat16
     with bf16_autocast("cpu", enabled=False):
+        assert (x @ x).dtype == torch.float32
+    precision.set_precision("fp32")
+    with precision.autocast("cpu"):
         assert (x @ x).dtype == torch.float32

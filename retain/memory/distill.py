@@ -30,12 +30,8 @@ from retain.errors import RetainError
 from retain.memory.context import names
 from retain.memory.weights import sentences
 from retain.models.generate import generate
+from retain.models.precision import autocast, device_of
 from retain.train.data import right_pad
-from retain.world.render import qa_prompt
-
-SEEDS = (" Q:", " Q:", " Q:", " Notes:")
-"""self_study: generic prompts after the session; the model continues each (questions with their answers,
-notes), sampled at temperature 1. Nothing of the world's ground truth is used."""
 
 
 @dataclass
@@ -108,7 +104,7 @@ def query_ids(kind: str, memory, material, context: list[int], n: int,
               rng: random.Random) -> tuple[list[list[int]], int]:  # fmt: skip
     """`n` query sequences (token ids, no BOS) of `kind` for one session; and the forward tokens spent
     generating them (self_study continues `context`, the teacher's, through the medium)."""
-    tok = memory.tokenizer
+    tok, fmt = memory.tokenizer, memory.fmt
     enc = lambda s: tok(s, add_special_tokens=False)["input_ids"]  # noqa: E731
     if kind == "spans":
         parts = sentences(material.transcript)
@@ -120,21 +116,21 @@ def query_ids(kind: str, memory, material, context: list[int], n: int,
     if kind == "oracle":
         if not material.questions:
             raise RetainError(f"session {material.session + 1}: queries 'oracle' need the session's questions")
-        return [enc(f"{qa_prompt(q.text)} {q.answer}") for q in material.questions], 0
+        return [enc(fmt.qa_text(q.text, q.answer)) for q in material.questions], 0
     if not memory.bos and memory.prefix() is None:
-        context = [tok.bos_token_id] + context  # a prefix medium before its first write: nothing holds the BOS
-    seeds = [enc(SEEDS[i % len(SEEDS)]) for i in range(n)]
+        context = list(fmt.start) + context  # a prefix medium before its first write: nothing holds the start
+    seeds = [enc(fmt.seeds[i % len(fmt.seeds)]) for i in range(n)]
     cues = [[] for _ in range(n)]
     named = [s for s in sentences(material.transcript) if names(s)]
     if memory.cfg.cue != "none" and named:  # re-read one sentence that names someone, then ask: each in turn
         cues = [enc(" " + named[i % len(named)]) for i in range(n)]
-        seeds = [enc(SEEDS[0]) for _ in range(n)]
+        seeds = [enc(fmt.seeds[0]) for _ in range(n)]
         if memory.cfg.cue == "alone":  # the sentence without the transcript before it: one chunk, as Cartridges
-            context = context[:1] if context[:1] == [tok.bos_token_id] else []
+            context = context[: len(fmt.start)] if context[: len(fmt.start)] == list(fmt.start) else []
     queries, spent = [[] for _ in range(n)], 0
     for turn in range(memory.cfg.query_turns):  # a conversation: after each answer the model asks again
         if turn:
-            queries, seeds = [q + [tok.eos_token_id] for q in queries], [enc(SEEDS[0]) for _ in range(n)]
+            queries, seeds = [q + [fmt.end] for q in queries], [enc(fmt.seeds[0]) for _ in range(n)]
         out, more = sample(memory, [context + c + q + s for c, q, s in zip(cues, queries, seeds)], rng)
         queries, spent = [q + s + o for q, s, o in zip(queries, seeds, out)], spent + more
     return queries, spent
@@ -143,9 +139,9 @@ def query_ids(kind: str, memory, material, context: list[int], n: int,
 def sample(memory, prompts: list[list[int]], rng: random.Random) -> tuple[list[list[int]], int]:
     """The medium's continuations of `prompts` (temperature 1, `query_tokens` at most) and the forward
     tokens spent on them."""
-    tok = memory.tokenizer
+    tok, fmt = memory.tokenizer, memory.fmt
     gen = torch.Generator().manual_seed(rng.randrange(2**31))
-    out = generate(memory.model, prompts, eos_id=tok.eos_token_id, pad_id=tok.pad_token_id,
+    out = generate(memory.model, prompts, eos_id=sorted({fmt.end, tok.eos_token_id}), pad_id=tok.pad_token_id,
                    max_new_tokens=memory.cfg.query_tokens, do_sample=True, generator=gen, prefix=memory.prefix(),
                    route=memory.route([tok.decode(p) for p in prompts]))  # fmt: skip
     return out, sum(len(p) + len(o) for p, o in zip(prompts, out))
@@ -157,8 +153,8 @@ def base_study(memory, texts: list[str], rng: random.Random) -> tuple[list[list[
     hold up the model's answers to questions on what it read, which rehearsing the text alone does not
     (docs/log.md)."""
     tok = memory.tokenizer
-    seed = tok(SEEDS[0], add_special_tokens=False)["input_ids"]
-    out, spent = sample(memory, [[tok.bos_token_id] + tok(t, add_special_tokens=False)["input_ids"] + seed
+    seed = tok(memory.fmt.seeds[0], add_special_tokens=False)["input_ids"]
+    out, spent = sample(memory, [list(memory.fmt.start) + tok(t, add_special_tokens=False)["input_ids"] + seed
                                  for t in texts], rng)  # fmt: skip
     return [seed + o for o in out], spent
 
@@ -184,7 +180,7 @@ def teach(memory, context: list[int] | list[list[int]], queries: list[list[int]]
         chunk = pairs[b : b + batch_size]
         rows = [c + q for c, q in chunk]
         ids, mask = right_pad(rows, memory.tokenizer.pad_token_id)
-        with captured(memory.model, layers) as store:
+        with captured(memory.model, layers) as store, autocast(device_of(memory.model)):
             logits = memory.logits(ids, mask)
         spent += int(mask.sum())
         for i, (c, q) in enumerate(chunk):
@@ -202,7 +198,7 @@ def focused_contexts(memory, transcript: str, queries: list[list[int]]) -> list[
     from retain.memory.context import focus
 
     tok = memory.tokenizer
-    bos = [tok.bos_token_id] if memory.bos else []
+    bos = memory.start
     out = []
     for q in queries:
         text = focus(transcript, tok.decode(q))
@@ -214,7 +210,7 @@ def student_loss(memory, batch: list[Teacher], layers: list[int] = (), weight: f
     """The medium on the queries alone (BOS first unless the medium's prefix holds it), against the teacher:
     the top-k KL, plus `weight` x the hidden-state term at `layers` over the batch's teachers that hold
     hidden states."""
-    bos = [memory.tokenizer.bos_token_id] if memory.bos else []
+    bos = memory.start
     ids, mask = right_pad([bos + t.ids for t in batch], memory.tokenizer.pad_token_id)
     deep = [i for i, t in enumerate(batch) if t.hidden is not None] if weight > 0 else []
     layers = list(layers) if deep else []

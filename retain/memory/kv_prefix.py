@@ -32,17 +32,10 @@ from retain.memory import storage
 from retain.memory.base import Material
 from retain.memory.context import names
 from retain.memory.weights import WeightMemory
-from retain.models.generate import cache_kwarg, kv_pairs, prefix_cache
+from retain.models.generate import cache_kwarg, kv_of, prefix_cache
 from retain.runs.seed import derive_seed
 
 KV = list[tuple[torch.Tensor, torch.Tensor]]
-
-
-@torch.no_grad()
-def kv_of(model, ids: list[int]) -> KV:
-    """The KV cache of `ids` (from position 0): one (keys, values) pair of shape (1, kv_heads, len, head_dim)
-    per layer."""
-    return [(k.clone(), v.clone()) for k, v in kv_pairs(model(input_ids=torch.tensor([ids]), use_cache=True))]
 
 
 def shift(model, prefix: KV, offset: int) -> KV:
@@ -150,8 +143,8 @@ class KVPrefixMemory(WeightMemory):
         self.initialise(self.text_tokens(random.Random(derive_seed(self.seed, "kv_prefix", self.cfg.name, *tags))))
 
     def text_tokens(self, rng: random.Random) -> list[int]:
-        """BOS and at least P tokens of unrelated text."""
-        ids = [self.tokenizer.bos_token_id]
+        """The start token (BOS) and at least P tokens of unrelated text."""
+        ids = list(self.fmt.start)
         while len(ids) < self.cfg.prompt_tokens:
             ids += self.tokenizer(self.base_text(rng), add_special_tokens=False)["input_ids"]
         return ids
@@ -176,9 +169,9 @@ class KVPrefixMemory(WeightMemory):
 
     def set_block(self, prefix: KV) -> None:
         """The block being written <- `prefix`: its sink frozen, the rest trainable."""
-        self.sink = [(k[:, :, :1].detach(), v[:, :, :1].detach()) for k, v in prefix]
-        self.keys = [torch.nn.Parameter(k[:, :, 1:].detach().clone()) for k, _ in prefix]
-        self.values = [torch.nn.Parameter(v[:, :, 1:].detach().clone()) for _, v in prefix]
+        self.sink = [(k[:, :, :1].detach().float(), v[:, :, :1].detach().float()) for k, v in prefix]
+        self.keys = [torch.nn.Parameter(k[:, :, 1:].detach().float().clone()) for k, _ in prefix]  # fp32 master
+        self.values = [torch.nn.Parameter(v[:, :, 1:].detach().float().clone()) for _, v in prefix]
 
     def write(self, material: Material):
         if self.keys and self.cfg.blocks == "per_session":  # freeze what is written; this session gets a new block
@@ -195,7 +188,7 @@ class KVPrefixMemory(WeightMemory):
             self.names.append(set())
         self.names[-1] = fold(self.names[-1] | index_names(text))
         if not self.keys:  # prefix_init session: the session's own cache
-            self.initialise([self.tokenizer.bos_token_id] + self.tokenizer(text, add_special_tokens=False)["input_ids"])
+            self.initialise(list(self.fmt.start) + self.tokenizer(text, add_special_tokens=False)["input_ids"])
         return super().write(material)
 
     @contextmanager
@@ -251,8 +244,8 @@ class KVPrefixMemory(WeightMemory):
 
     def logits(self, ids, mask):
         live = self.live()
-        if live is None:  # before the first write nothing holds the BOS: put it in front
-            bos = torch.full((ids.shape[0], 1), self.tokenizer.bos_token_id, dtype=ids.dtype)
+        if live is None:  # before the first write nothing holds the start token (BOS): put it in front
+            bos = torch.full((ids.shape[0], 1), self.fmt.start[0], dtype=ids.dtype)
             ids, mask = torch.cat([bos, ids], 1), torch.cat([torch.ones_like(mask[:, :1]), mask], 1)
             return forward_with_prefix(self.model, None, ids, mask)[:, 1:]
         route = self.route([self.tokenizer.decode(row[m.bool()]) for row, m in zip(ids, mask)])

@@ -24,9 +24,10 @@ from retain.memory.base import Material, Memory, Timer, WriteCost
 from retain.merge import lora as LM
 from retain.merge import ops
 from retain.models.generate import kv_pairs
+from retain.models.precision import autocast
+from retain.models.text import text_format
 from retain.runs.seed import derive_seed
 from retain.train.data import right_pad
-from retain.train.optim import bf16_autocast
 from retain.world import render as R
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
@@ -38,9 +39,11 @@ def sentences(text: str) -> list[str]:
 
 
 def sft_batch(tokenizer, texts: list[str], bos: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Right-padded ids (BOS text EOS, or text EOS), attention mask and labels (-100 on padding)."""
-    start = [tokenizer.bos_token_id] if bos else []
-    rows = [start + tokenizer(t, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id] for t in texts]
+    """Right-padded ids (start text end, or text end: the tokenizer's text format), attention mask and labels
+    (-100 on padding)."""
+    fmt = text_format(tokenizer)
+    start = list(fmt.start) if bos else []
+    rows = [start + tokenizer(t, add_special_tokens=False)["input_ids"] + [fmt.end] for t in texts]
     ids, mask = right_pad(rows, tokenizer.pad_token_id)
     return ids, mask, ids.masked_fill(mask == 0, -100)
 
@@ -104,21 +107,16 @@ class WeightMemory(Memory):
     def params(self) -> int:
         return sum(p.numel() for p in self.trainable())
 
-    def logits(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """(B, L, V) logits of right-padded `ids` through the medium (adapter, soft prompt, prefix...)."""
-        return self.model(input_ids=ids, attention_mask=mask).logits
-
     def loss(self, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Next-token cross-entropy (the SFT write)."""
         logits = self.logits(ids, mask)[:, :-1]
         return F.cross_entropy(logits.flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=-100)
 
     def teacher_context(self, material: Material) -> list[int]:
-        """What the distillation teacher sees before a query: BOS and the session transcript."""
+        """What the distillation teacher sees before a query: the start token and the session transcript."""
         if not material.transcript.strip():
             raise RetainError(f"session {material.session + 1} has no transcript text to distill from")
-        ids = self.tokenizer(material.transcript, add_special_tokens=False)["input_ids"]
-        return ([self.tokenizer.bos_token_id] if self.bos else []) + ids
+        return self.start + self.tokenizer(material.transcript, add_special_tokens=False)["input_ids"]
 
     def batch_texts(self, material: Material, rng: random.Random) -> list[str]:
         """`batch_size` texts: the material augmented, or rehearsal at the replay ratios."""
@@ -173,7 +171,7 @@ class WeightMemory(Memory):
         self.model.train()
         tokens = 0
         for _ in range(self.cfg.steps):
-            with bf16_autocast("cpu", params[0].device.type == "cpu"):
+            with autocast(params[0].device.type):
                 loss, n = step()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -229,7 +227,7 @@ class WeightMemory(Memory):
             with self.bare():  # the teacher of base knowledge is the model without any memory
                 study, spent = D.base_study(self, texts[:k], rng) if k else ([], 0)
                 base = study + [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts[k:]]
-                self.base_teachers, more = D.teach(self, [self.tokenizer.bos_token_id] if self.bos else [], base,
+                self.base_teachers, more = D.teach(self, self.start, base,
                                                    cfg.top_k, temperature=cfg.teacher_temperature)  # fmt: skip
             return self.fresh(self.base_teachers), spent + more
         return self.fresh(self.base_teachers), 0

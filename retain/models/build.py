@@ -67,6 +67,18 @@ def check_causal_lm_dir(path: str | Path) -> Path:
     return path
 
 
+def model_config(path: str | Path):
+    """The Hugging Face config of a local model folder; a one-line RetainError when it cannot be read."""
+    from transformers import AutoConfig
+
+    path = check_causal_lm_dir(path)
+    try:
+        return AutoConfig.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
+    except Exception as e:  # an empty or foreign config.json: ValueError, KeyError, OSError...
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise RetainError(f"{path / 'config.json'} is not a model config transformers can read: {first}") from None
+
+
 def load_model(path: str | Path, dtype: torch.dtype = torch.float32) -> PreTrainedModel:
     """Load a local HF causal LM; any failure is a one-line RetainError that names the path."""
     from transformers import AutoModelForCausalLM

@@ -10,13 +10,15 @@ from __future__ import annotations
 import torch
 from transformers import DynamicCache, LogitsProcessorList
 
+from retain.models.precision import autocast
+
 
 @torch.no_grad()
 def generate(
     model: torch.nn.Module,
     prompts: list[list[int]],
     *,
-    eos_id: int,
+    eos_id: int | list[int],
     pad_id: int,
     max_new_tokens: int = 8,
     do_sample: bool = False,
@@ -31,7 +33,7 @@ def generate(
     Args:
         model: a causal LM taking `input_ids`, `attention_mask`, `position_ids`, `cache`.
         prompts: token ids per prompt (any lengths).
-        eos_id: stops a sequence; not included in its output.
+        eos_id: the id (or ids) that stop a sequence; not included in its output.
         pad_id: fills the left of shorter prompts.
         max_new_tokens: most tokens generated per prompt.
         do_sample: sample from the processed distribution instead of taking the argmax.
@@ -49,14 +51,16 @@ def generate(
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
+    stops = torch.tensor([eos_id] if isinstance(eos_id, int) else list(eos_id), dtype=torch.long, device=device)
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     results: list[list[int]] = [[] for _ in prompts]
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
         batch = [prompts[i] for i in idx]
         rows = (route[0][idx], route[1][idx]) if route is not None else None
-        out = _generate_batch(model, batch, eos_id, pad_id, max_new_tokens, do_sample, logits_processor,
-                              generator, device, prefix, rows)  # fmt: skip
+        with autocast(device.type):
+            out = _generate_batch(model, batch, stops, pad_id, max_new_tokens, do_sample, logits_processor,
+                                  generator, device, prefix, rows)  # fmt: skip
         for i, seq in zip(idx, out):
             results[i] = seq
     model.train(was_training)
@@ -77,6 +81,14 @@ def kv_pairs(out) -> list[tuple[torch.Tensor, torch.Tensor]]:
     return [(k, v) for k, v, *_ in cache]
 
 
+@torch.no_grad()
+def kv_of(model, ids: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The KV cache of `ids` (from position 0): one (keys, values) pair of shape (1, kv_heads, len, head_dim)
+    per layer, in the precision of the caller's autocast."""
+    out = model(input_ids=torch.tensor([ids], device=next(model.parameters()).device), use_cache=True)
+    return [(k.clone(), v.clone()) for k, v in kv_pairs(out)]
+
+
 def prefix_cache(prefix: list[tuple[torch.Tensor, torch.Tensor]] | None, batch: int) -> DynamicCache:
     """A fresh cache holding `prefix` for each of `batch` rows (empty without a prefix)."""
     if not prefix:
@@ -84,7 +96,7 @@ def prefix_cache(prefix: list[tuple[torch.Tensor, torch.Tensor]] | None, batch: 
     return DynamicCache(ddp_cache_data=[(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)) for k, v in prefix])
 
 
-def _generate_batch(model, batch, eos_id, pad_id, max_new_tokens, do_sample, processors, generator, device,
+def _generate_batch(model, batch, stops, pad_id, max_new_tokens, do_sample, processors, generator, device,
                     prefix=None, route=None):  # fmt: skip
     B, L = len(batch), max(len(p) for p in batch)
     ids = torch.full((B, L), pad_id, dtype=torch.long)
@@ -117,7 +129,7 @@ def _generate_batch(model, batch, eos_id, pad_id, max_new_tokens, do_sample, pro
             token = scores.argmax(-1)
         token = torch.where(finished, torch.full_like(token, pad_id), token)
         generated.append(token)
-        finished |= token == eos_id
+        finished |= torch.isin(token, stops)
         if finished.all() or step == max_new_tokens - 1:
             break
         seen = torch.cat([seen, token[:, None]], dim=1)
@@ -126,11 +138,11 @@ def _generate_batch(model, batch, eos_id, pad_id, max_new_tokens, do_sample, pro
         out = model(input_ids=token[:, None], attention_mask=mask, position_ids=position, use_cache=True,
                     **{kw: cache})  # fmt: skip
     tokens = torch.stack(generated, dim=1).tolist() if generated else [[] for _ in range(B)]
-    result = []
+    result, ends = [], set(stops.tolist())
     for row in tokens:
         seq = []
         for t in row:
-            if t == eos_id:
+            if t in ends:
                 break
             seq.append(t)
         result.append(seq)

@@ -24,6 +24,7 @@ from transformers import (
     TypicalLogitsWarper,
 )
 
+from retain.models.text import text_format
 from retain.models.generate import generate
 from retain.sampling.adaptive import AdaptiveTemperature, TemperatureHead
 
@@ -164,6 +165,7 @@ def sample(model, tokenizer, prompts: list[list[int]], cfg: DecodingConfig, *, m
            batch_size: int = 64) -> list[list[int]]:  # fmt: skip
     """Continue `prompts` (token ids) with decoding `cfg`; returns the new ids of each, without the eos."""
     with decoding(cfg, model, head, tokenizer) as procs:
-        return generate(model, prompts, eos_id=tokenizer.eos_token_id, pad_id=tokenizer.pad_token_id,
+        ends = sorted({text_format(tokenizer).end, tokenizer.eos_token_id})  # the end of a written text
+        return generate(model, prompts, eos_id=ends, pad_id=tokenizer.pad_token_id,
                         max_new_tokens=max_new_tokens, do_sample=cfg.sampled, logits_processor=procs or None,
                         generator=generator, batch_size=batch_size)  # fmt: skip

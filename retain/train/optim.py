@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Iterable
 
 import torch
+
+from retain.models.precision import autocast, bf16_is_native
 
 
 def adamw(params: Iterable[tuple[str, torch.nn.Parameter]], lr: float, weight_decay: float,
@@ -20,19 +21,9 @@ def adamw(params: Iterable[tuple[str, torch.nn.Parameter]], lr: float, weight_de
     return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, betas=betas)
 
 
-@functools.cache
-def bf16_is_native(device: str) -> bool:
-    """Whether bfloat16 matmuls run in hardware on `device`: a CUDA GPU with bf16, or a CPU for which oneDNN
-    has bf16 kernels (AVX-512 or AMX). Elsewhere (an AVX2-only CPU) bf16 is emulated: a pretraining step of
-    the tiny model takes 8.3 s under bf16 autocast against 0.6 s in fp32 (docs/log.md, 2026-12-01)."""
-    if device.startswith("cuda"):
-        return torch.cuda.is_bf16_supported()
-    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-
-
 def bf16_autocast(device: str, enabled: bool = True) -> torch.autocast:
-    """bfloat16 autocast on `device` when `enabled` and the device has bf16 hardware; fp32 otherwise."""
-    return torch.autocast(device, dtype=torch.bfloat16, enabled=enabled and bf16_is_native(device))
+    """bfloat16 autocast on `device` when `enabled` and the device has bf16 hardware (`retain.models.precision`)."""
+    return autocast(device, enabled)
 
 
 def orthogonalize(g: torch.Tensor, steps: int = 5, dtype: torch.dtype = torch.bfloat16,

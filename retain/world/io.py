@@ -95,43 +95,94 @@ def load_world(path: str | Path) -> World:
     return World(cfg, entities, sessions)
 
 
+def read_text(path: Path) -> str:
+    """The file as UTF-8 text, or a one-line error naming the line of the first byte that is not UTF-8."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise RetainError(f"{path} line {line} is not UTF-8 text; save the file as UTF-8") from None
+
+
 def load_user_sessions(path: str | Path) -> list[Session]:
-    """Sessions from a user's file: JSONL (one session per line) or plain text (one session per file,
-    or several separated by a line holding only `---`). Schema: docs/world.md."""
+    """Sessions from a user's file: JSONL (one session per line) or plain text (one session per file, or several
+    separated by a line holding only `---`). Schema: docs/world.md. Every problem is a one-line RetainError
+    naming the file and line, raised before anything runs."""
     path = Path(path)
     if not path.is_file():
         raise RetainError(f"session file not found: {path}")
-    if path.suffix == ".jsonl":
-        return [_user_session(i, row, path) for i, row in enumerate(_read_jsonl(path))]
-    chunks = [c.strip() for c in path.read_text().split("\n---\n")]
-    sessions = [Session(i, [("User", c)], [], [], []) for i, c in enumerate(chunks) if c]
-    if not sessions:
-        raise RetainError(f"{path} holds no session text")
-    return sessions
+    text = read_text(path)
+    if not text.strip():
+        raise RetainError(f"{path} is empty; write one session per line (docs/world.md)")
+    if path.suffix in (".jsonl", ".json"):
+        return [_user_session(i, line, row, path) for i, (line, row) in enumerate(_json_lines(path, text))]
+    chunks = [c.strip() for c in text.split("\n---\n")]
+    return [Session(i, [("", c)], [], [], [], sep="\n") for i, c in enumerate(c for c in chunks if c)]
 
 
-def _user_session(i: int, row: dict[str, Any], path: Path) -> Session:
-    where = f"{path} session {i + 1}"
+def _json_lines(path: Path, text: str) -> list[tuple[int, Any]]:
+    """(line number, value) of each non-blank line; a file that is one JSON document (a list, or an object
+    spread over lines) is told to become JSONL."""
+    rows = []
+    for i, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append((i, json.loads(line)))
+        except json.JSONDecodeError as e:
+            try:
+                whole = json.loads(text)
+            except json.JSONDecodeError:
+                raise RetainError(f"{path} line {i} is not valid JSON: {e.msg}") from None
+            what = f"one JSON {'list' if isinstance(whole, list) else type(whole).__name__}"
+            raise RetainError(f"{path} is {what}, not JSONL; write one session object per line") from None
+    if len(rows) == 1 and isinstance(rows[0][1], list):
+        raise RetainError(f"{path} is one JSON list, not JSONL; write one session object per line")
+    return rows
+
+
+def _user_session(i: int, line: int, row: Any, path: Path) -> Session:
+    where = f"{path} line {line}"
     if not isinstance(row, dict):
         raise RetainError(f"{where}: each line must be a JSON object with 'turns' or 'transcript'")
     unknown = set(row) - {"id", "turns", "transcript", "questions"}
     if unknown:
         raise RetainError(f"{where}: unknown keys {sorted(unknown)}; allowed: id, turns, transcript, questions")
     if "turns" in row:
+        if not isinstance(row["turns"], list):
+            raise RetainError(f"{where}: 'turns' must be a list of {{role, text}} objects, got "
+                              f"{type(row['turns']).__name__}")  # fmt: skip
         turns = []
         for t in row["turns"]:
-            if not isinstance(t, dict) or "text" not in t:
-                raise RetainError(f"{where}: each turn must be an object with 'role' and 'text'")
-            turns.append((str(t.get("role", "User")), str(t["text"])))
+            if not isinstance(t, dict) or not isinstance(t.get("text"), str):
+                raise RetainError(f"{where}: each turn must be an object with 'role' and 'text' (a string)")
+            turns.append((str(t.get("role", "User")), t["text"]))
     elif "transcript" in row:
-        turns = [("User", str(row["transcript"]))]
+        if not isinstance(row["transcript"], str):
+            raise RetainError(f"{where}: 'transcript' must be a string")
+        turns = [("", row["transcript"])]
     else:
         raise RetainError(f"{where}: needs 'turns' (a list of {{role, text}}) or 'transcript' (a string)")
     if not any(text.strip() for _, text in turns):
         raise RetainError(f"{where}: the session has no text")
+    qs = row.get("questions", [])
+    if not isinstance(qs, list):
+        raise RetainError(f"{where}: 'questions' must be a list of {{question, answer}} objects")
     questions = []
-    for q in row.get("questions", []):
-        if not isinstance(q, dict) or "question" not in q or "answer" not in q:
-            raise RetainError(f"{where}: each question must be an object with 'question' and 'answer'")
-        questions.append(Question(q["question"], str(q["answer"]), q.get("kind", "recall"), q.get("entity", ""), ""))
-    return Session(i, turns, [], [], [], questions)
+    for k, q in enumerate(qs, 1):
+        if not isinstance(q, dict) or not isinstance(q.get("question"), str) or not q["question"].strip():
+            raise RetainError(f"{where}: question {k} must be an object with 'question' (text) and 'answer'")
+        answers = q.get("answer")
+        answers = [answers] if isinstance(answers, (str, int, float)) and not isinstance(answers, bool) else answers
+        if not isinstance(answers, list) or not answers or not all(
+                isinstance(a, (str, int, float)) and str(a).strip() for a in answers):  # fmt: skip
+            raise RetainError(f"{where}: question {k} ('{q['question'][:40]}') needs an 'answer': a string, or a "
+                              "list of accepted strings")  # fmt: skip
+        kind = q.get("kind", "recall")
+        if not isinstance(kind, str):
+            raise RetainError(f"{where}: question {k}: 'kind' must be a string")
+        answers = [str(a) for a in answers]
+        questions.append(Question(q["question"], answers[0], kind, str(q.get("entity", "")), "",
+                                  aliases=answers[1:]))  # fmt: skip
+    return Session(i, turns, [], [], [], questions, sep="\n")

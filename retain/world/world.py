@@ -102,6 +102,8 @@ class Question:
     attribute: str
     heldout: bool = False
     """Phrased with a held-out template."""
+    aliases: list[str] = field(default_factory=list)
+    """Other accepted answers (user questions may list several; graded against the best)."""
 
 
 @dataclass
@@ -116,10 +118,13 @@ class Session:
     """Every fact the session states, in the order it states them (updates included)."""
     updates: list[Fact]
     questions: list[Question] = field(default_factory=list)
+    sep: str = " "
+    """What joins the turns in the transcript: a space in the world (as its model was trained), a newline in
+    a user's session file."""
 
     @property
     def transcript(self) -> str:
-        return " ".join(f"{role}: {text}" for role, text in self.turns)
+        return self.sep.join(f"{role}: {text}" if role else text for role, text in self.turns)
 
 
 @dataclass
