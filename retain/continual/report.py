@@ -90,7 +90,7 @@ def _f(v: Any, fmt: str) -> str:
 def write_report(run: RunDir, cfg: Any, results: dict[str, dict], summary: dict[str, Any]) -> None:
     run.savefig(heatmaps(results), "accuracy_matrix.png")
     run.savefig(recall_vs_bytes(results), "recall_vs_bytes.png")
-    run.savefig(curves(results, "base_curve", "Base knowledge over sessions", "closed-book recall, known people",
+    run.savefig(curves(results, "base_curve", "Base knowledge over sessions", "closed-book accuracy on base questions",
                        True), "base_knowledge.png")  # fmt: skip
     run.savefig(curves(results, "learning", "Learning curve", "mean recall on the sessions so far", False),
                 "learning_curve.png")  # fmt: skip
@@ -100,15 +100,21 @@ def write_report(run: RunDir, cfg: Any, results: dict[str, dict], summary: dict[
         front = ("## LiTI: recall against base knowledge\n\nThe final memory moved towards the base model, "
                  "theta_init + eta (theta - theta_init); each cell is ACC / base-knowledge accuracy.\n\n"
                  f"{front}\n\n![LiTI front](liti_front.png)\n")  # fmt: skip
-    head = ("| medium | ACC | just written | BWT | FWT | base acc | base drop | skill acc | bytes | B/token | "
-            "x fewer than KV cache | bits/param | write s | answer s |")
-    lines = [head, "| --- |" + " ---: |" * 13]
+    text = summary.get("grading") == "text"
+    head = ("| medium | " + ("EM | F1 |" if text else "ACC |") + " just written | BWT | FWT | base acc | base drop | "
+            "skill acc | ppl drift | bytes | B/token | x fewer than KV cache | bits/param | write s | answer s |")
+    lines = [head, "| --- |" + " ---: |" * (15 if text else 14)]
     for name, m in summary["media"].items():
+        f1 = f" {_f(m.get('acc_f1'), '.3f')} |" if text else ""
+        drift = None if m.get("ppl_drift") is None else m["ppl_drift"] * 100
         lines.append(
-            f"| {name} | {m['acc']:.3f} | {m['just_written']:.3f} | {m['bwt']:+.3f} | {_f(m['fwt'], '+.3f')} | "
-            f"{m['base_acc']:.3f} | {m['base_acc_drop'] * 100:+.1f} pt | {m['skill_acc']:.3f} | {m['nbytes']:,} | "
+            f"| {name} | {m['acc']:.3f} |{f1} {m['just_written']:.3f} | {m['bwt']:+.3f} | {_f(m['fwt'], '+.3f')} | "
+            f"{m['base_acc']:.3f} | {m['base_acc_drop'] * 100:+.1f} pt | {_f(m['skill_acc'], '.3f')} | "
+            f"{_f(drift, '+.1f')}{'%' if drift is not None else ''} | {m['nbytes']:,} | "
             f"{m['bytes_per_token']:.1f} | {_f(m.get('bytes_ratio_vs_kv'), '.1f')} | "
             f"{_f(m['bits_per_param'], '.4f')} | {m['write_seconds']:.1f} | {m['answer_seconds']:.1f} |")  # fmt: skip
+    notes = "".join(f"- {n}\n" for n in summary.get("notes", []))
+    notes = f"\nLeft out of this run:\n\n{notes}" if notes else ""
     matrices = []
     for name, r in results.items():
         rows = "\n".join(f"| {i + 1} | " + " | ".join(f"{x:.2f}" for x in row) + " |" for i, row in enumerate(r["R"]))
@@ -118,11 +124,13 @@ def write_report(run: RunDir, cfg: Any, results: dict[str, dict], summary: dict[
                         + " |\n" + rows)  # fmt: skip
     text = f"""# Continual run: {run.path.name}
 
-Writer: `{cfg.writer.kind}`; {cfg.sessions} sessions; base model `{cfg.base}`. ACC is the mean recall over all
+Writer: `{cfg.writer.kind}`; {len(next(iter(results.values()))["R"])} sessions from {cfg.data or "the world"}; base
+model `{cfg.base}`. {"EM (SQuAD-normalised exact match) and F1 (token F1) are" if text else "ACC is"} the mean over all
 sessions after the last write; "just written" the mean of R[i][i]; BWT, FWT and forgetting follow Avalanche;
-base drop is closed-book recall on known people before minus after (points); bytes per token divide the
-memory's bytes by the sessions' transcript tokens.
-
+base drop is closed-book accuracy on {"the general questions the base model answered right" if text else
+"known people"} before minus after (points){"; ppl drift is the change of perplexity on held-out text" if text else ""};
+bytes per token divide the memory's bytes by the sessions' transcript tokens.
+{notes}
 {chr(10).join(lines)}
 
 ![accuracy matrices](accuracy_matrix.png)

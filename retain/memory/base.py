@@ -117,6 +117,9 @@ class MediumConfig:
     the sentence), so the question is about that sentence. No ground truth is used."""
     query_tokens: int = 32
     """distill, self_study: most tokens each query continues its seed for (notes of a session run to ~80)."""
+    query_temperature: float = 1.0
+    """distill, self_study: sampling temperature of the queries (below 1 keeps a small pretrained model's
+    questions on topic; the world's model was trained to ask at 1)."""
     query_turns: int = 1
     """distill, self_study: questions each query asks in a row: after each answer (and its end token) the medium
     is seeded with ` Q:` again and asks on, as pretraining's question runs do (which end in two-hop
@@ -151,7 +154,7 @@ class MediumConfig:
             if getattr(self, key) < 0:
                 raise ValueError(f"media '{self.name}': {key} must be >= 0, got {getattr(self, key)}")
         for key in ("budget_tokens", "steps", "batch_size", "rank", "prompt_tokens", "n_queries", "top_k",
-                    "base_queries", "query_tokens", "query_turns", "teacher_temperature"):
+                    "base_queries", "query_tokens", "query_turns", "teacher_temperature", "query_temperature"):
             if getattr(self, key) <= 0:
                 raise ValueError(f"media '{self.name}': {key} must be positive, got {getattr(self, key)}")
         if self.memory_rank < 0:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import random
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -45,6 +45,8 @@ class Teacher:
     """(n - 1, k) log-probabilities."""
     hidden: torch.Tensor | None = None
     """(layers, n - 1, d) the teacher's hidden states at the chosen layers (bf16), when they are matched."""
+    head: list[int] = field(default_factory=list)
+    """What the student reads before `ids` (after the start token): plain text's shots; no loss on it."""
 
 
 def decoder_layers(model) -> torch.nn.ModuleList:
@@ -119,6 +121,8 @@ def query_ids(kind: str, memory, material, context: list[int], n: int,
         return [enc(fmt.qa_text(q.text, q.answer)) for q in material.questions], 0
     if not memory.bos and memory.prefix() is None:
         context = list(fmt.start) + context  # a prefix medium before its first write: nothing holds the start
+    if fmt.style != "world":
+        return plain_queries(memory, material, context, n, rng)
     seeds = [enc(fmt.seeds[i % len(fmt.seeds)]) for i in range(n)]
     cues = [[] for _ in range(n)]
     named = [s for s in sentences(material.transcript) if names(s)]
@@ -136,14 +140,45 @@ def query_ids(kind: str, memory, material, context: list[int], n: int,
     return queries, spent
 
 
-def sample(memory, prompts: list[list[int]], rng: random.Random) -> tuple[list[list[int]], int]:
-    """The medium's continuations of `prompts` (temperature 1, `query_tokens` at most) and the forward
-    tokens spent on them."""
-    tok, fmt = memory.tokenizer, memory.fmt
+def plain_queries(memory, material, context: list[int], n: int, rng: random.Random) -> tuple[list[list[int]], int]:
+    """Self-study of a pretrained model in plain text: each query is one question and its answer, in the form
+    questions are asked later (`Q: <question>\nA: <answer>\n`). The question is sampled (`query_temperature`)
+    after a worked example (`TextFormat.study_demo`) and the session's text (with `cue`: one sentence that
+    names someone, each in turn, after the whole text or alone); the answer is the teacher's own, greedy after
+    `context` (the session and the question format's head), as sequence-level distillation samples the
+    teacher. Returns the queries and the forward tokens spent."""
+    if memory.cfg.query_turns > 1:
+        raise RetainError(f"media '{memory.cfg.name}': query_turns > 1 is for the world's model; plain-text "
+                          "self-study asks one question per query")  # fmt: skip
+    fmt, tok = memory.fmt, memory.tokenizer
+    enc = lambda s: tok(s, add_special_tokens=False)["input_ids"]  # noqa: E731
+    k = len(fmt.start) if context[: len(fmt.start)] == list(fmt.start) else 0
+    head = context[:k] + enc(fmt.study_demo)
+    text = enc(material.transcript)
+    named = [s for s in sentences(material.transcript) if names(s)]
+    if memory.cfg.cue != "none" and named:
+        body = [] if memory.cfg.cue == "alone" else text + enc("\n\n")
+        asks = [head + body + enc(named[i % len(named)] + "\n\n" + fmt.seeds[0]) for i in range(n)]
+    else:
+        asks = [head + text + enc("\n\n" + fmt.seeds[0])] * n
+    seed, lead, newline = enc(fmt.seeds[0]), enc(fmt.answer_lead), enc("\n")
+    asked, spent = sample(memory, asks, rng, stops=fmt.stops)  # the question, up to its newline
+    said, more = sample(memory, [context + seed + a + lead for a in asked], rng, stops=fmt.stops, greedy=True)
+    return [seed + a + lead + o + newline for a, o in zip(asked, said)], spent + more
+
+
+def sample(memory, prompts: list[list[int]], rng: random.Random, stops: list[int] | None = None,
+           greedy: bool = False) -> tuple[list[list[int]], int]:  # fmt: skip
+    """The medium's continuations of `prompts` (at `query_temperature`, `query_tokens` at most, ending at the
+    end of a text or at `stops`) and the forward tokens spent on them."""
+    from transformers import LogitsProcessorList, TemperatureLogitsWarper
+
+    tok, fmt, cfg = memory.tokenizer, memory.fmt, memory.cfg
     gen = torch.Generator().manual_seed(rng.randrange(2**31))
-    out = generate(memory.model, prompts, eos_id=sorted({fmt.end, tok.eos_token_id}), pad_id=tok.pad_token_id,
-                   max_new_tokens=memory.cfg.query_tokens, do_sample=True, generator=gen, prefix=memory.prefix(),
-                   route=memory.route([tok.decode(p) for p in prompts]))  # fmt: skip
+    warp = LogitsProcessorList([TemperatureLogitsWarper(cfg.query_temperature)]) if cfg.query_temperature != 1 else None
+    out = generate(memory.model, prompts, eos_id=stops or sorted({fmt.end, tok.eos_token_id}), pad_id=tok.pad_token_id,
+                   max_new_tokens=cfg.query_tokens, do_sample=not greedy, generator=gen, prefix=memory.prefix(),
+                   logits_processor=warp, route=memory.route([tok.decode(p) for p in prompts]))  # fmt: skip
     return out, sum(len(p) + len(o) for p, o in zip(prompts, out))
 
 
@@ -168,11 +203,12 @@ def at(store: dict[int, torch.Tensor], layers: list[int], row: int, width: int, 
 
 @torch.no_grad()
 def teach(memory, context: list[int] | list[list[int]], queries: list[list[int]], k: int,
-          batch_size: int = 16, temperature: float = 1.0,
-          layers: list[int] = ()) -> tuple[list[Teacher], int]:  # fmt: skip
+          batch_size: int = 16, temperature: float = 1.0, layers: list[int] = (),
+          head: list[int] = ()) -> tuple[list[Teacher], int]:  # fmt: skip
     """The teacher's top-k on each query's tokens 2..n, with `context` (BOS and transcript) in front: one
     context for every query, or a list of one per query. Its logits are divided by `temperature` first.
-    With `layers`, its hidden states there on the same positions are kept too (bf16)."""
+    With `layers`, its hidden states there on the same positions are kept too (bf16). `head`: what the student
+    will read before each query (kept with it)."""
     contexts = context if context and isinstance(context[0], list) else [context] * len(queries)
     pairs = [(c, q) for c, q in zip(contexts, queries) if len(q) >= 2]
     out, spent, layers = [], 0, list(layers)
@@ -188,7 +224,7 @@ def teach(memory, context: list[int] | list[list[int]], queries: list[list[int]]
             logp = F.log_softmax(logits[i, lo : lo + len(q) - 1].float() / temperature, dim=-1)
             top = logp.topk(k, dim=-1)
             hidden = at(store, layers, i, ids.shape[1], lo, lo + len(q) - 1).bfloat16() if layers else None
-            out.append(Teacher(q, top.indices, top.values, hidden))
+            out.append(Teacher(q, top.indices, top.values, hidden, list(head)))
     return out, spent
 
 
@@ -201,25 +237,25 @@ def focused_contexts(memory, transcript: str, queries: list[list[int]]) -> list[
     bos = memory.start
     out = []
     for q in queries:
-        text = focus(transcript, tok.decode(q))
-        out.append(bos + (tok(text, add_special_tokens=False)["input_ids"] if text else []))
+        teacher, _ = memory.fmt.distill_heads(focus(transcript, tok.decode(q)))
+        out.append(bos + (tok(teacher, add_special_tokens=False)["input_ids"] if teacher else []))
     return out
 
 
 def student_loss(memory, batch: list[Teacher], layers: list[int] = (), weight: float = 0.0) -> torch.Tensor:
-    """The medium on the queries alone (BOS first unless the medium's prefix holds it), against the teacher:
-    the top-k KL, plus `weight` x the hidden-state term at `layers` over the batch's teachers that hold
-    hidden states."""
+    """The medium on the queries alone (its start token and each teacher's `head` first), against the teacher:
+    the top-k KL, plus `weight` x the hidden-state term at `layers` over the batch's teachers that hold hidden
+    states."""
     bos = memory.start
-    ids, mask = right_pad([bos + t.ids for t in batch], memory.tokenizer.pad_token_id)
+    ids, mask = right_pad([bos + t.head + t.ids for t in batch], memory.tokenizer.pad_token_id)
     deep = [i for i, t in enumerate(batch) if t.hidden is not None] if weight > 0 else []
     layers = list(layers) if deep else []
     with captured(memory.model, layers) as store:
         logits = memory.logits(ids, mask)
-    off = len(bos)
-    student = torch.cat([logits[i, off : off + len(t.ids) - 1] for i, t in enumerate(batch)])
+    offs = [len(bos) + len(t.head) for t in batch]
+    student = torch.cat([logits[i, o : o + len(t.ids) - 1] for i, (o, t) in enumerate(zip(offs, batch))])
     loss = topk_kl(student, torch.cat([t.top_idx for t in batch]), torch.cat([t.top_logp for t in batch]))
     if deep:
-        h_s = torch.cat([at(store, layers, i, ids.shape[1], off, off + len(batch[i].ids) - 1) for i in deep], 1)
+        h_s = torch.cat([at(store, layers, i, ids.shape[1], offs[i], offs[i] + len(batch[i].ids) - 1) for i in deep], 1)
         loss = loss + weight * hidden_loss(h_s, torch.cat([batch[i].hidden for i in deep], 1))
     return loss

@@ -116,7 +116,13 @@ class WeightMemory(Memory):
         """What the distillation teacher sees before a query: the start token and the session transcript."""
         if not material.transcript.strip():
             raise RetainError(f"session {material.session + 1} has no transcript text to distill from")
-        return self.start + self.tokenizer(material.transcript, add_special_tokens=False)["input_ids"]
+        teacher, _ = self.fmt.distill_heads(material.transcript)
+        return self.start + self.tokenizer(teacher, add_special_tokens=False)["input_ids"]
+
+    def student_head(self) -> list[int]:
+        """What the student reads between the start token and a session query (plain text: the shots)."""
+        _, student = self.fmt.distill_heads("")
+        return self.tokenizer(student, add_special_tokens=False)["input_ids"] if student else []
 
     def batch_texts(self, material: Material, rng: random.Random) -> list[str]:
         """`batch_size` texts: the material augmented, or rehearsal at the replay ratios."""
@@ -195,7 +201,7 @@ class WeightMemory(Memory):
             context = D.focused_contexts(self, material.transcript, queries)
         layers = cfg.matched_layers(self.model.config)
         teachers, taught = D.teach(self, context, queries, cfg.top_k, temperature=cfg.teacher_temperature,
-                                   layers=layers)  # fmt: skip
+                                   layers=layers, head=self.student_head())  # fmt: skip
         if not teachers:
             raise RetainError(f"session {material.session + 1}: no query of two or more tokens to distill on")
         base_pool, more = self.base_pool(material, rng)
@@ -210,7 +216,7 @@ class WeightMemory(Memory):
                 pool = pools[1] if u < cfg.replay and pools[1] else (
                     pools[2] if cfg.replay <= u < cfg.replay + cfg.base_replay and pools[2] else pools[0])
                 batch.append(rng.choice(pool))
-            return D.student_loss(self, batch, layers, cfg.hidden_weight), sum(len(t.ids) for t in batch)
+            return D.student_loss(self, batch, layers, cfg.hidden_weight), sum(len(t.head) + len(t.ids) for t in batch)
 
         return step, spent + taught
 

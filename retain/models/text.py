@@ -114,7 +114,29 @@ class TextFormat:
         notes). Nothing of the session's ground truth is in them."""
         if self.style == "world":
             return (" Q:", " Q:", " Q:", " Notes:")
-        return ("\n\nQ:", "\n\nQ:", "\n\nQ:", "\n\nSummary:")
+        return ("Q:",)
+
+    def distill_heads(self, context: str) -> tuple[str, str]:
+        """(teacher, student): the text before a self-study query when the teacher reads `context` and when the
+        student reads nothing: in plain text both end with the shots, as every question is asked."""
+        if self.style != "plain":  # the chat template's turns are not a text to continue: queries stand alone
+            return context, ""
+        head, _ = self.prompt("", None)
+        return f"{context}\n\n{head}" if context else head, head
+
+    @property
+    def answer_lead(self) -> str:
+        """Plain and chat self-study: what follows a question line before its answer."""
+        return "\nA:"
+
+    @property
+    def study_demo(self) -> str:
+        """Plain and chat self-study: a worked example (a text, a question on it, its answer) read before the
+        session's text, so that a small model asks about what it read and answers in a few words. It is not
+        part of the query the memory learns."""
+        if self.style == "world":
+            return ""
+        return "Mara Quill was born in Oslo and teaches chemistry at a school in Bergen.\n\nQ: Where does Mara Quill teach?\nA: Bergen\n\n"
 
     def session_block(self, index: int, text: str) -> str:
         """One session among several in a prompt."""

@@ -186,3 +186,20 @@ def _user_session(i: int, line: int, row: Any, path: Path) -> Session:
         questions.append(Question(q["question"], answers[0], kind, str(q.get("entity", "")), "",
                                   aliases=answers[1:]))  # fmt: skip
     return Session(i, turns, [], [], [], questions, sep="\n")
+
+
+def export_sessions(sessions: list[Session], path: str | Path) -> Path:
+    """Write sessions as a user session file (JSONL, docs/world.md): turns on their own lines, and answers with
+    the forms the text uses as aliases ("Ravenmoor University" beside "Ravenmoor"), so a model that never saw
+    the world reads them as plain text and is graded as free text."""
+    rows = []
+    for s in sessions:
+        qs = []
+        for q in s.questions:
+            answers = [q.answer, *q.aliases]
+            if q.attribute == "university" and f"{q.answer} University" in s.transcript:
+                answers.append(f"{q.answer} University")
+            qs.append({"question": q.text, "answer": answers if len(answers) > 1 else q.answer, "kind": q.kind})
+        rows.append({"id": f"world-{s.index + 1}", "turns": [{"role": r, "text": t} for r, t in s.turns],
+                     "questions": qs})  # fmt: skip
+    return atomic_write_text(Path(path), _jsonl(rows))
