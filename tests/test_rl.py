@@ -248,5 +248,5 @@ def test_bad_rl_config_is_a_clear_error():
         RLConfig(inner=MediumConfig(kind="full"))
     with pytest.raises(ValueError, match="group"):
         RLConfig(algorithm="pg", group=1)
-    with pytest.raises(RetainError, match="no model/ and world/"):
+    with pytest.raises(RetainError, match="neither a pretraining run"):
         rl(RLConfig(base="/nonexistent"), out="/tmp/never")

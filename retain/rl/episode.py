@@ -16,6 +16,7 @@ import torch
 
 from retain.errors import RetainError
 from retain.eval.qa import encode, score
+from retain.models.text import text_format
 from retain.memory.base import Material, MediumConfig
 from retain.rl.lora import write_and_answer
 from retain.sampling import DecodingConfig, sample
@@ -47,8 +48,9 @@ def fresh_sessions(world: World, n: int, rng: random.Random, reserved: set[str],
 
 
 def prompt_ids(tokenizer, session: Session) -> list[int]:
-    """What the policy reads: BOS, the transcript, then `Notes:` (the summary format of pretraining)."""
-    return encode(tokenizer, X.summary_prompt(session.transcript))
+    """What the policy reads: the start token, the transcript, then the format's cue for notes (the world's
+    `Notes:`, the summary format of its pretraining)."""
+    return encode(tokenizer, text_format(tokenizer).summary_prompt(session.transcript))
 
 
 def write_edits(policy, tokenizer, sessions: list[Session], n: int, decoding: DecodingConfig,
@@ -84,11 +86,13 @@ class Rewarded:
 
 def score_writes(reader, tokenizer, inner: MediumConfig, texts: list[str], sessions: list[Session],
                  seeds: list[int], followers: list[list[str]], lengths: list[int], token_cost: float,
-                 group: int, batched: bool = True, reward: str = "exact_match") -> Rewarded:  # fmt: skip
+                 group: int, batched: bool = True, reward: str = "exact_match",
+                 grading: str = "world") -> Rewarded:  # fmt: skip
     """Write each text into a fresh adapter (init and augmentation from its seed), then write its session's
     `followers` (the long horizon: later sessions' texts), and ask its session's questions closed-book.
     Reward = recall (`exact_match`) or the answers' log-probability (`answer_logprob`) - `token_cost` x the
-    text's length in tokens. `group` adapters train at once."""
+    text's length in tokens. `group` adapters train at once; `grading`: the world's exact match or SQuAD's
+    (`retain.eval.exact_match.grade`)."""
     recall, logprob, tokens = [], [], 0
     for start in range(0, len(texts), group):
         sl = slice(start, start + group)
@@ -97,7 +101,7 @@ def score_writes(reader, tokenizer, inner: MediumConfig, texts: list[str], sessi
         answers, lps, n = write_and_answer(reader, tokenizer, inner, mats, [s.questions for s in sessions[sl]],
                                            seeds[sl], batched=batched)  # fmt: skip
         tokens += n
-        recall += [score(s.questions, ans)["acc"] for s, ans in zip(sessions[sl], answers)]
+        recall += [score(s.questions, ans, grading)["acc"] for s, ans in zip(sessions[sl], answers)]
         logprob += lps
     graded = {"exact_match": recall, "answer_logprob": logprob}[reward]
     return Rewarded(recall, logprob, [r - token_cost * n for r, n in zip(graded, lengths)], tokens)

@@ -22,8 +22,8 @@ from retain.memory import storage
 from retain.memory.base import Material, MediumConfig
 from retain.memory.weights import augment, sft_batch
 from retain.rl.algorithms import mean_logprobs
-from retain.train.optim import bf16_autocast
-from retain.world.render import qa_prompt
+from retain.models.precision import autocast
+from retain.models.text import text_format
 from retain.world.world import Question
 
 
@@ -113,7 +113,7 @@ class Adapters:
         for _ in range(cfg.steps):
             texts = [augment(m, cfg.augment, rng) for m, rng in zip(materials, rngs) for _ in range(cfg.batch_size)]
             ids, mask, labels = sft_batch(tokenizer, texts)
-            with bf16_autocast("cpu", ids.device.type == "cpu"):
+            with autocast(ids.device.type):
                 logits = self.model(input_ids=ids, attention_mask=mask).logits[:, :-1]
             ce = F.cross_entropy(logits.flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=-100,
                                  reduction="none").view(len(texts), -1)  # fmt: skip
@@ -142,8 +142,9 @@ class Adapters:
         its questions: a graded recall (a fact learned half-way scores between absent and learned)."""
         out = []
         for g, qs in enumerate(questions):
-            prompts = [encode(tokenizer, qa_prompt(q.text)) for q in qs]
-            full = [encode(tokenizer, f"{qa_prompt(q.text)} {q.answer}") for q in qs]
+            fmt = text_format(tokenizer)
+            prompts = [encode(tokenizer, "".join(fmt.prompt(q.text))) for q in qs]
+            full = [encode(tokenizer, fmt.qa_text(q.text, q.answer)) for q in qs]
             answers = [f[len(p):] for p, f in zip(prompts, full)]
             with self.routed(torch.full((len(qs),), g, dtype=torch.long)):
                 out.append(float(mean_logprobs(self.model, prompts, answers, tokenizer.pad_token_id).mean()))

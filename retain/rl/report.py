@@ -29,7 +29,8 @@ def curve(records: list[dict], fixed: dict) -> plt.Figure:
     if ho:
         ax.plot(*zip(*ho), marker="o", lw=2, label="held-out recall (greedy self-edits)")
     for key, style in (("oracle", ":"), ("transcript", "--")):
-        ax.axhline(fixed[key]["recall"], ls=style, color="gray", label=f"held-out, {key} written")
+        if fixed.get(key):
+            ax.axhline(fixed[key]["recall"], ls=style, color="gray", label=f"held-out, {key} written")
     ax.set_xlabel("RL iteration")
     ax.set_ylabel("exact-match recall")
     ax.set_title("Outer loop: reward and held-out recall")
@@ -65,14 +66,15 @@ def write_report(run: RunDir, cfg: Any, fixed: dict, last: dict, pools: Any, sum
         f"Base `{cfg.base}`; {cfg.iterations} iterations x {cfg.sessions} sessions x {cfg.group} self-edits "
         f"({s['episodes']} episodes, {s['rl_seconds']:.0f} s); inner loop LoRA r{cfg.inner.rank} "
         f"{cfg.inner.targets}, {cfg.inner.steps} steps at lr {cfg.inner.lr:g}; horizon {cfg.horizon}; "
-        f"token cost {cfg.token_cost:g}. Held-out: {cfg.heldout} sessions about people never seen in RL, each "
+        f"token cost {cfg.token_cost:g}. Held-out: {cfg.heldout} sessions {'about people never seen in RL' if cfg.data is None else f'(the last of {cfg.data})'}, each "
         f"write averaged over {cfg.eval_seeds} adapter initialisations.",
         "",
         "| written into the LoRA | held-out recall | tokens |",
         "| --- | ---: | ---: |",
         f"| the model's notes before RL (greedy) | {s['heldout_before']:.3f} | {s['length_before']:.1f} |",
         f"| the policy's notes after RL (greedy) | {s['heldout_after']:.3f} | {s['length_after']:.1f} |",
-        f"| oracle notes, whole (upper bound) | {s['heldout_oracle']:.3f} | - |",
+        (f"| oracle notes, whole (upper bound) | {s['heldout_oracle']:.3f} | - |" if s["heldout_oracle"] is not None
+         else "| oracle notes | - (sessions from a file carry no facts) | - |"),
         f"| raw transcript, whole | {s['heldout_transcript']:.3f} | - |",
         "",
         f"Gain from RL: {s['gain_pt']:+.1f} points (target >= +10).",

@@ -3,6 +3,10 @@ each is written into a fresh LoRA on the frozen base model; recall on the sessio
 
     retain rl configs/rl.yaml --out runs/rl
     retain rl --out runs/rl --resume         # continues after the last finished iteration
+    retain rl configs/smoke/rl.yaml --set base=models/smollm2-135m --set data=my_sessions.jsonl
+
+Sessions are fresh people drawn from the world, or (`data`) the sessions of a file: the last `heldout` are
+held out, RL draws from the others.
 
 Per iteration: sample `group` self-edits for each of `sessions` fresh sessions -> batched inner loop ->
 rewards -> ReST-EM (SFT on the self-edits that beat their group) or policy gradient (GRPO advantages, KL to
@@ -15,12 +19,14 @@ import copy
 import random
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
 
 from retain.config import from_dict, read_yaml
+from retain.errors import RetainError
 from retain.memory.base import MediumConfig
 from retain.models.build import load_model_and_tokenizer
 from retain.rl import algorithms as A
@@ -28,11 +34,10 @@ from retain.rl import episode as E
 from retain.runs.checkpoint import latest_checkpoint, load_checkpoint, pack_optimizer, save_checkpoint, unpack_optimizer
 from retain.runs.files import atomic_write_json, read_json
 from retain.runs.progress import progress
-from retain.runs.rundir import RunDir, base_run
+from retain.runs.rundir import RunDir
 from retain.runs.seed import derive_seed
 from retain.sampling import DecodingConfig
 from retain.world import render as R
-from retain.world.io import load_world
 from retain.world.world import Session, World
 
 
@@ -49,7 +54,18 @@ class RLConfig:
     seed: int = 0
     """Seed of the sessions, the sampling and the adapters' initialisation."""
     base: str = "runs/base"
-    """A pretraining run directory (its model/ and world/)."""
+    """A pretraining run directory (its model/ and world/), or any local causal LM folder (with `data`)."""
+    data: str | None = None
+    """Sessions from a file (JSONL with questions; docs/world.md) instead of fresh ones from the world: the last
+    `heldout` are held out, each iteration draws `sessions` of the others."""
+    prompt: Literal["auto", "world", "plain", "chat"] = "auto"
+    """How questions are put to the model (retain/models/text.py); auto: world for a pretraining run, plain for
+    a model folder."""
+    shots: int | None = None
+    """Question-answer pairs of general knowledge before every question (plain text: the answer format); None:
+    0 in world style, 4 otherwise."""
+    precision: Literal["auto", "fp32"] = "auto"
+    """auto: bf16 autocast where the hardware computes bf16; fp32 everywhere."""
     algorithm: Literal["rest_em", "pg"] = "rest_em"
     """rest_em (keep self-edits that beat their group's mean reward, SFT the policy on them) or pg
     (REINFORCE with GRPO-normalised group advantages and a KL penalty to the base model)."""
@@ -92,7 +108,7 @@ class RLConfig:
     kl: float = 0.05
     """pg: weight of the KL penalty to the reference (base) policy."""
     heldout: int = 24
-    """Held-out sessions (people never seen in RL) for evaluation."""
+    """Held-out sessions (people never seen in RL) for evaluation; with `data`, the file's last ones."""
     eval_seeds: int = 2
     """Adapter initialisations each held-out write is averaged over (the same at every evaluation)."""
     eval_every: int = 2
@@ -113,7 +129,7 @@ class RLConfig:
             raise ValueError(f"inner.kind must be lora (the inner loop writes a fresh LoRA), got {self.inner.kind}")
         if self.algorithm == "pg" and self.group < 2:
             raise ValueError("pg needs group >= 2 for a group baseline")
-        bad = [k for k in self.ask if k not in E.QUESTION_KEYS]
+        bad = [k for k in self.ask if k not in E.QUESTION_KEYS] if self.data is None else []
         if bad:
             raise ValueError(f"ask: unknown question kinds {bad}; use any of {', '.join(E.QUESTION_KEYS)}")
         if not self.decoding.sampled:
@@ -122,14 +138,22 @@ class RLConfig:
 
 @dataclass
 class Pools:
-    """The run's fixed sessions: held-out ones with their followers, and the names RL must not draw."""
+    """The run's fixed sessions: held-out ones with their followers, the names RL must not draw, and with
+    `data` the file's training sessions."""
 
     heldout: list[Session]
     heldout_followers: list[list[str]]
     reserved: set[str]
+    train: list[Session] | None = None
+    """data: the sessions RL draws from (None: fresh ones from the world)."""
+    grading: str = "world"
 
 
-def build_pools(world: World, cfg: RLConfig) -> Pools:
+def build_pools(world: World | None, cfg: RLConfig) -> Pools:
+    if cfg.data is not None:
+        return file_pools(cfg, plain=world is None)
+    if world is None:
+        raise RetainError(f"base {cfg.base} is a model folder without a world; give the sessions: --set data=FILE.jsonl")
     reserved = set(world.entities) | {n for s in world.sessions for n in s.new_entities}
     rng = random.Random(derive_seed(cfg.seed, "rl", "heldout"))
     heldout = E.fresh_sessions(world, cfg.heldout, rng, reserved, cfg.ask)
@@ -138,9 +162,37 @@ def build_pools(world: World, cfg: RLConfig) -> Pools:
     return Pools(heldout, followers, reserved)
 
 
-def train_sessions(world: World, cfg: RLConfig, pools: Pools, it: int) -> tuple[list[Session], list[list[str]]]:
-    """Iteration `it`'s fresh sessions (names outside the held-out pool) and their followers."""
+def file_pools(cfg: RLConfig, plain: bool) -> Pools:
+    """Held-out and training sessions from the file `cfg.data`: the last `heldout` are held out. A session's
+    followers (the long horizon) are the transcripts of the sessions after it in its own pool, in file order."""
+    from retain.continual.stream import _without_two_hop
+    from retain.world.io import load_user_sessions
+
+    stream = load_user_sessions(cfg.data)
+    if plain:  # a two-hop question's second hop is the world's, which a plain model never read
+        stream = [_without_two_hop(s) for s in stream]
+    if cfg.ask:
+        stream = [replace(s, questions=[q for q in s.questions if q.kind in cfg.ask]) for s in stream]
+    for s in stream:
+        if not s.questions:
+            raise RetainError(f"session {s.index + 1} of {cfg.data} has no questions to reward; add some, or "
+                              "check ask")  # fmt: skip
+    if cfg.heldout >= len(stream):
+        raise RetainError(f"heldout={cfg.heldout} leaves no training session of the {len(stream)} in {cfg.data}; "
+                          "lower heldout")  # fmt: skip
+    train, heldout = stream[: len(stream) - cfg.heldout], stream[len(stream) - cfg.heldout :]
+    follow = lambda pool, i: [pool[(i + k) % len(pool)].transcript for k in range(1, cfg.horizon + 1)]  # noqa: E731
+    return Pools(heldout, [follow(heldout, i) for i in range(len(heldout))], set(), train, "text")
+
+
+def train_sessions(world: World | None, cfg: RLConfig, pools: Pools, it: int) -> tuple[list[Session], list[list[str]]]:
+    """Iteration `it`'s sessions (fresh people outside the held-out pool, or a draw of the file's training
+    sessions) and their followers."""
     rng = random.Random(derive_seed(cfg.seed, "rl", "train", it))
+    if pools.train is not None:
+        idx = [rng.randrange(len(pools.train)) for _ in range(cfg.sessions)]
+        follow = [[pools.train[(i + k) % len(pools.train)].transcript for k in range(1, cfg.horizon + 1)] for i in idx]
+        return [pools.train[i] for i in idx], follow
     reserved = set(pools.reserved)
     sessions = E.fresh_sessions(world, cfg.sessions, rng, reserved, cfg.ask)
     followers = [[R.oracle_notes(s) for s in E.fresh_sessions(world, cfg.horizon, rng, reserved)] for _ in sessions]
@@ -160,7 +212,7 @@ def evaluate(policy, reader, tok, cfg: RLConfig, pools: Pools, texts: list[str] 
     seeds = [derive_seed(cfg.seed, "rl", "eval", i, k) for i in range(len(pools.heldout)) for k in range(n)]
     out = E.score_writes(reader, tok, cfg.inner, [t for t in texts for _ in range(n)], sessions, seeds,
                          [f for f in pools.heldout_followers for _ in range(n)], [0] * len(sessions), 0.0,
-                         cfg.group)  # fmt: skip
+                         cfg.group, grading=pools.grading)  # fmt: skip
     recall = sum(out.recall) / len(out.recall)
     return {"recall": recall, "texts": texts, "lengths": lengths}
 
@@ -223,22 +275,43 @@ def policy_update(policy, ref, tok, cfg: RLConfig, opt, prompts, edits, rewards:
 
 
 def rl(cfg: RLConfig, out: str | None = None, resume: bool = False) -> dict[str, Any]:
-    """Run the outer loop of `cfg`; writes metrics, checkpoints of the policy, summary.json and report.md."""
-    base = base_run(cfg.base)
+    """Run the outer loop of `cfg`; writes metrics, checkpoints of the policy, summary.json and report.md. With
+    `resume` the run's own config.yaml is used."""
+    from retain.continual.stream import resolve_base
+    from retain.models.build import model_config
+    from retain.models.precision import set_precision
+    from retain.models.text import TextFormat, use_format
+
+    if resume:
+        path = Path(out or "") / "config.yaml"
+        if out is None or not path.is_file():
+            raise RetainError(f"--resume: {out} holds no run to resume (no config.yaml)")
+        cfg = from_dict(RLConfig, read_yaml(path))
+    set_precision(cfg.precision)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|peft|torch)\b")
-    world = load_world(base / "world")
-    pools = None if resume else build_pools(world, cfg)  # an `ask` that empties a session fails before the run dir
+    base = resolve_base(cfg.base)
+    world = base.world
+    pools = build_pools(world, cfg)  # bad sessions or an `ask` that empties one fail before the run dir
+    cfg.inner.check_model(model_config(base.model_dir))
+    reader, tok = load_model_and_tokenizer(base.model_dir)
+    style = base.style if cfg.prompt == "auto" else cfg.prompt
+    n_shots = cfg.shots if cfg.shots is not None else (0 if style == "world" else 4)
+    shots = []
+    if n_shots:
+        from retain.continual.stream import PROBE, load_questions
+
+        probe = load_questions(PROBE)
+        random.Random(derive_seed(cfg.seed, "probe")).shuffle(probe)
+        shots = [(q.text, q.answer) for q in probe[:n_shots]]
+    use_format(tok, TextFormat.of(tok, style, shots))
+    if pools.train is not None and cfg.horizon:
+        print(f"note: horizon {cfg.horizon}: the followers are the transcripts of the next sessions of {cfg.data}")
     run = RunDir.open(cfg.name, out, resume)
-    if resume:
-        cfg = from_dict(RLConfig, read_yaml(run / "config.yaml"))
-        pools = build_pools(world, cfg)
-    else:
+    if not resume:
         run.write_config(cfg)
-    reader, tok = load_model_and_tokenizer(base / "model")
     reader.requires_grad_(False).eval()  # the frozen base: the inner loop's model and the reference policy
-    cfg.inner.check_model(reader.config)
     policy = copy.deepcopy(reader).requires_grad_(True)
     opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=0.0)
 
@@ -259,7 +332,8 @@ def rl(cfg: RLConfig, out: str | None = None, resume: bool = False) -> dict[str,
         edits = E.write_edits(policy, tok, first[: cfg.efficiency_groups], cfg.group, cfg.decoding,
                               cfg.max_new_tokens, derive_seed(cfg.seed, "rl", "efficiency"))  # fmt: skip
         fixed = {
-            "oracle": evaluate(policy, reader, tok, cfg, pools, [R.oracle_notes(s) for s in pools.heldout]),
+            "oracle": evaluate(policy, reader, tok, cfg, pools, [R.oracle_notes(s) for s in pools.heldout])
+            if pools.train is None else None,  # a file's sessions carry no facts to write as notes
             "transcript": evaluate(policy, reader, tok, cfg, pools, [s.transcript for s in pools.heldout]),
             "before": evaluate(policy, reader, tok, cfg, pools),
             "efficiency": efficiency(reader, tok, cfg, first[: cfg.efficiency_groups],
@@ -269,8 +343,9 @@ def rl(cfg: RLConfig, out: str | None = None, resume: bool = False) -> dict[str,
         atomic_write_json(fixed_path, fixed)
         run.log({"iteration": 0, "heldout_recall": fixed["before"]["recall"],
                  "heldout_length": sum(fixed["before"]["lengths"]) / len(pools.heldout)})  # fmt: skip
-        print(f"held-out recall before RL {fixed['before']['recall']:.3f}, oracle notes "
-              f"{fixed['oracle']['recall']:.3f}, transcripts {fixed['transcript']['recall']:.3f}")  # fmt: skip
+        oracle = f"oracle notes {fixed['oracle']['recall']:.3f}, " if fixed["oracle"] else ""
+        print(f"held-out recall before RL {fixed['before']['recall']:.3f}, {oracle}"
+              f"transcripts {fixed['transcript']['recall']:.3f}")  # fmt: skip
 
     last = fixed["before"]
     bar = progress(range(start, cfg.iterations), desc=f"rl {cfg.algorithm}", initial=start, total=cfg.iterations)
@@ -287,7 +362,7 @@ def rl(cfg: RLConfig, out: str | None = None, resume: bool = False) -> dict[str,
         seeds = [derive_seed(cfg.seed, "rl", "write", it, i) for i in range(len(sessions)) for _ in range(cfg.group)]
         scored = E.score_writes(reader, tok, cfg.inner, texts, [s for s in sessions for _ in range(cfg.group)], seeds,
                                 [f for f in followers for _ in range(cfg.group)], lengths, cfg.token_cost,
-                                cfg.group, reward=cfg.reward)  # fmt: skip
+                                cfg.group, reward=cfg.reward, grading=pools.grading)  # fmt: skip
         rewards = torch.tensor(scored.reward).view(len(sessions), cfg.group)
         stats = policy_update(policy, reader, tok, cfg, opt, prompts, edits, rewards,
                               random.Random(derive_seed(cfg.seed, "rl", "update", it)))  # fmt: skip
@@ -324,7 +399,7 @@ def summarize(cfg: RLConfig, fixed: dict, last: dict, records: list[dict], elaps
         "heldout_before": before["recall"],
         "heldout_after": after["recall"],
         "gain_pt": 100 * (after["recall"] - before["recall"]),
-        "heldout_oracle": fixed["oracle"]["recall"],
+        "heldout_oracle": fixed["oracle"]["recall"] if fixed["oracle"] else None,
         "heldout_transcript": fixed["transcript"]["recall"],
         "length_before": sum(before["lengths"]) / len(before["lengths"]),
         "length_after": sum(after["lengths"]) / len(after["lengths"]),
@@ -337,7 +412,8 @@ def summarize(cfg: RLConfig, fixed: dict, last: dict, records: list[dict], elaps
 def main(cfg: RLConfig, out: str | None = None, resume: bool = False) -> None:
     """CLI entry point of `retain rl`."""
     s = rl(cfg, out, resume)
+    oracle = f"oracle notes {s['heldout_oracle']:.3f}, " if s["heldout_oracle"] is not None else ""
     print(f"held-out recall: before RL {s['heldout_before']:.3f} -> after {s['heldout_after']:.3f} "
-          f"({s['gain_pt']:+.1f} pt); oracle notes {s['heldout_oracle']:.3f}, transcripts "
+          f"({s['gain_pt']:+.1f} pt); {oracle}transcripts "
           f"{s['heldout_transcript']:.3f}; {s['episodes']} episodes in {s['rl_seconds']:.0f}s")  # fmt: skip
     print(f"report: {s['report']}")
