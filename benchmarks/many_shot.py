@@ -30,7 +30,8 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=240, help="context budget in tokens (sessions plus shots)")
     args = ap.parse_args()
 
-    from retain.continual.loop import EvalConfig, build_suites, evaluate
+    from retain.continual.loop import Suites, evaluate
+    from retain.continual.stream import world_suites
     from retain.memory import MediumConfig, make_memory
     from retain.memory.writers import WriterConfig, make_writer
     from retain.models.build import load_model_and_tokenizer
@@ -41,7 +42,8 @@ def main() -> None:
     world = load_world(base / "world")
     model, tok = load_model_and_tokenizer(base / "model")
     n = len(world.sessions)
-    suites = build_suites(world, n, EvalConfig(base_n=1, skill_n=1), seed=0)
+    base_qs, skills, shots = world_suites(world, base_n=1, skill_n=1, seed=0)
+    suites = Suites([s.questions for s in world.sessions[:n]], base_qs, skills, shots)
     materials = [make_writer(WriterConfig(kind=args.writer), model, tok)(s) for s in world.sessions]
     ks = [int(k) for k in args.shots.split(",")]
     rows = []

@@ -59,6 +59,21 @@ def machine() -> str:
     return f"{platform.system()} {cpu_name()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}, {dev}"
 
 
+def commit() -> str:
+    """The git commit the numbers were measured at (`+changes` when the work tree differs from it)."""
+    import subprocess
+
+    root = RESULTS.parents[1]
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                              check=True).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, check=False).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+changes" if dirty else "")
+
+
 def command() -> str:
     """The command line that is running, as a user would type it."""
     argv = sys.argv[:]
@@ -73,7 +88,8 @@ def write_section(name: str, title: str, body: str, path: Path = RESULTS) -> Non
     """Replace (or append) the section `name` of RESULTS.md with `body`, stamped with command and machine."""
     from retain.runs.files import atomic_write_text
 
-    stamp = f"Command: `{command()}`  \nMachine: {machine()}  \nDate: {time.strftime('%Y-%m-%d')}"
+    stamp = (f"Command: `{command()}`  \nCommit: {commit()}  \nMachine: {machine()}  \n"
+             f"Date: {time.strftime('%Y-%m-%d')}")
     block = f"<!-- bench:{name} -->\n## {title}\n\n{stamp}\n\n{body.strip()}\n<!-- /bench:{name} -->"
     text = path.read_text() if path.exists() else "# Results\n\nMeasured numbers, each with the command that produced it.\n"
     pattern = re.compile(rf"<!-- bench:{re.escape(name)} -->.*?<!-- /bench:{re.escape(name)} -->", re.S)

@@ -35,7 +35,7 @@ from retain.memory import MediumConfig, Memory, make_memory
 from retain.memory.writers import WriterConfig, make_writer
 from retain.models.build import load_model_and_tokenizer, load_tokenizer, model_config
 from retain.models.precision import set_precision
-from retain.models.text import TextFormat, use_format
+from retain.models.text import TextFormat, text_format, use_format
 from retain.runs.files import atomic_write_json, read_json
 from retain.runs.progress import progress
 from retain.runs.rundir import RunDir
@@ -379,7 +379,7 @@ def fixed_questions(cfg: ContinualConfig, base: Base, stream: Stream, model, tok
         else:
             texts = own_texts(model, tok, cfg.replay_texts, 64, derive_seed(cfg.seed, "replay"))
             atomic_write_json(path, texts)
-    pairs = [tok.retain_format.qa_text(q.text, q.answer) for q in stream.shots]
+    pairs = [text_format(tok).qa_text(q.text, q.answer) for q in stream.shots]
     return suites, TextRehearsal(texts, pairs)
 
 

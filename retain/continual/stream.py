@@ -24,7 +24,7 @@ from pathlib import Path
 from retain.errors import RetainError
 from retain.runs.seed import derive_seed
 from retain.world import examples as X
-from retain.world.io import load_user_sessions, load_world, read_text
+from retain.world.io import load_questions, load_user_sessions, load_world, read_text
 from retain.world.world import Question, Session, World
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -91,29 +91,6 @@ class Stream:
     """The world the sessions come from (None for a session file): oracle notes, bits, rehearsal."""
     notes: list[str] = field(default_factory=list)
     """One line per thing left out, and why."""
-
-
-def load_questions(path: str | Path) -> list[Question]:
-    """A JSONL of `{"question", "answer"}` objects (answer: a string or a list of accepted strings), such as
-    the base probe; one-line errors naming the file and line."""
-    from retain.world.io import _json_lines, _user_session
-
-    path = Path(path)
-    if not path.is_file():
-        raise RetainError(f"question file not found: {path}")
-    text = read_text(path)
-    if not text.strip():
-        raise RetainError(f"{path} is empty; write one {{question, answer}} object per line")
-    out = []
-    for i, (line, row) in enumerate(_json_lines(path, text)):
-        if not isinstance(row, dict):
-            raise RetainError(f"{path} line {line}: each line must be an object with 'question' and 'answer'")
-        extra = {k: v for k, v in row.items() if k not in ("question", "answer", "kind", "topic")}
-        if extra:
-            raise RetainError(f"{path} line {line}: unknown keys {sorted(extra)}; allowed: question, answer, kind, topic")
-        q = {k: row[k] for k in ("question", "answer", "kind") if k in row}
-        out += _user_session(i, line, {"transcript": "-", "questions": [q]}, path).questions
-    return out
 
 
 def heldout_paragraphs(path: str | Path) -> list[str]:

@@ -34,10 +34,11 @@ def decode_answer(tokenizer, ids: list[int]) -> str:
 
 @torch.no_grad()
 def answer(model: torch.nn.Module, tokenizer, prompts: Sequence[tuple[str, str] | str], max_new_tokens: int | None = None,
-           batch_size: int = 64, prefix=None, bos: bool = True, route=None) -> list[str]:  # fmt: skip
+           batch_size: int = 64, prefix=None, bos: bool = True, route=None, share: bool = True) -> list[str]:  # fmt: skip
     """Greedy answers to prompts given as (head, tail) text (or whole strings), after a KV-cache `prefix` if
     given (`bos=False` when the prefix holds the start token; `route`: which prefix positions each prompt
-    reads, `generate`). Without a prefix, prompts sharing a non-empty head read it once (its KV cache)."""
+    reads, `generate`). Without a prefix, prompts sharing a non-empty head read it once (its KV cache), unless
+    `share` is off (a model whose rows are routed to different adapters needs every row in every pass)."""
     fmt = text_format(tokenizer)
     tokens = max_new_tokens or fmt.answer_tokens
     enc = lambda s: tokenizer(s, add_special_tokens=False)["input_ids"] if s else []  # noqa: E731
@@ -54,7 +55,7 @@ def answer(model: torch.nn.Module, tokenizer, prompts: Sequence[tuple[str, str] 
             for i, (h, _) in enumerate(parts):
                 groups[h].append(i)
             for head, idx in groups.items():
-                if head and len(idx) > 1:  # read once: its cache is every question's prefix
+                if share and head and len(idx) > 1:  # read once: its cache is every question's prefix
                     shared = kv_of(model, start + enc(head))
                     rows = generate(model, [enc(parts[i][1]) for i in idx], prefix=shared, **gen)
                 else:
@@ -66,12 +67,12 @@ def answer(model: torch.nn.Module, tokenizer, prompts: Sequence[tuple[str, str] 
 
 def ask(model, tokenizer, questions: Sequence, context: str | Sequence[str | None] | None = None,
         max_new_tokens: int | None = None, batch_size: int = 64, prefix=None, bos: bool = True,
-        route=None) -> list[str]:  # fmt: skip
+        route=None, share: bool = True) -> list[str]:  # fmt: skip
     """Answers to `Question`s, closed-book or with one context for all (or one per question)."""
     fmt = text_format(tokenizer)
     contexts = context if isinstance(context, (list, tuple)) else [context] * len(questions)
     return answer(model, tokenizer, [fmt.prompt(q.text, c) for q, c in zip(questions, contexts)], max_new_tokens,
-                  batch_size, prefix, bos, route)  # fmt: skip
+                  batch_size, prefix, bos, route, share)  # fmt: skip
 
 
 def score(questions: Sequence, predictions: Sequence[str], grading: str = "world") -> dict[str, float]:

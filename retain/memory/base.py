@@ -39,11 +39,13 @@ class MediumConfig:
     retrieve: int = 0
     """context: show each question only the `retrieve` held sessions that share the most rare words with it
     (0: every held session). A retrieval-augmented baseline for a reader that cannot bind many people at once."""
-    focus: Literal["none", "entity"] = "none"
+    focus: Literal["none", "entity", "cue"] = "none"
     """context: show each question only the sentences that mention a name it mentions (entity); distill: the
     teacher sees only the transcript's sentences that mention a name the query mentions, and no transcript
     when none does (the medium alone, so queries about other people teach nothing new). Both are retrieval
-    for a reader that cannot bind a value to one of two people (docs/log.md)."""
+    for a reader that cannot bind a value to one of two people (docs/log.md). distill with `cue`: `cue` makes
+    the teacher read only the sentence each query was cued by (in plain text it also writes the answer from
+    it): one chunk per question, for a reader that cannot bind a value to one of a person's attributes."""
     shots: int = 0
     """context: question-answer examples about known people between the sessions and the question."""
     shot_kind: Literal["many_shot", "reinforced", "unsupervised"] = "many_shot"
@@ -120,6 +122,10 @@ class MediumConfig:
     query_temperature: float = 1.0
     """distill, self_study: sampling temperature of the queries (below 1 keeps a small pretrained model's
     questions on topic; the world's model was trained to ask at 1)."""
+    grounded: bool = False
+    """distill, self_study in plain text: keep only queries whose answer is found, as whole words, in the text
+    the question was asked about (the cue sentence, or the session), drawing up to three rounds of `n_queries`
+    candidates: no ground truth, a check that the question is about what was read and the answer was read."""
     query_turns: int = 1
     """distill, self_study: questions each query asks in a row: after each answer (and its end token) the medium
     is seeded with ` Q:` again and asks on, as pretraining's question runs do (which end in two-hop
@@ -129,7 +135,9 @@ class MediumConfig:
     base_study: float = 0.0
     """distill with base_replay: the fraction of those texts the bare model studies instead of re-reading: it
     asks and answers itself after the text (` Q:`), and the question and answer are distilled closed-book,
-    which holds up its answers to questions about people it knows only from biographies (docs/distill.md)."""
+    which holds up its answers to questions about people it knows only from biographies (docs/distill.md). In
+    plain text the bare model asks itself general questions after the shots instead (no text) and answers
+    them: closed-book pairs in the form every question is asked (docs/real.md)."""
     top_k: int = 20
     """distill: the teacher's k most likely next tokens per position (the rest of its mass is one bucket)."""
     teacher_temperature: float = 1.0
@@ -169,6 +177,9 @@ class MediumConfig:
             raise ValueError(f"media '{self.name}': base_study must be in [0, 1], got {self.base_study}")
         if not 0.0 <= self.replay + self.base_replay < 1.0 or self.replay < 0 or self.base_replay < 0:
             raise ValueError(f"media '{self.name}': replay + base_replay must be in [0, 1)")
+        if self.focus == "cue" and (self.cue == "none" or self.kind == "context"):
+            raise ValueError(f"media '{self.name}': focus cue is the distillation teacher reading the sentence a "
+                             "query was cued by; set cue: sentence or alone (or focus: entity)")  # fmt: skip
         if self.route != "none" and self.kind != "kv_prefix":
             raise ValueError(f"media '{self.name}': route applies to kv_prefix blocks only; remove it for {self.kind}")
         if self.kind == "kv_prefix" and self.prompt_tokens < 2:

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from retain.errors import RetainError
+from retain.eval.exact_match import contains
 from retain.memory.context import names
 from retain.memory.weights import sentences
 from retain.models.generate import generate
@@ -125,9 +126,9 @@ def query_ids(kind: str, memory, material, context: list[int], n: int,
         return plain_queries(memory, material, context, n, rng)
     seeds = [enc(fmt.seeds[i % len(fmt.seeds)]) for i in range(n)]
     cues = [[] for _ in range(n)]
-    named = [s for s in sentences(material.transcript) if names(s)]
-    if memory.cfg.cue != "none" and named:  # re-read one sentence that names someone, then ask: each in turn
-        cues = [enc(" " + named[i % len(named)]) for i in range(n)]
+    named = cue_sentences(memory, material, n)
+    if named:  # re-read one sentence that names someone, then ask: each in turn
+        cues = [enc(" " + c) for c in named]
         seeds = [enc(fmt.seeds[0]) for _ in range(n)]
         if memory.cfg.cue == "alone":  # the sentence without the transcript before it: one chunk, as Cartridges
             context = context[: len(fmt.start)] if context[: len(fmt.start)] == list(fmt.start) else []
@@ -138,6 +139,22 @@ def query_ids(kind: str, memory, material, context: list[int], n: int,
         out, more = sample(memory, [context + c + q + s for c, q, s in zip(cues, queries, seeds)], rng)
         queries, spent = [q + s + o for q, s, o in zip(queries, seeds, out)], spent + more
     return queries, spent
+
+
+def cue_sentences(memory, material, n: int) -> list[str] | None:
+    """The sentence each of `n` self-study queries is cued by (`cue`: every transcript sentence that names
+    someone, in turn), or None when the medium does not cue (or no sentence names anyone)."""
+    named = [s for s in sentences(material.transcript) if names(s)]
+    if memory.cfg.cue == "none" or not named:
+        return None
+    return [named[i % len(named)] for i in range(n)]
+
+
+def cue_contexts(memory, cues: list[str]) -> list[list[int]]:
+    """`focus: cue`: per query, the teacher reads only the sentence its question was cued by (then, in plain
+    text, the shots): the one chunk the question is about, as Cartridges' self-study reads one chunk."""
+    tok = memory.tokenizer
+    return [memory.start + tok(memory.fmt.distill_heads(c)[0], add_special_tokens=False)["input_ids"] for c in cues]
 
 
 def plain_queries(memory, material, context: list[int], n: int, rng: random.Random) -> tuple[list[list[int]], int]:
@@ -155,16 +172,26 @@ def plain_queries(memory, material, context: list[int], n: int, rng: random.Rand
     k = len(fmt.start) if context[: len(fmt.start)] == list(fmt.start) else 0
     head = context[:k] + enc(fmt.study_demo)
     text = enc(material.transcript)
-    named = [s for s in sentences(material.transcript) if names(s)]
-    if memory.cfg.cue != "none" and named:
+    named = cue_sentences(memory, material, n)
+    if named:
         body = [] if memory.cfg.cue == "alone" else text + enc("\n\n")
-        asks = [head + body + enc(named[i % len(named)] + "\n\n" + fmt.seeds[0]) for i in range(n)]
+        asks = [head + body + enc(c + "\n\n" + fmt.seeds[0]) for c in named]
     else:
         asks = [head + text + enc("\n\n" + fmt.seeds[0])] * n
     seed, lead, newline = enc(fmt.seeds[0]), enc(fmt.answer_lead), enc("\n")
-    asked, spent = sample(memory, asks, rng, stops=fmt.stops)  # the question, up to its newline
-    said, more = sample(memory, [context + seed + a + lead for a in asked], rng, stops=fmt.stops, greedy=True)
-    return [seed + a + lead + o + newline for a, o in zip(asked, said)], spent + more
+    readers = cue_contexts(memory, named) if named and memory.cfg.focus == "cue" else [context] * n
+    grounds = named or [material.transcript] * n
+    kept, spent = [], 0
+    for _ in range(3 if memory.cfg.grounded else 1):
+        asked, more = sample(memory, asks, rng, stops=fmt.stops)  # the question, up to its newline
+        said, more2 = sample(memory, [r + seed + a + lead for r, a in zip(readers, asked)], rng, stops=fmt.stops,
+                             greedy=True)  # fmt: skip
+        spent += more + more2
+        rows = [(seed + a + lead + o + newline, g, tok.decode(o)) for a, o, g in zip(asked, said, grounds)]
+        kept += [q for q, g, o in rows if not memory.cfg.grounded or contains(g, o)]
+        if len(kept) >= n:
+            break
+    return (kept[:n] or [q for q, _, _ in rows]), spent
 
 
 def sample(memory, prompts: list[list[int]], rng: random.Random, stops: list[int] | None = None,
@@ -192,6 +219,20 @@ def base_study(memory, texts: list[str], rng: random.Random) -> tuple[list[list[
     out, spent = sample(memory, [list(memory.fmt.start) + tok(t, add_special_tokens=False)["input_ids"] + seed
                                  for t in texts], rng)  # fmt: skip
     return [seed + o for o in out], spent
+
+
+def general_study(memory, n: int, rng: random.Random) -> tuple[list[list[int]], int]:
+    """Plain-text base study: after the shots the medium asks itself `n` general questions (sampled at
+    `query_temperature`) and answers each greedily, closed-book; returns the queries in the asked form
+    (`Q: ...\nA: ...\n`) and the forward tokens spent. Distilled with the shots in front, they hold up how
+    the bare model answers what it knew, where the session's queries pull on the same form."""
+    fmt, tok = memory.fmt, memory.tokenizer
+    enc = lambda s: tok(s, add_special_tokens=False)["input_ids"]  # noqa: E731
+    head = list(fmt.start) + enc(fmt.distill_heads("")[1]) + enc(fmt.seeds[0])
+    lead, newline = enc(fmt.answer_lead), enc("\n")
+    asked, spent = sample(memory, [head] * n, rng, stops=fmt.stops)
+    said, more = sample(memory, [head + a + lead for a in asked], rng, stops=fmt.stops, greedy=True)
+    return [enc(fmt.seeds[0]) + a + lead + o + newline for a, o in zip(asked, said)], spent + more
 
 
 def at(store: dict[int, torch.Tensor], layers: list[int], row: int, width: int, lo: int, hi: int) -> torch.Tensor:

@@ -199,6 +199,8 @@ class WeightMemory(Memory):
         queries, spent = D.query_ids(cfg.queries, self, material, context, cfg.n_queries, rng)
         if cfg.focus == "entity":
             context = D.focused_contexts(self, material.transcript, queries)
+        elif cfg.focus == "cue" and (cues := D.cue_sentences(self, material, len(queries))):
+            context = D.cue_contexts(self, cues)
         layers = cfg.matched_layers(self.model.config)
         teachers, taught = D.teach(self, context, queries, cfg.top_k, temperature=cfg.teacher_temperature,
                                    layers=layers, head=self.student_head())  # fmt: skip
@@ -228,13 +230,22 @@ class WeightMemory(Memory):
         cfg = self.cfg
         if cfg.base_replay and not self.base_teachers and self.base_text is not None:
             k = round(cfg.base_study * cfg.base_queries)
+            world = self.fmt.style == "world"
             settled = getattr(self.base_text, "settled", self.base_text)  # studied: nobody a session updates
-            texts = [settled(rng) for _ in range(k)] + [self.base_text(rng) for _ in range(cfg.base_queries - k)]
+            studied = [settled(rng) for _ in range(k)] if world else []
+            read = [self.tokenizer(self.base_text(rng), add_special_tokens=False)["input_ids"]
+                    for _ in range(cfg.base_queries - k)]  # fmt: skip
+            teach = lambda context, queries, head=(): D.teach(self, context, queries, cfg.top_k, head=head,  # noqa: E731
+                                                              temperature=cfg.teacher_temperature)
             with self.bare():  # the teacher of base knowledge is the model without any memory
-                study, spent = D.base_study(self, texts[:k], rng) if k else ([], 0)
-                base = study + [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts[k:]]
-                self.base_teachers, more = D.teach(self, self.start, base,
-                                                   cfg.top_k, temperature=cfg.teacher_temperature)  # fmt: skip
+                if world:
+                    study, spent = D.base_study(self, studied, rng) if k else ([], 0)
+                    self.base_teachers, more = teach(self.start, study + read)
+                else:  # a pretrained model asks itself general questions, answered in the asked form
+                    study, spent = D.general_study(self, k, rng) if k else ([], 0)
+                    head = self.student_head()
+                    (asked, more), (texts, more2) = teach(self.start + head, study, head), teach(self.start, read)
+                    self.base_teachers, more = asked + texts, more + more2
             return self.fresh(self.base_teachers), spent + more
         return self.fresh(self.base_teachers), 0
 

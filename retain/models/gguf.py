@@ -128,9 +128,10 @@ def import_gguf(path: str | Path, out: str | Path, dtype: str = "fp32") -> Path:
     return out
 
 
-def packaged_file(name: str) -> Path:
+def packaged_file(name: str, scratch: Path | None = None) -> Path:
     """The GGUF file of a packaged model, found without importing its package (whose import pulls in what
-    it needs to serve the model, which retain does not use)."""
+    it needs to serve the model, which retain does not use); a package that ships chunks assembles them at
+    `scratch` (beside --out, removed after the import), not in a hidden cache."""
     if name not in PACKAGED:
         raise RetainError(f"unknown packaged model '{name}'; choose one of {', '.join(PACKAGED)}")
     p = PACKAGED[name]
@@ -139,7 +140,7 @@ def packaged_file(name: str) -> Path:
         raise RetainError(f"model '{name}' comes with the package {p.package}, which is not installed: {p.pip}")
     if p.assemble:
         try:
-            return Path(importlib.import_module(p.package).assemble())
+            return Path(importlib.import_module(p.package).assemble(output_path=scratch, overwrite=True))
         except Exception as e:
             raise RetainError(f"the package {p.package} could not assemble its GGUF file: {e}") from None
     path = Path(next(iter(spec.submodule_search_locations))) / p.file
@@ -154,11 +155,15 @@ def main(cfg: ModelConfig, out: str | None = None) -> None:
         what = "a .gguf file" if cfg.action == "import" else f"a model name ({', '.join(PACKAGED)})"
         raise RetainError(f"retain model {cfg.action} needs {what}")
     check_out(out)
-    path = Path(cfg.source) if cfg.action == "import" else packaged_file(cfg.source)
     import time
 
     t0 = time.perf_counter()
-    folder = import_gguf(path, out, cfg.dtype)
+    scratch = Path(out).with_name(Path(out).name + ".gguf.partial")
+    path = Path(cfg.source) if cfg.action == "import" else packaged_file(cfg.source, scratch)
+    try:
+        folder = import_gguf(path, out, cfg.dtype)
+    finally:
+        scratch.unlink(missing_ok=True)
     from transformers import AutoConfig
 
     c = AutoConfig.from_pretrained(str(folder))

@@ -119,8 +119,10 @@ class TextFormat:
     def distill_heads(self, context: str) -> tuple[str, str]:
         """(teacher, student): the text before a self-study query when the teacher reads `context` and when the
         student reads nothing: in plain text both end with the shots, as every question is asked."""
-        if self.style != "plain":  # the chat template's turns are not a text to continue: queries stand alone
+        if self.style == "world":
             return context, ""
+        if self.style == "chat":  # the chat template's turns are not a text to continue: queries stand alone
+            return (f"{context}\n\n" if context else ""), ""
         head, _ = self.prompt("", None)
         return f"{context}\n\n{head}" if context else head, head
 

@@ -133,7 +133,7 @@ class Adapters:
         out = []
         for g, qs in enumerate(questions):
             with self.routed(torch.full((len(qs),), g, dtype=torch.long)):
-                out.append(ask(self.model, tokenizer, qs, batch_size=len(qs)))
+                out.append(ask(self.model, tokenizer, qs, batch_size=len(qs), share=False))
         return out
 
     @torch.no_grad()

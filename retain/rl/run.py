@@ -300,7 +300,8 @@ def rl(cfg: RLConfig, out: str | None = None, resume: bool = False) -> dict[str,
     n_shots = cfg.shots if cfg.shots is not None else (0 if style == "world" else 4)
     shots = []
     if n_shots:
-        from retain.continual.stream import PROBE, load_questions
+        from retain.continual.stream import PROBE
+        from retain.world.io import load_questions
 
         probe = load_questions(PROBE)
         random.Random(derive_seed(cfg.seed, "probe")).shuffle(probe)

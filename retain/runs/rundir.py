@@ -13,18 +13,6 @@ from retain.config import to_yaml
 from retain.runs.files import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
 
 
-def base_run(path: str | Path) -> Path:
-    """A pretraining run directory holding model/ and world/ (what `retain pretrain` writes), or a one-line
-    error saying how to make one."""
-    from retain.errors import RetainError
-
-    base = Path(path)
-    if not (base / "model").is_dir() or not (base / "world").is_dir():
-        raise RetainError(f"base '{path}' has no model/ and world/; pretrain one first "
-                          "(retain pretrain --config configs/pretrain.yaml --out runs/base)")  # fmt: skip
-    return base
-
-
 class RunDir:
     """Files of one run. Every write is atomic; `metrics.jsonl` is appended one JSON object per line."""
 

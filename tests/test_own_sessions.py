@@ -1,0 +1,243 @@
+"""Your own sessions and any local causal LM: session files, free-text grading, text formats, and the continual
+loop and RL run on a session file with the tiny world base and with a plain model folder.
+`pytest tests/test_own_sessions.py`"""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from retain.cli.main import main as cli
+from retain.config import load_config
+from retain.continual.loop import ContinualConfig, continual
+from retain.errors import RetainError
+from retain.eval.exact_match import contains, grade, squad_normalize, token_f1
+from retain.world.io import load_user_sessions
+from retain.world.world import Question
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_free_text_is_graded_as_squad_grades_it():
+    assert squad_normalize("The Eiffel Tower!") == "eiffel tower"
+    assert token_f1("in the city of Paris", "Paris") == pytest.approx(2 * (1 / 4) * 1 / (1 / 4 + 1))
+    assert token_f1("Lisbon", "Porto") == 0.0 and token_f1("", "") == 1.0
+    assert contains("It is Ravenmoor University.", "Ravenmoor") and not contains("Ravenmoorish", "Ravenmoor")
+    q = Question("When?", "12 May", "recall", "", "", aliases=["May 12"])
+    assert grade("may 12.", q, "text") == {"em": 1.0, "f1": 1.0, "contains": 1.0}  # the best accepted answer
+    g = grade("on 12 May 2025", q, "text")
+    assert g["em"] == 0.0 and g["contains"] == 1.0 and g["f1"] == pytest.approx(2 * 0.5 * 1 / 1.5)
+    # the world keeps its own exact match: articles are part of a value there
+    w = Question("Who?", "The Hague", "recall", "", "")
+    assert grade("Hague", w, "world")["em"] == 0.0 and grade("Hague", w, "text")["em"] == 1.0
+
+
+def test_a_session_file_reads_turns_transcripts_aliases_and_kinds(user_sessions):
+    s = load_user_sessions(user_sessions)
+    assert [x.index for x in s] == [0, 1, 2]
+    assert s[0].transcript == "User: Kim Lund moved to Oslo. She works at Fjord Labs.\nAssistant: Noted."
+    assert s[1].transcript == "The garden opens on 12 May. Bo Stein runs the greenhouse."
+    assert s[0].questions[1].answer == "Fjord Labs" and s[0].questions[1].aliases == ["Fjord"]
+    assert [q.kind for q in s[2].questions] == ["update", "two_hop"]
+
+
+@pytest.mark.parametrize("content,needle", [
+    (b"", "is empty"),
+    (b'{"turns": "hello"}\n', "line 1: 'turns' must be a list"),
+    (b'{"transcript": "x", "questions": {"question": "a"}}\n', "'questions' must be a list"),
+    (b'{"transcript": "x"}\n{"transcript": "y", "questions": [{"question": "Who?"}]}\n', "line 2: question 1 .*needs an 'answer'"),
+    (b'{"transcript": "x", "questions": [{"question": "Who?", "answer": []}]}\n', "needs an 'answer'"),
+    (b'{"transcript": "caf\xe9"}\n', "line 1 is not UTF-8"),
+    (b'[{"transcript": "x"}, {"transcript": "y"}]\n', "one JSON list, not JSONL"),
+    (b'{\n  "transcript": "x"\n}\n', "one JSON dict, not JSONL"),
+    (b'{"transcript": "x"}\n{"transcript": \n', "line 2 is not valid JSON"),
+    (b'{"turns": [{"role": "User", "text": "  "}]}\n', "the session has no text"),
+])  # fmt: skip
+def test_a_bad_session_file_is_one_line_naming_the_file_and_line(tmp_path, content, needle):
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(content)
+    with pytest.raises(RetainError, match=needle) as e:
+        load_user_sessions(path)
+    assert str(path) in str(e.value) and "\n" not in str(e.value)
+
+
+def test_text_formats_follow_the_tokenizers_own_conventions(plain_base, smoke_base):
+    from retain.models.build import load_tokenizer
+    from retain.models.text import TextFormat, text_format
+
+    world_tok = load_tokenizer(smoke_base / "model")
+    w = text_format(world_tok)  # a tokenizer without a format follows the world's convention
+    assert w.style == "world" and w.start == [world_tok.bos_token_id] and w.stops == [world_tok.eos_token_id]
+    assert w.prompt("Where?", "Ctx.") == ("Ctx.", " Q: Where? A:")
+    tok = load_tokenizer(plain_base)
+    p = TextFormat.of(tok, "plain", [("Capital of France?", "Paris")], answer_tokens=5)
+    end = tok.convert_tokens_to_ids("<|endoftext|>")
+    assert p.start == [end] and p.end == end  # no BOS of its own: the end-of-document token opens a text
+    newline = tok("\n", add_special_tokens=False)["input_ids"]
+    assert set(newline) <= set(p.stops) and tok.eos_token_id in p.stops and p.answer_tokens == 5
+    assert p.prompt("Where?", "Ctx.") == ("Ctx.\n\nQ: Capital of France?\nA: Paris\n", "Q: Where?\nA:")
+    assert p.distill_heads("Ctx.") == ("Ctx.\n\nQ: Capital of France?\nA: Paris\n", "Q: Capital of France?\nA: Paris\n")
+    c = TextFormat.of(tok, "chat", [("Capital of France?", "Paris")])
+    head, tail = c.prompt("Where?", "Ctx.")
+    assert head.endswith("Paris<|im_end|>\n") and tail == "<|im_start|>user\nCtx.\n\nWhere?<|im_end|>\n<|im_start|>assistant\n"
+    assert tok.eos_token_id in c.stops
+
+
+def test_questions_sharing_a_context_read_it_once_and_answer_the_same(plain_base):
+    from retain.eval import qa
+    from retain.models.build import load_model_and_tokenizer
+    from retain.models.text import TextFormat, use_format
+
+    model, tok = load_model_and_tokenizer(plain_base)
+    use_format(tok, TextFormat.of(tok, "plain", [("Capital of France?", "Paris")], answer_tokens=6))
+    qs = [Question(t, "x", "recall", "", "") for t in ("Where does Kim live?", "Who runs it?", "When?")]
+    shared = qa.ask(model, tok, qs, "Kim Lund moved to Oslo.")
+    one_by_one = [qa.ask(model, tok, [q], "Kim Lund moved to Oslo.")[0] for q in qs]
+    assert shared == one_by_one
+    calls = []
+    real = qa.kv_of
+    qa.kv_of = lambda m, ids: calls.append(ids) or real(m, ids)
+    try:
+        qa.ask(model, tok, qs, "Kim Lund moved to Oslo.")
+    finally:
+        qa.kv_of = real
+    assert len(calls) == 1  # one context, encoded once for three questions
+
+
+def plain_cfg(base, data, *more):
+    return load_config(ContinualConfig, ROOT / "configs" / "smoke" / "continual.yaml",
+                       [f"base={base}", f"data={data}", "sessions=null", "eval.base_n=30", "eval.max_new_tokens=4",
+                        "media.4.prompt_tokens=2", *more])  # fmt: skip
+
+
+def test_a_session_file_runs_on_a_plain_model_folder_with_the_probe_and_perplexity(plain_base, user_sessions, tmp_path):
+    cfg = plain_cfg(plain_base, user_sessions, "media.2.base_replay=0.5", "replay_texts=8")
+    s = continual(cfg, out=tmp_path / "run")
+    run = tmp_path / "run"
+    assert s["grading"] == "text" and set(s["media"]) == {m.name for m in cfg.media}
+    assert any("two-hop questions dropped" in n for n in s["notes"]) and any("no skill" in n for n in s["notes"])
+    lora = json.loads((run / "media" / "lora.json").read_text())
+    assert len(lora["R"]) == 3 and len(lora["R_f1"]) == 3 and all(len(r) == 3 for r in lora["R_f1"])
+    assert lora["skill_acc"] is None and lora["bits_per_param"] is None and lora["ppl"] > 1
+    assert s["media"]["none"]["ppl_drift"] == 0.0 and s["media"]["full"]["ppl_drift"] != 0.0  # full FT moves the weights
+    kept = json.loads((run / "base_probe.json").read_text())
+    assert s["base_questions"] == len(kept) and lora["base_curve"][0] == (1.0 if kept else 0.0)
+    assert len(json.loads((run / "replay.json").read_text())) <= 8
+    report = (run / "report.md").read_text()
+    assert "| EM | F1 |" in report and "two-hop questions dropped" in report
+    # the documented resume: the run's own config, no config on the command line
+    (run / "summary.json").unlink()
+    (run / "media" / "lora.json").unlink()
+    assert cli(["run", "--out", str(run), "--resume"]) == 0
+    assert json.loads((run / "summary.json").read_text())["media"]["lora"]["acc"] == s["media"]["lora"]["acc"]
+
+
+def test_a_session_file_runs_on_the_world_base_with_its_base_questions(smoke_base, user_sessions, tmp_path):
+    cfg = load_config(ContinualConfig, ROOT / "configs" / "smoke" / "continual.yaml",
+                      [f"base={smoke_base}", f"data={user_sessions}", "sessions=2", "media=[{kind: none}, {kind: context}, "
+                       "{kind: lora, steps: 2, batch_size: 2, objective: distill, n_queries: 2, query_tokens: 4}]"])  # fmt: skip
+    s = continual(cfg, out=tmp_path / "run")
+    assert s["grading"] == "text" and s["base_questions"] == cfg.eval.base_n
+    assert s["media"]["none"]["skill_acc"] is not None  # the world's reading skill still applies
+    assert len(json.loads((tmp_path / "run" / "media" / "lora.json").read_text())["R"]) == 2
+
+
+@pytest.mark.parametrize("change,needle", [
+    ("writer.kind=oracle", "writer oracle writes the world's facts"),
+    ("sessions=9", "sessions=9 but .* holds 3"),
+    ("eval.shots=200", "too few for 200 shots"),
+])  # fmt: skip
+def test_what_a_session_file_cannot_give_fails_before_the_run_dir(plain_base, user_sessions, tmp_path, change, needle):
+    with pytest.raises(RetainError, match=needle):
+        continual(plain_cfg(plain_base, user_sessions, change), out=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_bad_bases_and_long_sessions_fail_before_the_run_dir(plain_base, user_sessions, tmp_path):
+    import shutil
+
+    no_tok = tmp_path / "no_tok"
+    no_tok.mkdir()
+    for f in ("config.json", "model.safetensors"):
+        shutil.copy(plain_base / f, no_tok / f)
+    with pytest.raises(RetainError, match="has no tokenizer"):
+        continual(plain_cfg(no_tok, user_sessions), out=tmp_path / "run")
+    with pytest.raises(RetainError, match="give the sessions: --set data"):
+        continual(plain_cfg(plain_base, user_sessions, "data=null"), out=tmp_path / "run")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "config.json").write_text("{}")
+    with pytest.raises(RetainError, match="not a causal language model"):
+        continual(plain_cfg(empty, user_sessions), out=tmp_path / "run")
+    long = tmp_path / "long.jsonl"
+    long.write_text(json.dumps({"transcript": "word " * 3000, "questions": [{"question": "Q?", "answer": "a"}]}) + "\n")
+    with pytest.raises(RetainError, match="longer than the model's context of 2048; split it"):
+        continual(plain_cfg(plain_base, long), out=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_oracle_source_is_left_out_with_a_note_on_a_session_file(plain_base, user_sessions, tmp_path):
+    cfg = plain_cfg(plain_base, user_sessions, "media=[{kind: none}, {kind: lora, source: oracle, steps: 1}]")
+    s = continual(cfg, out=tmp_path / "run")
+    assert list(s["media"]) == ["none"] and any("lora left out" in n for n in s["notes"])
+
+
+def test_plain_self_study_asks_one_question_and_the_teacher_answers_in_the_asked_form(plain_base, user_sessions):
+    import random
+
+    from retain.memory import MediumConfig, make_memory
+    from retain.memory import distill as D
+    from retain.memory.writers import WriterConfig, make_writer
+    from retain.models.build import load_model_and_tokenizer
+    from retain.models.text import TextFormat, use_format
+
+    model, tok = load_model_and_tokenizer(plain_base)
+    use_format(tok, TextFormat.of(tok, "plain", [("Capital of France?", "Paris")]))
+    m = make_writer(WriterConfig(), model, tok)(load_user_sessions(user_sessions)[0])
+    mem = make_memory(MediumConfig(kind="lora", objective="distill", cue="alone", n_queries=4, query_tokens=6), model, tok)
+    context = mem.teacher_context(m)
+    assert tok.decode(context).endswith("Noted.\n\nQ: Capital of France?\nA: Paris\n")  # the session, then the shots
+    queries, spent = D.query_ids("self_study", mem, m, context, 4, random.Random(0))
+    nl = tok("\n", add_special_tokens=False)["input_ids"]
+    for q in queries:
+        text = tok.decode(q)
+        assert text.startswith("Q:") and "\nA:" in text and q[-len(nl):] == nl and spent > 0
+    teachers, _ = D.teach(mem, context, queries, 5, head=mem.student_head())
+    assert all(t.head == tok("Q: Capital of France?\nA: Paris\n", add_special_tokens=False)["input_ids"] for t in teachers)
+    loss = D.student_loss(mem, teachers)
+    loss.backward()
+    assert torch.isfinite(loss) and any(p.grad is not None for p in mem.trainable())
+
+
+@pytest.mark.parametrize("base_fixture", ["smoke_base", "plain_base"])
+def test_rl_runs_on_a_session_file(request, base_fixture, user_sessions, tmp_path):
+    from retain.rl.run import RLConfig, rl
+
+    base = request.getfixturevalue(base_fixture)
+    cfg = load_config(RLConfig, ROOT / "configs" / "smoke" / "rl.yaml",
+                      [f"base={base}", f"data={user_sessions}", "heldout=1", "iterations=1", "group=2",
+                       "sessions=1", "max_new_tokens=6", "efficiency_groups=0", "horizon=1"])  # fmt: skip
+    s = rl(cfg, out=tmp_path / "rl")
+    assert s["heldout_oracle"] is None and 0.0 <= s["heldout_after"] <= 1.0 and s["episodes"] == 2
+    assert "sessions from a file carry no facts" in (tmp_path / "rl" / "report.md").read_text()
+    with pytest.raises(RetainError, match="heldout=3 leaves no training session"):
+        rl(load_config(RLConfig, ROOT / "configs" / "smoke" / "rl.yaml", [f"base={base}", f"data={user_sessions}",
+                                                                           "heldout=3"]), out=tmp_path / "rl2")  # fmt: skip
+
+
+@pytest.mark.slow
+def test_the_smoke_twin_runs_on_smollm2_and_resumes(tmp_path):
+    """configs/smoke/real.yaml on the real 135M model (models/smollm2-135m, from `make smollm2`), then the
+    documented resume after a finished medium is removed."""
+    base = ROOT / "models" / "smollm2-135m"
+    if not (base / "config.json").is_file():
+        pytest.skip("models/smollm2-135m is absent: make smollm2")
+    run = tmp_path / "real"
+    assert cli(["run", str(ROOT / "configs" / "smoke" / "real.yaml"), "--set", f"base={base}",
+                "--set", f"data={ROOT / 'data' / 'real' / 'notes.jsonl'}", "--out", str(run)]) == 0  # fmt: skip
+    s = json.loads((run / "summary.json").read_text())
+    assert s["grading"] == "text" and s["base_questions"] > 5
+    assert s["media"]["context"]["acc_f1"] > s["media"]["none"]["acc_f1"]  # reading the sessions helps
+    (run / "media" / "lora-distill-self_study.json").unlink()
+    assert cli(["run", "--out", str(run), "--resume"]) == 0
