@@ -35,16 +35,16 @@ def per_kind(result: dict, questions: list) -> dict[str, tuple[float, int]]:
 
 def table(summary: dict, results: dict, questions: list) -> str:
     kinds = sorted({q.kind for q in questions})
-    head = ("| medium | EM | F1 | " + " | ".join(f"EM {k}" for k in kinds) + " | BWT | base drop (kept probe) | "
+    head = ("| medium | EM | F1 | " + " | ".join(f"EM {k}" for k in kinds) + " | BWT | base (kept probe) | "
             "ppl drift | bytes | x fewer than KV cache | write s |")  # fmt: skip
-    lines = [head, "| --- |" + " ---: |" * (9 + len(kinds))]
+    lines = [head, "| --- |" + " ---: |" * (8 + len(kinds))]
     for name, m in summary["media"].items():
         pk = per_kind(results[name], questions)
         ratio = m.get("bytes_ratio_vs_kv")
         drift = m.get("ppl_drift")
         lines.append(f"| {name} | {m['acc']:.3f} | {m['acc_f1']:.3f} | "
                      + " | ".join(f"{pk[k][0]:.2f}" for k in kinds)
-                     + f" | {m['bwt']:+.3f} | {m['base_acc_drop'] * 100:+.1f} pt | "
+                     + f" | {m['bwt']:+.3f} | {0.0 - m['base_acc_drop'] * 100 + 0.0:+.1f} pt | "
                      f"{'-' if drift is None else f'{drift * 100:+.1f}%'} | {m['nbytes']:,} | "
                      f"{'-' if ratio is None else f'{ratio:.1f}'} | {m['write_seconds']:.0f} |")  # fmt: skip
     return "\n".join(lines)

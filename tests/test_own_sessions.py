@@ -241,3 +241,41 @@ def test_the_smoke_twin_runs_on_smollm2_and_resumes(tmp_path):
     assert s["media"]["context"]["acc_f1"] > s["media"]["none"]["acc_f1"]  # reading the sessions helps
     (run / "media" / "lora-distill-self_study.json").unlink()
     assert cli(["run", "--out", str(run), "--resume"]) == 0
+
+
+def test_grounded_self_study_keeps_questions_whose_answer_was_read_and_focus_cue_reads_the_cue(plain_base, user_sessions, monkeypatch):
+    import random
+
+    from retain.memory import MediumConfig, make_memory
+    from retain.memory import distill as D
+    from retain.memory.writers import WriterConfig, make_writer
+    from retain.models.build import load_model_and_tokenizer
+    from retain.models.text import TextFormat, use_format
+
+    model, tok = load_model_and_tokenizer(plain_base)
+    use_format(tok, TextFormat.of(tok, "plain", [("Capital of France?", "Paris")]))
+    m = make_writer(WriterConfig(), model, tok)(load_user_sessions(user_sessions)[0])
+    cfg = MediumConfig(kind="lora", objective="distill", cue="alone", focus="cue", grounded=True, n_queries=2)
+    mem = make_memory(cfg, model, tok)
+    cues = D.cue_sentences(mem, m, 2)
+    assert cues == ["User: Kim Lund moved to Oslo.", "She works at Fjord Labs."]  # each sentence naming someone
+    enc = lambda s: tok(s, add_special_tokens=False)["input_ids"]  # noqa: E731
+    # first round: one answer read in its cue, one not; second round: both read
+    rounds = iter([[enc(" Where does Kim live?"), enc(" Who?")], [enc(" Oslo"), enc(" Paris")],
+                   [enc(" Where is it?"), enc(" Where does she work?")], [enc(" Oslo"), enc(" Fjord Labs")]])  # fmt: skip
+    readers = []
+
+    def fake(memory, prompts, rng, stops=None, greedy=False):
+        if greedy:
+            readers.extend(tok.decode(p) for p in prompts)
+        return next(rounds), 1
+
+    monkeypatch.setattr(D, "sample", fake)
+    queries, _ = D.plain_queries(mem, m, mem.teacher_context(m), 2, random.Random(0))
+    texts = [tok.decode(q) for q in queries]
+    assert texts[0] == "Q: Where does Kim live?\nA: Oslo\n" and "Paris" not in "".join(texts) and len(texts) == 2
+    assert all(r.split("\n\n")[0].endswith(c) for r, c in zip(readers[:2], cues))  # the teacher read the cue alone
+    assert tok.decode(D.cue_contexts(mem, ["Kim Lund moved to Oslo."])[0]).endswith(
+        "Kim Lund moved to Oslo.\n\nQ: Capital of France?\nA: Paris\n")  # fmt: skip
+    with pytest.raises(ValueError, match="focus cue"):
+        MediumConfig(kind="lora", objective="distill", focus="cue")
