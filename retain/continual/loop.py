@@ -25,7 +25,7 @@ import torch
 
 from retain.config import from_dict, read_yaml
 from retain.continual.rehearsal import Rehearsal, TextRehearsal, own_texts
-from retain.continual.stream import Base, Stream, build_stream, check_lengths, resolve_base
+from retain.continual.stream import Base, Stream, build_stream, check_lengths, resolve_base, unknown_note
 from retain.errors import RetainError
 from retain.eval import continual as CL
 from retain.eval.exact_match import grade
@@ -290,6 +290,7 @@ def prepare(cfg: ContinualConfig) -> tuple[Base, Stream, TextFormat, list[Medium
     tok = load_tokenizer(base.model_dir)
     fmt = TextFormat.of(tok, style, [(q.text, q.answer) for q in stream.format_shots], cfg.eval.max_new_tokens)
     check_lengths(stream, tok, getattr(config, "max_position_embeddings", None), cfg.data or "the world")
+    unknown_note(stream, tok)
     return base, stream, fmt, media
 
 
