@@ -13,7 +13,7 @@ def _restore_torch_state():
     the same on a CPU with bf16 hardware and one without); a test of the bf16 path sets it itself."""
     import torch
 
-    from retain.models.precision import set_precision
+    from retain.models.device import set_precision
 
     dtype, threads = torch.get_default_dtype(), torch.get_num_threads()
     set_precision("fp32")

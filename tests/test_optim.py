@@ -30,7 +30,7 @@ def test_orthogonalize_in_fp32_flattens_the_spectrum(shape):
 
 
 def test_autocast_is_bf16_only_where_the_hardware_has_it_and_the_run_allows(monkeypatch):
-    from retain.models import precision
+    from retain.models import device as precision
 
     x = torch.randn(4, 4)
     precision.set_precision("auto")

@@ -34,7 +34,7 @@ from retain.fermi.formulas import kv_bytes_per_token
 from retain.memory import MediumConfig, Memory, make_memory
 from retain.memory.writers import WriterConfig, make_writer
 from retain.models.build import load_model_and_tokenizer, load_tokenizer, model_config
-from retain.models.precision import set_precision
+from retain.models.device import configure
 from retain.models.text import TextFormat, text_format, use_format
 from retain.runs.files import atomic_write_json, read_json
 from retain.runs.progress import progress
@@ -97,9 +97,11 @@ class ContinualConfig:
     heldout_text: str | None = None
     """Plain model: text whose perplexity drift is measured after every write; None: the shipped
     retain/data/probe/heldout.txt."""
-    precision: Literal["auto", "fp32"] = "auto"
+    device: str = "auto"
+    """auto (the first CUDA GPU if any, else the CPU), cpu, cuda or cuda:N (retain/models/device.py)."""
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
     """auto: bf16 autocast in writes, teacher passes and evaluation where the hardware computes bf16; fp32:
-    fp32 everywhere."""
+    fp32 everywhere; bf16: bf16 autocast, refused where the device would emulate it."""
     writer: WriterConfig = field(default_factory=WriterConfig)
     media: list[MediumConfig] = field(default_factory=lambda: [MediumConfig(kind="none"),
                                                                MediumConfig(kind="context"), MediumConfig()])
@@ -308,7 +310,7 @@ def continual(cfg: ContinualConfig, out: str | None = None, resume: bool = False
         given, cfg = cfg, saved_config(out)
         if given != cfg and given != ContinualConfig():
             print(f"note: resuming {out} with the config it was started with, not the one given")
-    set_precision(cfg.precision)
+    configure(cfg.device, cfg.precision)  # a device this machine lacks fails before the run dir
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     from transformers.utils import logging as hf_logging

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import torch
 
 from retain.eval.exact_match import grade
+from retain.models.device import autocast, device_of
 from retain.models.generate import generate, kv_of
-from retain.models.precision import autocast, device_of
 from retain.models.text import text_format
 
 

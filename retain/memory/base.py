@@ -15,13 +15,13 @@ from typing import Literal
 
 import torch
 
+from retain.errors import RetainError
 from retain.eval.qa import ask
-from retain.models.precision import autocast, device_of
-from retain.models.text import text_format
-from retain.train.data import right_pad
 from retain.fermi.arch import Arch, from_hf_config
 from retain.fermi.formulas import DTYPE_BYTES
-from retain.errors import RetainError
+from retain.models.device import autocast, device_of, to_model
+from retain.models.text import text_format
+from retain.train.data import right_pad
 from retain.world.world import Fact, Question, Session
 
 
@@ -304,7 +304,12 @@ class Memory(ABC):
         return list(self.fmt.start) if self.bos else []
 
     def logits(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """(B, L, V) logits of right-padded `ids` through the medium (adapter, soft prompt, prefix...)."""
+        """(B, L, V) logits of right-padded `ids` through the medium (adapter, soft prompt, prefix...), on the
+        model's device (the batch is moved there)."""
+        return self.forward(*to_model(self.model, ids, mask))
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """`logits` on a batch already on the model's device; media that put something in front override it."""
         return self.model(input_ids=ids, attention_mask=mask).logits
 
     @torch.no_grad()
@@ -322,7 +327,7 @@ class Memory(ABC):
             for i, t in enumerate(chunk):
                 lo = len(start)  # the position of t[0], which predicts t[1]
                 logp = torch.log_softmax(logits[i, lo : lo + len(t) - 1].float(), dim=-1)
-                total -= float(logp.gather(-1, torch.tensor(t[1:])[:, None]).sum())
+                total -= float(logp.gather(-1, torch.tensor(t[1:], device=logp.device)[:, None]).sum())
                 count += len(t) - 1
         return total / max(count, 1)
 

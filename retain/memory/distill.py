@@ -30,8 +30,8 @@ from retain.errors import RetainError
 from retain.eval.exact_match import contains
 from retain.memory.context import names
 from retain.memory.weights import sentences
+from retain.models.device import autocast, device_of
 from retain.models.generate import generate
-from retain.models.precision import autocast, device_of
 from retain.train.data import right_pad
 
 

@@ -45,7 +45,7 @@ def shift(model, prefix: KV, offset: int) -> KV:
 
     rotary = next(m for n, m in model.named_modules() if n.endswith("rotary_emb"))
     k0 = prefix[0][0]
-    cos, sin = rotary(k0, torch.full((1, 1), offset, dtype=torch.long))  # (1, 1, head_dim)
+    cos, sin = rotary(k0, torch.full((1, 1), offset, dtype=torch.long, device=k0.device))  # (1, 1, head_dim)
     cos, sin = cos[:, None].to(k0.dtype), sin[:, None].to(k0.dtype)
     return [(k * cos + rotate_half(k) * sin, v) for k, v in prefix]
 
@@ -112,7 +112,8 @@ def forward_with_prefix(model, prefix: KV | None, ids: torch.Tensor, mask: torch
     with `route` only the prefix positions each row reads, the row starting where it says (`routes`)."""
     B = ids.shape[0]
     P = prefix[0][0].shape[2] if prefix else 0
-    seen, start = route if route is not None else (torch.ones((B, P), dtype=mask.dtype), torch.full((B,), P))
+    seen, start = route if route is not None else (mask.new_ones((B, P)), torch.full((B,), P))
+    seen, start = seen.to(mask.device), start.to(mask.device)
     position = (mask.cumsum(-1) - 1).clamp(min=0) + start[:, None]
     full = torch.cat([seen.to(mask.dtype), mask], dim=1)
     out = model(input_ids=ids, attention_mask=full, position_ids=position, use_cache=True,
@@ -242,10 +243,10 @@ class KVPrefixMemory(WeightMemory):
             return None
         return routes(self.names, texts, self.cfg.prompt_tokens)
 
-    def logits(self, ids, mask):
+    def forward(self, ids, mask):
         live = self.live()
         if live is None:  # before the first write nothing holds the start token (BOS): put it in front
-            bos = torch.full((ids.shape[0], 1), self.fmt.start[0], dtype=ids.dtype)
+            bos = ids.new_full((ids.shape[0], 1), self.fmt.start[0])
             ids, mask = torch.cat([bos, ids], 1), torch.cat([torch.ones_like(mask[:, :1]), mask], 1)
             return forward_with_prefix(self.model, None, ids, mask)[:, 1:]
         route = self.route([self.tokenizer.decode(row[m.bool()]) for row, m in zip(ids, mask)])

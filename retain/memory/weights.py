@@ -23,8 +23,8 @@ from retain.memory import storage
 from retain.memory.base import Material, Memory, Timer, WriteCost
 from retain.merge import lora as LM
 from retain.merge import ops
+from retain.models.device import autocast
 from retain.models.generate import kv_pairs
-from retain.models.precision import autocast
 from retain.models.text import text_format
 from retain.runs.seed import derive_seed
 from retain.train.data import right_pad
@@ -110,7 +110,8 @@ class WeightMemory(Memory):
     def loss(self, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Next-token cross-entropy (the SFT write)."""
         logits = self.logits(ids, mask)[:, :-1]
-        return F.cross_entropy(logits.flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=-100)
+        labels = labels[:, 1:].to(logits.device)
+        return F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100)
 
     def teacher_context(self, material: Material) -> list[int]:
         """What the distillation teacher sees before a query: the start token and the session transcript."""
@@ -350,7 +351,7 @@ class SoftPromptMemory(WeightMemory):
         emb = model.get_input_embeddings().weight
         g = torch.Generator().manual_seed(derive_seed(self.seed, "soft_prompt", cfg.name))
         init = torch.randint(0, emb.shape[0], (cfg.prompt_tokens,), generator=g)  # init from vocabulary rows
-        self.prompt = torch.nn.Parameter(emb[init].detach().clone())
+        self.prompt = torch.nn.Parameter(emb[init.to(emb.device)].detach().float().clone())
         self._bare = False  # inside bare(): the model without the prompt
 
     def trainable(self) -> list[torch.nn.Parameter]:
@@ -364,12 +365,12 @@ class SoftPromptMemory(WeightMemory):
         finally:
             self._bare = False
 
-    def logits(self, ids, mask):
+    def forward(self, ids, mask):
         if self._bare:
-            return super().logits(ids, mask)
+            return super().forward(ids, mask)
         B, P = ids.shape[0], self.prompt.shape[0]
         embeds = torch.cat([self.prompt.expand(B, -1, -1), self.model.get_input_embeddings()(ids)], dim=1)
-        mask = torch.cat([torch.ones((B, P), dtype=mask.dtype), mask], dim=1)
+        mask = torch.cat([mask.new_ones((B, P)), mask], dim=1)
         return self.model(inputs_embeds=embeds, attention_mask=mask).logits[:, P:]
 
     @torch.no_grad()

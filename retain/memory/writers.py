@@ -16,9 +16,9 @@ import torch
 
 from retain.eval.qa import encode
 from retain.memory.base import Material
+from retain.models.text import text_format
 from retain.sampling import DecodingConfig, TemperatureHead, sample
 from retain.world import render as R
-from retain.models.text import text_format
 from retain.world.world import Session
 
 Writer = Callable[[Session], Material]

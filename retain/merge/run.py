@@ -20,9 +20,8 @@ from typing import Literal
 import torch
 
 from retain.errors import RetainError
-from retain.merge import io
+from retain.merge import io, ops
 from retain.merge import lora as L
-from retain.merge import ops
 
 METHODS = ("linear", "task_arithmetic", "slerp", "ties", "ema", "liti")
 NEEDS_BASE = ("task_arithmetic", "ties", "liti")

@@ -11,6 +11,7 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedModel
 
 from retain.errors import RetainError
 from retain.models.config import SIZES, ModelConfig
+from retain.models.device import device
 
 
 def llama_config(cfg: ModelConfig, vocab_size: int, pad_id: int, bos_id: int, eos_id: int) -> LlamaConfig:
@@ -36,11 +37,13 @@ def llama_config(cfg: ModelConfig, vocab_size: int, pad_id: int, bos_id: int, eo
 
 
 def build_model(cfg: ModelConfig, tokenizer, seed: int = 0) -> LlamaForCausalLM:
-    """A freshly initialised default model sized by `cfg.size` for `tokenizer`'s vocabulary."""
+    """A freshly initialised default model sized by `cfg.size` for `tokenizer`'s vocabulary, on the run's
+    device (initialised on the CPU, so the same seed gives the same weights on any device)."""
     hf = llama_config(cfg, len(tokenizer), tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        return LlamaForCausalLM(hf)
+        model = LlamaForCausalLM(hf)
+    return model.to(device())
 
 
 def check_causal_lm_dir(path: str | Path) -> Path:
@@ -80,16 +83,18 @@ def model_config(path: str | Path):
 
 
 def load_model(path: str | Path, dtype: torch.dtype = torch.float32) -> PreTrainedModel:
-    """Load a local HF causal LM; any failure is a one-line RetainError that names the path."""
+    """Load a local HF causal LM onto the run's device (`retain.models.device`); any failure is a one-line
+    RetainError that names the path."""
     from transformers import AutoModelForCausalLM
 
     path = check_causal_lm_dir(path)
     try:
-        return AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True, trust_remote_code=False,
-                                                    dtype=dtype)  # fmt: skip
+        model = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True, trust_remote_code=False,
+                                                     dtype=dtype)  # fmt: skip
     except Exception as e:  # transformers raises OSError, ValueError, safetensors errors...
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise RetainError(f"could not load the model in {path}: {first}") from None
+    return model.to(device())
 
 
 def load_model_and_tokenizer(path: str | Path, dtype: torch.dtype = torch.float32):

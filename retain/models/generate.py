@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from transformers import DynamicCache, LogitsProcessorList
 
-from retain.models.precision import autocast
+from retain.models.device import autocast
 
 
 @torch.no_grad()
@@ -38,7 +38,8 @@ def generate(
         max_new_tokens: most tokens generated per prompt.
         do_sample: sample from the processed distribution instead of taking the argmax.
         logits_processor: HF processors applied to the last-position scores (B, V) before choosing.
-        generator: RNG for sampling; the global torch RNG when None.
+        generator: RNG for sampling; the global torch RNG when None. A CPU generator on a GPU model draws
+            on the CPU (the same seed gives the same draws from the same probabilities on any device).
         batch_size: prompts per forward pass (sorted by length to limit padding).
         prefix: a KV cache every prompt continues, one (keys, values) pair of shape (1, kv_heads, P,
             head_dim) per layer (a soft prompt's or a trained KV prefix); prompts start at position P.
@@ -124,7 +125,10 @@ def _generate_batch(model, batch, stops, pad_id, max_new_tokens, do_sample, proc
             scores = processors(seen, scores)
         if do_sample:
             probs = torch.softmax(scores, dim=-1)
-            token = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+            if generator is not None and generator.device != probs.device:  # a CPU generator: draw there
+                token = torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1).to(device)
+            else:
+                token = torch.multinomial(probs, 1, generator=generator).squeeze(1)
         else:
             token = scores.argmax(-1)
         token = torch.where(finished, torch.full_like(token, pad_id), token)

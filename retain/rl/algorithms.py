@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+from retain.models.device import to_model
 from retain.train.data import right_pad
 
 
@@ -41,13 +42,13 @@ def rest_em_best(rewards: torch.Tensor, tiebreak: torch.Tensor, margin: float = 
 def completion_logprobs(model, prompts: list[list[int]], completions: list[list[int]], pad_id: int
                         ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
     """Log-probability of each completion token given its prompt and the tokens before it: (N, C) log-probs
-    and the (N, C) mask of real completion tokens (C = longest completion)."""
-    ids, mask = right_pad([p + c for p, c in zip(prompts, completions)], pad_id)
+    and the (N, C) mask of real completion tokens (C = longest completion), on the model's device."""
+    ids, mask = to_model(model, *right_pad([p + c for p, c in zip(prompts, completions)], pad_id))
     logp = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits[:, :-1].float(), dim=-1)
     token_logp = logp.gather(-1, ids[:, 1:, None]).squeeze(-1)  # (N, L-1): log p(ids[t+1] | ids[:t+1])
     C = max(len(c) for c in completions)
-    out = torch.zeros(len(prompts), C)
-    cmask = torch.zeros(len(prompts), C)
+    out = token_logp.new_zeros(len(prompts), C)
+    cmask = token_logp.new_zeros(len(prompts), C)
     for n, (p, c) in enumerate(zip(prompts, completions)):
         out[n, : len(c)] = token_logp[n, len(p) - 1 : len(p) - 1 + len(c)]
         cmask[n, : len(c)] = 1.0

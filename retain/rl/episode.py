@@ -16,14 +16,13 @@ import torch
 
 from retain.errors import RetainError
 from retain.eval.qa import encode, score
-from retain.models.text import text_format
 from retain.memory.base import Material, MediumConfig
+from retain.models.text import text_format
 from retain.rl.lora import write_and_answer
 from retain.sampling import DecodingConfig, sample
 from retain.world import examples as X
 from retain.world import render as R
 from retain.world.world import ATTRIBUTES, Session, World
-
 
 QUESTION_KEYS = (*ATTRIBUTES, "update", "two_hop")
 """What a session's questions can be restricted to: a recall attribute, the update, the two-hop question."""

@@ -21,9 +21,9 @@ from retain.fermi.formulas import resolve_targets
 from retain.memory import storage
 from retain.memory.base import Material, MediumConfig
 from retain.memory.weights import augment, sft_batch
-from retain.rl.algorithms import mean_logprobs
-from retain.models.precision import autocast
+from retain.models.device import autocast, to_model
 from retain.models.text import text_format
+from retain.rl.algorithms import mean_logprobs
 from retain.world.world import Question
 
 
@@ -33,11 +33,11 @@ class BatchedLoRA(torch.nn.Module):
     def __init__(self, base: torch.nn.Linear, G: int, r: int, alpha: float, route: dict):
         super().__init__()
         self.base, self.scale, self.route = base, alpha / r, route
-        self.A = torch.nn.Parameter(torch.empty(G, r, base.in_features))
-        self.B = torch.nn.Parameter(torch.zeros(G, base.out_features, r))
+        self.A = torch.nn.Parameter(base.weight.new_empty(G, r, base.in_features, dtype=torch.float32))
+        self.B = torch.nn.Parameter(base.weight.new_zeros(G, base.out_features, r, dtype=torch.float32))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rows = self.route["rows"]  # (N,) adapter of each row
+        rows = self.route["rows"].to(x.device)  # (N,) adapter of each row
         A, B = self.A[rows].to(x.dtype), self.B[rows].to(x.dtype)
         return self.base(x) + self.scale * torch.bmm(torch.bmm(x, A.transpose(1, 2)), B.transpose(1, 2))
 
@@ -63,8 +63,9 @@ class Adapters:
         with torch.no_grad():
             for g, seed in enumerate(seeds):
                 gen = torch.Generator().manual_seed(seed)
-                for _, _, lora in self.modules:
-                    torch.nn.init.kaiming_uniform_(lora.A[g], a=math.sqrt(5), generator=gen)
+                for _, _, lora in self.modules:  # drawn on the CPU: the same start on any device
+                    a = torch.empty(lora.A.shape[1:])
+                    lora.A[g].copy_(torch.nn.init.kaiming_uniform_(a, a=math.sqrt(5), generator=gen))
 
     def parameters(self) -> list[torch.nn.Parameter]:
         return [p for _, _, lora in self.modules for p in (lora.A, lora.B)]
@@ -112,8 +113,8 @@ class Adapters:
         opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
         for _ in range(cfg.steps):
             texts = [augment(m, cfg.augment, rng) for m, rng in zip(materials, rngs) for _ in range(cfg.batch_size)]
-            ids, mask, labels = sft_batch(tokenizer, texts)
-            with autocast(ids.device.type):
+            ids, mask, labels = to_model(self.model, *sft_batch(tokenizer, texts))
+            with autocast(ids.device):
                 logits = self.model(input_ids=ids, attention_mask=mask).logits[:, :-1]
             ce = F.cross_entropy(logits.flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=-100,
                                  reduction="none").view(len(texts), -1)  # fmt: skip

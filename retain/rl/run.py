@@ -31,7 +31,13 @@ from retain.memory.base import MediumConfig
 from retain.models.build import load_model_and_tokenizer
 from retain.rl import algorithms as A
 from retain.rl import episode as E
-from retain.runs.checkpoint import latest_checkpoint, load_checkpoint, pack_optimizer, save_checkpoint, unpack_optimizer
+from retain.runs.checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    pack_optimizer,
+    save_checkpoint,
+    unpack_optimizer,
+)
 from retain.runs.files import atomic_write_json, read_json
 from retain.runs.progress import progress
 from retain.runs.rundir import RunDir
@@ -64,8 +70,10 @@ class RLConfig:
     shots: int | None = None
     """Question-answer pairs of general knowledge before every question (plain text: the answer format); None:
     0 in world style, 4 otherwise."""
-    precision: Literal["auto", "fp32"] = "auto"
-    """auto: bf16 autocast where the hardware computes bf16; fp32 everywhere."""
+    device: str = "auto"
+    """auto (the first CUDA GPU if any, else the CPU), cpu, cuda or cuda:N (retain/models/device.py)."""
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    """auto: bf16 autocast where the hardware computes bf16; fp32 everywhere; bf16: refused where emulated."""
     algorithm: Literal["rest_em", "pg"] = "rest_em"
     """rest_em (keep self-edits that beat their group's mean reward, SFT the policy on them) or pg
     (REINFORCE with GRPO-normalised group advantages and a KL penalty to the base model)."""
@@ -263,7 +271,7 @@ def policy_update(policy, ref, tok, cfg: RLConfig, opt, prompts, edits, rewards:
         else:
             with torch.no_grad():
                 ref_logp, _ = A.completion_logprobs(ref, ps, cs, tok.pad_token_id)
-            loss, kl = A.pg_loss(logp, ref_logp, mask, weights[idx], cfg.kl)
+            loss, kl = A.pg_loss(logp, ref_logp, mask, weights[idx].to(logp.device), cfg.kl)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
         opt.step()
@@ -279,7 +287,7 @@ def rl(cfg: RLConfig, out: str | None = None, resume: bool = False) -> dict[str,
     `resume` the run's own config.yaml is used."""
     from retain.continual.stream import resolve_base
     from retain.models.build import model_config
-    from retain.models.precision import set_precision
+    from retain.models.device import configure
     from retain.models.text import TextFormat, use_format
 
     if resume:
@@ -287,7 +295,7 @@ def rl(cfg: RLConfig, out: str | None = None, resume: bool = False) -> dict[str,
         if out is None or not path.is_file():
             raise RetainError(f"--resume: {out} holds no run to resume (no config.yaml)")
         cfg = from_dict(RLConfig, read_yaml(path))
-    set_precision(cfg.precision)
+    configure(cfg.device, cfg.precision)  # a device this machine lacks fails before the run dir
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|peft|torch)\b")

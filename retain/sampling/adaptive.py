@@ -104,6 +104,7 @@ class AdaptiveTemperature(LogitsProcessor):
             raise RetainError(f"the temperature head reads {head.d_model}-wide states; this model's are "
                               f"{model.config.hidden_size}; train a head for this model")  # fmt: skip
         temperature(torch.zeros(1), mapping, t_min, t_max)  # validates mapping and bounds now
+        head = head.to(next(model.parameters()).device)
         self.model, self.head, self.mapping, self.t_min, self.t_max = model, head, mapping, t_min, t_max
         self.last: torch.Tensor | None = None
         self.temperatures: list[torch.Tensor] = []

@@ -24,8 +24,8 @@ from transformers import (
     TypicalLogitsWarper,
 )
 
-from retain.models.text import text_format
 from retain.models.generate import generate
+from retain.models.text import text_format
 from retain.sampling.adaptive import AdaptiveTemperature, TemperatureHead
 
 

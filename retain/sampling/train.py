@@ -17,6 +17,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from retain.models.device import device_of, to_model
 from retain.runs.progress import progress
 from retain.runs.seed import derive_seed
 from retain.sampling.adaptive import TemperatureHead
@@ -71,7 +72,8 @@ def head_loss(pred: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.
 
 
 def hidden(model, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(last hidden state after the final norm, logits) of a batch."""
+    """(last hidden state after the final norm, logits) of a batch (moved to the model's device)."""
+    ids, mask = to_model(model, ids, mask)
     out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
     return out.hidden_states[-1], out.logits
 
@@ -79,7 +81,7 @@ def hidden(model, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, 
 def train_head(model, tokenizer, people: list[Entity], cfg: HeadConfig) -> tuple[TemperatureHead, list[dict]]:
     """Train a head for `model` (modified in place when joint); returns it and its loss records."""
     torch.manual_seed(derive_seed(cfg.seed, "head", cfg.mode))
-    head = TemperatureHead(model.config.hidden_size, cfg.d_hidden)
+    head = TemperatureHead(model.config.hidden_size, cfg.d_hidden).to(device_of(model))
     rows = labelled_bios(people, tokenizer, cfg.bios, cfg.seed)
     rng = random.Random(derive_seed(cfg.seed, "head", "batches"))
     joint = cfg.mode == "joint"
@@ -91,7 +93,7 @@ def train_head(model, tokenizer, people: list[Entity], cfg: HeadConfig) -> tuple
     model.train(joint)
     log = []
     for step in progress(range(cfg.steps), desc=f"head ({cfg.mode})", leave=False):
-        ids, mask, y = batch(rng.sample(rows, min(cfg.batch_size, len(rows))), tokenizer.pad_token_id)
+        ids, mask, y = to_model(model, *batch(rng.sample(rows, min(cfg.batch_size, len(rows))), tokenizer.pad_token_id))
         if joint:
             h, logits = hidden(model, ids, mask)
             labels = ids[:, 1:].masked_fill(mask[:, 1:] == 0, -100)
@@ -99,7 +101,7 @@ def train_head(model, tokenizer, people: list[Entity], cfg: HeadConfig) -> tuple
         else:
             with torch.no_grad():  # the stop-gradient: the model is not trained by the head
                 h, _ = hidden(model, ids, mask)
-            lm = torch.zeros(())
+            lm = y.new_zeros(())
         hl = head_loss(head(h), y, mask)
         loss = cfg.lam * hl + lm  # lm is 0 when frozen
         loss.backward()
@@ -113,7 +115,7 @@ def train_head(model, tokenizer, people: list[Entity], cfg: HeadConfig) -> tuple
 @torch.no_grad()
 def head_fit(model, head: TemperatureHead, tokenizer, people: list[Entity], n: int, seed: int) -> dict[str, float]:
     """MSE of the head's scores and their correlation with the labels on `n` fresh biographies of `people`."""
-    ids, mask, y = batch(labelled_bios(people, tokenizer, n, seed + 1), tokenizer.pad_token_id)
+    ids, mask, y = to_model(model, *batch(labelled_bios(people, tokenizer, n, seed + 1), tokenizer.pad_token_id))
     pred = head(hidden(model, ids, mask)[0])
     m = mask.bool()
     p, t = pred[m], y[m]

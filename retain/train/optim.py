@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 import torch
 
-from retain.models.precision import autocast, bf16_is_native
+from retain.models.device import autocast, bf16_is_native
 
 
 def adamw(params: Iterable[tuple[str, torch.nn.Parameter]], lr: float, weight_decay: float,
@@ -22,7 +22,7 @@ def adamw(params: Iterable[tuple[str, torch.nn.Parameter]], lr: float, weight_de
 
 
 def bf16_autocast(device: str, enabled: bool = True) -> torch.autocast:
-    """bfloat16 autocast on `device` when `enabled` and the device has bf16 hardware (`retain.models.precision`)."""
+    """bfloat16 autocast on `device` when `enabled` and the device has bf16 hardware (`retain.models.device`)."""
     return autocast(device, enabled)
 
 
@@ -119,11 +119,13 @@ class MuonAdamW:
 
 
 def make_optimizer(kind: str, named_params: Iterable[tuple[str, torch.nn.Parameter]], lr: float,
-                   weight_decay: float, device: str = "cpu") -> torch.optim.Optimizer | MuonAdamW:  # fmt: skip
+                   weight_decay: float) -> torch.optim.Optimizer | MuonAdamW:  # fmt: skip
     """`adamw` or `muon` (Muon on hidden matrices + AdamW on the rest; its Newton-Schulz in bf16 where the
-    device has bf16 hardware, in fp32 elsewhere)."""
+    parameters' device has bf16 hardware, in fp32 elsewhere)."""
+    named_params = list(named_params)
     if kind == "muon":
-        return MuonAdamW(named_params, lr, weight_decay, torch.bfloat16 if bf16_is_native(device) else torch.float32)
+        bf16 = bf16_is_native(named_params[0][1].device.type)
+        return MuonAdamW(named_params, lr, weight_decay, torch.bfloat16 if bf16 else torch.float32)
     return adamw(named_params, lr, weight_decay)
 
 

@@ -24,6 +24,7 @@ from retain.errors import RetainError
 from retain.eval.suites import base_suites, headline, run_suites
 from retain.models.build import build_model, load_model_and_tokenizer, load_tokenizer, param_count
 from retain.models.config import ModelConfig
+from retain.models.device import configure, device_of, to_model, uses_bf16
 from retain.runs.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
@@ -37,7 +38,7 @@ from retain.runs.progress import progress
 from retain.runs.rundir import RunDir
 from retain.runs.seed import seed_everything
 from retain.train.data import MixtureConfig, forward_packed, pretrain_batch
-from retain.train.optim import bf16_autocast, bf16_is_native, lr_at, make_optimizer, set_lr
+from retain.train.optim import bf16_autocast, lr_at, make_optimizer, set_lr
 from retain.world.io import build_tokenizer, load_world, save_world
 from retain.world.world import World, WorldConfig, build_world
 
@@ -97,6 +98,8 @@ class PretrainConfig:
     """Run name; the run directory defaults to runs/<name>-<timestamp>/."""
     seed: int = 0
     """Seed of the model init and of every batch."""
+    device: str = "auto"
+    """auto (the first CUDA GPU if any, else the CPU), cpu, cuda or cuda:N (retain/models/device.py)."""
     world: WorldConfig = field(default_factory=WorldConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     mixture: MixtureConfig = field(default_factory=MixtureConfig)
@@ -105,13 +108,15 @@ class PretrainConfig:
 
 
 def _prepare_run(cfg: PretrainConfig, out: str | None, resume: bool) -> tuple[PretrainConfig, RunDir]:
+    configure(cfg.device, "auto" if cfg.train.bf16 else "fp32")  # no such device: fails before the run dir
     run = RunDir.create(cfg.name, out)
     if resume:
         if not (run / "config.yaml").exists():
             raise RetainError(f"nothing to resume in {run.path}: no config.yaml (start it without --resume)")
         saved = from_dict(PretrainConfig, read_yaml(run / "config.yaml"))
         if saved != cfg and cfg != PretrainConfig():
-            print(f"note: resuming with the run's own config.yaml; the config given now is ignored")
+            print("note: resuming with the run's own config.yaml; the config given now is ignored")
+        configure(saved.device, "auto" if saved.train.bf16 else "fp32")
         return saved, run
     if latest_checkpoint(run.ckpt_dir) or run.summary():
         raise RetainError(f"{run.path} already holds a run; continue it with --resume or choose another --out")
@@ -154,10 +159,9 @@ def pretrain(cfg: PretrainConfig, out: str | None = None, resume: bool = False,
     world, tok = _load_world_and_tokenizer(cfg, run, model_tok)
     if not cfg.model.path:
         model = build_model(cfg.model, tok, seed=cfg.seed)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    model.to(device)
-    optimizer = make_optimizer(t_cfg.optimizer, model.named_parameters(), t_cfg.lr, t_cfg.weight_decay, device)
-    bf16 = t_cfg.bf16 and bf16_is_native(device)
+    device = device_of(model)
+    optimizer = make_optimizer(t_cfg.optimizer, model.named_parameters(), t_cfg.lr, t_cfg.weight_decay)
+    bf16 = uses_bf16(device)
     reserved = set(world.entities)
     params = param_count(model)
 
@@ -174,7 +178,7 @@ def pretrain(cfg: PretrainConfig, out: str | None = None, resume: bool = False,
         run.truncate_metrics(start - 1)
         print(f"resumed {run.path} at step {start} ({tokens_seen:,} tokens, {elapsed:.0f}s so far)")
     else:
-        precision = "bf16 autocast" if bf16 else "fp32" + (" (this CPU has no bf16 hardware)" if t_cfg.bf16 else "")
+        precision = "bf16 autocast" if bf16 else "fp32" + (" (this device has no bf16 hardware)" if t_cfg.bf16 else "")
         print(f"pretraining {params:,} params ({cfg.model.path or cfg.model.size}) on {device} in {precision}; "
               f"run dir {run.path}")
 
@@ -195,7 +199,7 @@ def pretrain(cfg: PretrainConfig, out: str | None = None, resume: bool = False,
 
         set_lr(optimizer, lr_at(step, t_cfg.steps, t_cfg.lr, t_cfg.warmup_steps, t_cfg.min_lr_ratio))
         batch = pretrain_batch(world, tok, cfg.mixture, cfg.seed, step, t_cfg.batch_size, t_cfg.seq_len, reserved)
-        ids, labels, positions = (t.to(device) for t in batch)
+        ids, labels, positions = to_model(model, *batch)
         model.train()
         with bf16_autocast(device, bf16):
             loss = forward_packed(model, ids, positions, labels).loss

@@ -3,7 +3,17 @@
     retain world --out runs/world          # writes entities.jsonl, sessions.jsonl, tokenizer/ and prints stats
 """
 
-from retain.world.world import ATTRIBUTE_SETS, ATTRIBUTES, Entity, Fact, Question, Session, World, WorldConfig, build_world
+from retain.world.world import (
+    ATTRIBUTE_SETS,
+    ATTRIBUTES,
+    Entity,
+    Fact,
+    Question,
+    Session,
+    World,
+    WorldConfig,
+    build_world,
+)
 
 __all__ = ["ATTRIBUTES", "ATTRIBUTE_SETS", "Entity", "Fact", "Question", "Session", "World", "WorldConfig", "build_world", "main"]
 

@@ -23,8 +23,9 @@ from retain.world.world import Entity, Fact, Question, Session, World, WorldConf
 def tokenizer_corpus(world: World) -> list[str]:
     """Text that covers every word the world can produce: all values, all templates (held-out ones too,
     so they tokenize without <unk>; the model never trains on them), chatter, prompts and the world's text."""
-    from retain.world.render import bio, oracle_notes
     import random
+
+    from retain.world.render import bio, oracle_notes
 
     rng = random.Random(0)
     words = [vocab.FIRST_NAMES, vocab.LAST_NAMES, vocab.CITIES, vocab.UNIVERSITIES, vocab.EMPLOYERS,
