@@ -9,10 +9,11 @@ from typing import Any
 from tqdm.auto import tqdm
 
 
-def progress(iterable: Iterable | None = None, **kwargs: Any) -> tqdm:
-    """`tqdm` with `disable=None` (off when stderr is not a TTY); `RETAIN_PROGRESS=0/1` forces it."""
+def progress(iterable: Iterable | None = None, quiet: bool = False, **kwargs: Any) -> tqdm:
+    """`tqdm` with `disable=None` (off when stderr is not a TTY); `RETAIN_PROGRESS=0/1` forces it; `quiet`
+    (a rank other than 0) turns it off."""
     forced = os.environ.get("RETAIN_PROGRESS")
-    disable = None if forced is None else forced in ("0", "false", "no")
+    disable = True if quiet else None if forced is None else forced in ("0", "false", "no")
     kwargs.setdefault("dynamic_ncols", True)
     kwargs.setdefault("leave", False)
     return tqdm(iterable, disable=disable, **kwargs)

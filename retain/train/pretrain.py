@@ -3,6 +3,7 @@ reads new ones in context.
 
     retain pretrain --config configs/pretrain.yaml --out runs/base
     retain pretrain --out runs/base --resume          # continue after an interruption
+    torchrun --nproc_per_node 2 -m retain pretrain configs/pretrain.yaml --out runs/base   # data parallel
 
 The loop, top to bottom: eval -> checkpoint -> batch -> forward/backward -> clip -> step -> log. Batches
 are a pure function of (seed, step) and the checkpoint holds model, optimizer and RNG states, so a resumed
@@ -24,7 +25,8 @@ from retain.errors import RetainError
 from retain.eval.suites import base_suites, headline, run_suites
 from retain.models.build import build_model, load_model_and_tokenizer, load_tokenizer, param_count
 from retain.models.config import ModelConfig
-from retain.models.device import configure, device_of, to_model, uses_bf16
+from retain.models.device import configure, device, device_of, to_model, uses_bf16
+from retain.runs import distributed
 from retain.runs.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
@@ -108,7 +110,13 @@ class PretrainConfig:
 
 
 def _prepare_run(cfg: PretrainConfig, out: str | None, resume: bool) -> tuple[PretrainConfig, RunDir]:
+    """Checks that fail before the run dir exists, then the run dir (its path from rank 0 under torchrun;
+    rank 0 alone writes its config)."""
     configure(cfg.device, "auto" if cfg.train.bf16 else "fp32")  # no such device: fails before the run dir
+    distributed.check_divides(cfg.train.batch_size, "train.batch_size")
+    distributed.init(device())
+    if out is None:
+        out = distributed.broadcast(str(RunDir.create(cfg.name).path) if distributed.is_main() else None)
     run = RunDir.create(cfg.name, out)
     if resume:
         if not (run / "config.yaml").exists():
@@ -117,10 +125,12 @@ def _prepare_run(cfg: PretrainConfig, out: str | None, resume: bool) -> tuple[Pr
         if saved != cfg and cfg != PretrainConfig():
             print("note: resuming with the run's own config.yaml; the config given now is ignored")
         configure(saved.device, "auto" if saved.train.bf16 else "fp32")
+        distributed.check_divides(saved.train.batch_size, "train.batch_size")
         return saved, run
     if latest_checkpoint(run.ckpt_dir) or run.summary():
         raise RetainError(f"{run.path} already holds a run; continue it with --resume or choose another --out")
-    run.write_config(cfg)
+    if distributed.is_main():
+        run.write_config(cfg)
     return cfg, run
 
 
@@ -156,10 +166,16 @@ def pretrain(cfg: PretrainConfig, out: str | None = None, resume: bool = False,
     model_tok = None
     if cfg.model.path:
         model, model_tok = load_model_and_tokenizer(cfg.model.path)
-    world, tok = _load_world_and_tokenizer(cfg, run, model_tok)
+    if distributed.is_main():  # rank 0 builds and saves the world; the other ranks read it back
+        world, tok = _load_world_and_tokenizer(cfg, run, model_tok)
+    distributed.barrier()
+    if not distributed.is_main():
+        world, tok = _load_world_and_tokenizer(cfg, run, model_tok)
     if not cfg.model.path:
         model = build_model(cfg.model, tok, seed=cfg.seed)
     device = device_of(model)
+    trained = distributed.wrap(model)  # DDP under torchrun: the same parameters, gradients averaged over ranks
+    main = distributed.is_main()
     optimizer = make_optimizer(t_cfg.optimizer, model.named_parameters(), t_cfg.lr, t_cfg.weight_decay)
     bf16 = uses_bf16(device)
     reserved = set(world.entities)
@@ -175,49 +191,59 @@ def pretrain(cfg: PretrainConfig, out: str | None = None, resume: bool = False,
         unpack_optimizer(optimizer, tensors, meta["optim"])
         unpack_rng(tensors, meta["rng"])
         start, elapsed, tokens_seen = meta["step"], meta["elapsed"], meta["tokens_seen"]
-        run.truncate_metrics(start - 1)
-        print(f"resumed {run.path} at step {start} ({tokens_seen:,} tokens, {elapsed:.0f}s so far)")
-    else:
+        if main:
+            run.truncate_metrics(start - 1)
+            print(f"resumed {run.path} at step {start} ({tokens_seen:,} tokens, {elapsed:.0f}s so far)")
+    elif main:
         precision = "bf16 autocast" if bf16 else "fp32" + (" (this device has no bf16 hardware)" if t_cfg.bf16 else "")
-        print(f"pretraining {params:,} params ({cfg.model.path or cfg.model.size}) on {device} in {precision}; "
-              f"run dir {run.path}")
+        ranks = f" x {distributed.world_size()} ranks" if distributed.world_size() > 1 else ""
+        print(f"pretraining {params:,} params ({cfg.model.path or cfg.model.size}) on {device}{ranks} in "
+              f"{precision}; run dir {run.path}")
 
     quick = base_suites(world, seed=cfg.seed, n=cfg.eval.during_n)
     t0 = time.perf_counter() - elapsed
-    bar = progress(total=t_cfg.steps, initial=start, desc="pretrain")
+    bar = progress(total=t_cfg.steps, initial=start, desc="pretrain", quiet=not main)
     for step in range(start, t_cfg.steps + 1):
         last = step == t_cfg.steps
-        if step % t_cfg.eval_every == 0 or last:
+        if main and (step % t_cfg.eval_every == 0 or last):
             metrics = headline(run_suites(model, tok, quick, cfg.eval.batch_size))
             run.log({"step": step, "tokens": tokens_seen, "seconds": time.perf_counter() - t0,
                      **{f"eval/{k}": v for k, v in metrics.items()}})  # fmt: skip
             bar.set_postfix(cb=f"{metrics['closed_book_acc']:.2f}", ob=f"{metrics['open_book_acc']:.2f}")
-        if step > start and (step % t_cfg.ckpt_every == 0 or last):
+        if main and step > start and (step % t_cfg.ckpt_every == 0 or last):
             _save(run, model, optimizer, step, time.perf_counter() - t0, tokens_seen)
+        distributed.barrier()  # the others wait while rank 0 evaluates and saves
         if last:
             break
 
         set_lr(optimizer, lr_at(step, t_cfg.steps, t_cfg.lr, t_cfg.warmup_steps, t_cfg.min_lr_ratio))
         batch = pretrain_batch(world, tok, cfg.mixture, cfg.seed, step, t_cfg.batch_size, t_cfg.seq_len, reserved)
-        ids, labels, positions = to_model(model, *batch)
-        model.train()
+        # the loss is a token sum over the global batch's predicted tokens: N ranks step as one process would
+        n_items = (batch[1][:, 1:] != -100).sum() / distributed.world_size()
+        ids, labels, positions = to_model(model, *distributed.my_rows(*batch))
+        trained.train()
         with bf16_autocast(device, bf16):
-            loss = forward_packed(model, ids, positions, labels).loss
+            loss = forward_packed(trained, ids, positions, labels, n_items.to(device)).loss
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), t_cfg.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        tokens_seen += int((ids != tok.pad_token_id).sum())
+        tokens_seen += int((batch[0] != tok.pad_token_id).sum())
         if step % t_cfg.log_every == 0:
-            run.log({"step": step, "tokens": tokens_seen, "seconds": time.perf_counter() - t0,
-                     "train/loss": loss.item(), "train/grad_norm": grad_norm.item(),
-                     "train/lr": optimizer.param_groups[0]["lr"]})  # fmt: skip
-            bar.set_description(f"pretrain loss {loss.item():.3f}")
+            mean = distributed.all_sum(loss).item() / distributed.world_size()  # the global batch's mean loss
+            if main:
+                run.log({"step": step, "tokens": tokens_seen, "seconds": time.perf_counter() - t0,
+                         "train/loss": mean, "train/grad_norm": grad_norm.item(),
+                         "train/lr": optimizer.param_groups[0]["lr"]})  # fmt: skip
+            bar.set_description(f"pretrain loss {mean:.3f}")
         bar.update(1)
         if on_step:
             on_step(step)
     bar.close()
     seconds = time.perf_counter() - t0
+    model.eval()
+    if not main:
+        return {}
 
     print("final evaluation ...")
     final = run_suites(model, tok, base_suites(world, seed=cfg.seed + 1, n=cfg.eval.final_n), cfg.eval.batch_size)
@@ -250,5 +276,8 @@ def _format_summary(s: dict[str, Any], path: Path) -> str:
 
 
 def main(cfg: PretrainConfig, out: str | None = None, resume: bool = False) -> None:
-    """CLI entry point of `retain pretrain`."""
-    pretrain(cfg, out, resume)
+    """CLI entry point of `retain pretrain` (one process, or each rank under torchrun)."""
+    try:
+        pretrain(cfg, out, resume)
+    finally:
+        distributed.close()
