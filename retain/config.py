@@ -201,6 +201,44 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return plain(dataclasses.asdict(cfg))
 
 
+OPERATIONAL = ("threads", "train.threads", "device")
+"""Keys a resumed run may change: where and on how many threads it computes, not what it computes."""
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def resume_config(given: T, path: str | Path) -> T:
+    """The config a resumed run continues with: the run's own (`path`, its config.yaml), plus any operational
+    key (`OPERATIONAL`) the given config sets. A given config that asks for anything else the run was not
+    started with is refused, the keys listed; a given config equal to the defaults (none given) asks nothing."""
+    cls = type(given)
+    saved = from_dict(cls, read_yaml(path))
+    asked, default, was = _flat(to_dict(given)), _flat(to_dict(cls())), _flat(to_dict(saved))
+    changed = [k for k, v in asked.items() if v != default.get(k) and v != was.get(k)]
+    refused = [k for k in changed if k not in OPERATIONAL]
+    if refused:
+        shown = ", ".join(f"{k} ({was.get(k)!r} -> {asked[k]!r})" for k in refused[:5])
+        more = f" and {len(refused) - 5} more" if len(refused) > 5 else ""
+        raise ConfigError(f"--resume: {path} was started with other values of {shown}{more}; resume with no config "
+                          f"(only {', '.join(OPERATIONAL)} may change), or start a new run in another --out")  # fmt: skip
+    data = to_dict(saved)
+    for k in changed:  # operational keys only
+        *parents, leaf = k.split(".")
+        node = data
+        for p in parents:
+            node = node[p]
+        node[leaf] = asked[k]
+    return from_dict(cls, data)
+
+
 def to_yaml(cfg: Any) -> str:
     """The resolved config as YAML text, keys in field order."""
     return yaml.safe_dump(to_dict(cfg), sort_keys=False)

@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Literal
 
 import pytest
+import yaml
 
 from retain.cli.main import COMMANDS, _load, build_parser, main
 from retain.config import ConfigError, describe, field_docs, from_dict, load_config, read_yaml, to_yaml
@@ -152,5 +153,21 @@ def test_every_shipped_config_loads(path):
     data = read_yaml(path)
     command = "run" if "media" in data else path.stem.split("_")[0]  # retain run configs/distill.yaml; rl_budget
     assert command in COMMANDS, f"{path.name} names no command"
-    cfg = from_dict(_load(COMMANDS[command].config), data)
-    assert cfg is not None
+    cls = _load(COMMANDS[command].config)
+    cfg = from_dict(cls, data)
+    assert from_dict(cls, yaml.safe_load(to_yaml(cfg))) == cfg  # what a run saves is what it resumes with
+
+
+def test_a_resumed_run_keeps_its_config_and_takes_only_operational_changes(tmp_path):
+    from retain.config import resume_config
+    from retain.train.pretrain import PretrainConfig
+
+    started = load_config(PretrainConfig, None, ["train.steps=3", "world.seed=2"])
+    path = tmp_path / "config.yaml"
+    path.write_text(to_yaml(started))
+    assert resume_config(PretrainConfig(), path) == started  # no config given: the run's own
+    assert resume_config(started, path) == started  # the same config given again
+    moved = resume_config(load_config(PretrainConfig, None, ["train.threads=1", "device=cpu"]), path)
+    assert moved.train.threads == 1 and moved.device == "cpu" and moved.train.steps == 3 and moved.world.seed == 2
+    with pytest.raises(ConfigError, match=r"other values of train.steps \(3 -> 5\).*only threads, train.threads, device"):
+        resume_config(load_config(PretrainConfig, None, ["train.steps=5"]), path)

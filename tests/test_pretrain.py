@@ -68,8 +68,9 @@ def test_refuses_to_overwrite_and_resume_needs_a_checkpoint(tmp_path, capsys):
     pretrain(cfg, out=tmp_path / "r")
     with pytest.raises(RetainError, match="already holds a run"):
         pretrain(cfg, out=tmp_path / "r")
-    with pytest.raises(RetainError, match="nothing to resume"):
+    with pytest.raises(RetainError, match="holds no run to resume"):
         pretrain(cfg, out=tmp_path / "empty", resume=True)
+    assert not (tmp_path / "empty").exists()  # a start that fails leaves no run directory
     assert main(["pretrain", "--resume"]) == 2
     assert "--resume needs --out" in capsys.readouterr().err
     assert main(["pretrain", "--set", "train.lrr=1"]) == 2

@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 import torch
 
-from retain.config import from_dict, read_yaml
+from retain.config import resume_config
 from retain.continual.rehearsal import Rehearsal, TextRehearsal, own_texts
 from retain.continual.stream import Base, Stream, build_stream, check_lengths, resolve_base, unknown_note
 from retain.errors import RetainError
@@ -248,14 +248,15 @@ def liti_front(memory, etas: list[float], suites: Suites, batch_size: int) -> li
     return front
 
 
-def saved_config(out: str | Path | None) -> ContinualConfig:
-    """`--resume`: the config the run at `out` was started with (not the command line's)."""
+def saved_config(given: ContinualConfig, out: str | Path | None) -> ContinualConfig:
+    """`--resume`: the config the run at `out` was started with, plus the operational keys `given` sets
+    (`retain.config.resume_config`; anything else that differs is refused)."""
     if out is None:
         raise RetainError("--resume needs --out DIR naming the run directory to continue")
     path = Path(out) / "config.yaml"
     if not path.is_file():
         raise RetainError(f"--resume: {out} holds no run to resume (no config.yaml)")
-    return from_dict(ContinualConfig, read_yaml(path))
+    return resume_config(given, path)
 
 
 def needs_world(m: MediumConfig) -> str | None:
@@ -305,11 +306,10 @@ def known_base(memory: Memory, stream: Stream, batch_size: int) -> list[Question
 
 def continual(cfg: ContinualConfig, out: str | None = None, resume: bool = False) -> dict[str, Any]:
     """Run every medium of `cfg` over the session stream; writes summary.json, report.md and plots. With
-    `resume` the run's own config.yaml is used (a config given with it is ignored, with a note)."""
+    `resume` the run's own config.yaml is used; a config given with it may change only where and on how many
+    threads it runs (`retain.config.OPERATIONAL`)."""
     if resume:
-        given, cfg = cfg, saved_config(out)
-        if given != cfg and given != ContinualConfig():
-            print(f"note: resuming {out} with the config it was started with, not the one given")
+        cfg = saved_config(cfg, out)
     configure(cfg.device, cfg.precision)  # a device this machine lacks fails before the run dir
     if cfg.threads:
         torch.set_num_threads(cfg.threads)

@@ -165,6 +165,8 @@ class MediumConfig:
                     "base_queries", "query_tokens", "query_turns", "teacher_temperature", "query_temperature"):
             if getattr(self, key) <= 0:
                 raise ValueError(f"media '{self.name}': {key} must be positive, got {getattr(self, key)}")
+        if self.lr <= 0 or self.alpha <= 0:
+            raise ValueError(f"media '{self.name}': lr and alpha must be positive, got {self.lr} and {self.alpha}")
         if self.memory_rank < 0:
             raise ValueError(f"media '{self.name}': memory_rank must be >= 0, got {self.memory_rank}")
         if not 0.0 < self.merge_beta <= 1.0 or not 0.0 < self.merge_density <= 1.0:

@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 import torch
 
-from retain.config import from_dict, read_yaml
+from retain.config import resume_config
 from retain.errors import RetainError
 from retain.memory.base import MediumConfig
 from retain.models.build import load_model_and_tokenizer
@@ -294,7 +294,7 @@ def rl(cfg: RLConfig, out: str | None = None, resume: bool = False) -> dict[str,
         path = Path(out or "") / "config.yaml"
         if out is None or not path.is_file():
             raise RetainError(f"--resume: {out} holds no run to resume (no config.yaml)")
-        cfg = from_dict(RLConfig, read_yaml(path))
+        cfg = resume_config(cfg, path)
     configure(cfg.device, cfg.precision)  # a device this machine lacks fails before the run dir
     if cfg.threads:
         torch.set_num_threads(cfg.threads)

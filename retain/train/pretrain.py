@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import torch
 
-from retain.config import from_dict, read_yaml
+from retain.config import resume_config
 from retain.errors import RetainError
 from retain.eval.suites import base_suites, headline, run_suites
 from retain.models.build import build_model, load_model_and_tokenizer, load_tokenizer, param_count
@@ -79,6 +79,17 @@ class TrainConfig:
     ckpt_every: int = 250
     """Steps between resumable checkpoints."""
 
+    def __post_init__(self) -> None:
+        for key in ("steps", "batch_size", "seq_len", "log_every", "eval_every", "ckpt_every", "lr", "grad_clip"):
+            if getattr(self, key) <= 0:
+                raise ValueError(f"train.{key} must be positive, got {getattr(self, key)}")
+        if self.warmup_steps < 0 or self.weight_decay < 0:
+            raise ValueError("train.warmup_steps and train.weight_decay must be >= 0")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ValueError(f"train.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"train.threads must be positive (or null), got {self.threads}")
+
 
 @dataclass
 class PretrainEvalConfig:
@@ -90,6 +101,10 @@ class PretrainEvalConfig:
     """Questions per suite in the final evaluation (None: all)."""
     batch_size: int = 64
     """Prompts per generation batch."""
+
+    def __post_init__(self) -> None:
+        if self.during_n < 1 or self.batch_size < 1 or (self.final_n is not None and self.final_n < 1):
+            raise ValueError("eval.during_n, eval.final_n and eval.batch_size must be positive")
 
 
 @dataclass
@@ -115,18 +130,16 @@ def _prepare_run(cfg: PretrainConfig, out: str | None, resume: bool) -> tuple[Pr
     configure(cfg.device, "auto" if cfg.train.bf16 else "fp32")  # no such device: fails before the run dir
     distributed.check_divides(cfg.train.batch_size, "train.batch_size")
     distributed.init(device())
+    if resume:
+        if out is None or not (Path(out) / "config.yaml").is_file():
+            raise RetainError(f"--resume: {out} holds no run to resume (no config.yaml); start it without --resume")
+        saved = resume_config(cfg, Path(out) / "config.yaml")
+        configure(saved.device, "auto" if saved.train.bf16 else "fp32")
+        distributed.check_divides(saved.train.batch_size, "train.batch_size")
+        return saved, RunDir(out)
     if out is None:
         out = distributed.broadcast(str(RunDir.create(cfg.name).path) if distributed.is_main() else None)
     run = RunDir.create(cfg.name, out)
-    if resume:
-        if not (run / "config.yaml").exists():
-            raise RetainError(f"nothing to resume in {run.path}: no config.yaml (start it without --resume)")
-        saved = from_dict(PretrainConfig, read_yaml(run / "config.yaml"))
-        if saved != cfg and cfg != PretrainConfig():
-            print("note: resuming with the run's own config.yaml; the config given now is ignored")
-        configure(saved.device, "auto" if saved.train.bf16 else "fp32")
-        distributed.check_divides(saved.train.batch_size, "train.batch_size")
-        return saved, run
     if latest_checkpoint(run.ckpt_dir) or run.summary():
         raise RetainError(f"{run.path} already holds a run; continue it with --resume or choose another --out")
     if distributed.is_main():
