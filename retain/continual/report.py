@@ -8,11 +8,11 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from retain.config import to_yaml  # noqa: E402
-from retain.eval import continual as CL  # noqa: E402
-from retain.runs.rundir import RunDir  # noqa: E402
+from retain.config import to_yaml
+from retain.eval import continual as CL
+from retain.runs.rundir import RunDir
 
 
 def heatmaps(results: dict[str, dict]) -> plt.Figure:

@@ -7,7 +7,7 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 
 def curves(records: list[dict[str, Any]], x: str, ys: dict[str, str], title: str, ylabel: str,

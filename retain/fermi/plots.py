@@ -8,12 +8,12 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from retain.fermi import formulas as F  # noqa: E402
-from retain.fermi.arch import Arch  # noqa: E402
-from retain.runs.rundir import RunDir  # noqa: E402
+from retain.fermi import formulas as F
+from retain.fermi.arch import Arch
+from retain.runs.rundir import RunDir
 
 
 def plot_vs_tokens(arch: Arch, cfg: Any) -> plt.Figure:

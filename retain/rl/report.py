@@ -8,9 +8,9 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from retain.runs.rundir import RunDir  # noqa: E402
+from retain.runs.rundir import RunDir
 
 
 def curve(records: list[dict], fixed: dict) -> plt.Figure:
