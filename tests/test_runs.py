@@ -112,3 +112,13 @@ def test_derive_seed_is_stable():
     assert derive_seed(1, "a", 3) == derive_seed(1, "a", 3) != derive_seed(1, "a", 4)
     assert 0 <= derive_seed(0) < 2**63
     assert len({derive_seed(s, step) for s in range(10) for step in range(100)}) == 1000
+
+
+def test_atomic_writes_keep_the_users_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        assert atomic_write_text(tmp_path / "a.json", "{}").stat().st_mode & 0o777 == 0o644
+        os.umask(0o077)
+        assert atomic_write_text(tmp_path / "b.json", "{}").stat().st_mode & 0o777 == 0o600
+    finally:
+        os.umask(old)

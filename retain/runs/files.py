@@ -14,12 +14,20 @@ from typing import Any
 from retain.errors import RetainError
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write `data` to `path` atomically (same-directory temp file, fsync, `os.replace`)."""
+    """Write `data` to `path` atomically (same-directory temp file, fsync, `os.replace`), with the mode a plain
+    `open` would give it (mkstemp's own is 0600)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
