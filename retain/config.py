@@ -131,6 +131,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if origin in (list, tuple):
         if isinstance(value, str):  # a flag such as --plot-ranks 8,32,128
             value = [yaml.safe_load(v) for v in value.split(",") if v.strip()]
+        if isinstance(value, (int, float, bool)):  # --set liti=0.5: a one-element list
+            value = [value]
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"config key '{key}': expected a list, got {value!r}")
         args = [a for a in get_args(tp) if a is not Ellipsis]

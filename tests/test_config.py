@@ -171,3 +171,18 @@ def test_a_resumed_run_keeps_its_config_and_takes_only_operational_changes(tmp_p
     assert moved.train.threads == 1 and moved.device == "cpu" and moved.train.steps == 3 and moved.world.seed == 2
     with pytest.raises(ConfigError, match=r"other values of train.steps \(3 -> 5\).*only threads, train.threads, device"):
         resume_config(load_config(PretrainConfig, None, ["train.steps=5"]), path)
+
+
+def test_a_scalar_for_a_list_key_is_a_one_element_list_and_files_are_not_directories(tmp_path, capsys):
+    assert load_config(Root, None, ["layers=3"]).layers == [3]
+    with pytest.raises(ConfigError, match="expected a list"):
+        load_config(Root, None, ["layers={a: 1}"])
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert main(["fermi", "--model", "llama-3-70b", "--plot", str(afile)]) == 2
+    assert "is a file; give a directory" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["merge", "--inputs", f"{tmp_path / 'empty'},{tmp_path / 'empty'}", "--out", str(tmp_path / "m")]) == 2
+    assert "holds neither a PEFT adapter" in capsys.readouterr().err and not (tmp_path / "m").exists()
+    assert main(["merge", "--inputs", f"{tmp_path / 'empty'},{tmp_path / 'empty'}", "--out", str(afile)]) == 2
+    assert "is a file" in capsys.readouterr().err and afile.read_text() == "x"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from retain.errors import RetainError
@@ -135,6 +136,8 @@ def main(cfg: FermiConfig) -> None:
     """Print the estimate (table or JSON) and draw the figures when `--plot DIR` is given."""
     from retain.fermi.table import format_estimate, format_presets
 
+    if cfg.plot and Path(cfg.plot).exists() and not Path(cfg.plot).is_dir():
+        raise RetainError(f"--plot {cfg.plot} is a file; give a directory for the figures")
     if cfg.model == "all" and not cfg.config_json:
         rows = [estimate(a.with_changes(n_kv_heads=cfg.kv_heads, n_kv_layers=cfg.kv_layers), cfg)
                 for a in PRESETS.values()]  # fmt: skip

@@ -118,11 +118,17 @@ def merge(cfg: MergeConfig, out: str | None = None) -> dict:
     if not out:
         raise RetainError("give --out DIR for the merged adapter or checkpoint")
     dest = Path(out)
+    if dest.exists() and not dest.is_dir():
+        raise RetainError(f"--out {dest} is a file; give a directory for the merged adapter or checkpoint")
     if dest.exists() and any(dest.iterdir()):
         raise RetainError(f"{dest} is not empty; choose a new --out (nothing is overwritten)")
     missing = [p for p in cfg.inputs if not Path(p).exists()]
     if missing:
         raise RetainError(f"input not found: {missing[0]}")
+    for p in cfg.inputs:
+        if not L.is_adapter_dir(p) and not (Path(p) / "config.json").is_file():
+            raise RetainError(f"input {p} holds neither a PEFT adapter (adapter_config.json) nor a model "
+                              "checkpoint (config.json and safetensors)")  # fmt: skip
     kinds = {L.is_adapter_dir(p) for p in cfg.inputs}
     if len(kinds) > 1:
         raise RetainError("inputs mix PEFT adapters and model checkpoints; merge one kind at a time")
