@@ -186,3 +186,16 @@ def test_a_scalar_for_a_list_key_is_a_one_element_list_and_files_are_not_directo
     assert "holds neither a PEFT adapter" in capsys.readouterr().err and not (tmp_path / "m").exists()
     assert main(["merge", "--inputs", f"{tmp_path / 'empty'},{tmp_path / 'empty'}", "--out", str(afile)]) == 2
     assert "is a file" in capsys.readouterr().err and afile.read_text() == "x"
+
+
+def test_help_and_the_world_and_fermi_import_no_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys\nimport retain.world, retain.world.world, retain.fermi.estimate\n"
+            "from retain.cli.main import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "try:\n    main(['fermi', '--help'])\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('torch', 'transformers', 'peft') if m in sys.modules))")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"

@@ -15,6 +15,7 @@ import difflib
 import importlib
 import os
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, get_args, get_type_hints
 
@@ -141,13 +142,17 @@ def _add_field_flags(parser: argparse.ArgumentParser, config_cls: type, skip: tu
                             help=f"{doc} (default: {default})")  # fmt: skip
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full parser, one subparser per entry of COMMANDS."""
+def build_parser(full: Iterable[str] | None = None) -> argparse.ArgumentParser:
+    """The parser, one subparser per entry of COMMANDS; those named in `full` (None: all) with their options,
+    the others with their name and help only, so `retain --help` imports no config module (nor torch)."""
     parser = _Parser(prog="retain", description=__doc__, formatter_class=_Formatter)
     parser.add_argument("--version", action="version", version=f"retain {_load('retain:__version__')}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     parser.set_defaults(subparsers=sub.choices)
     for name, cmd in COMMANDS.items():
+        if full is not None and name not in full:
+            sub.add_parser(name, help=cmd.help, description=cmd.help, add_help=False)
+            continue
         config_cls = _load(cmd.config)
         p = sub.add_parser(name, help=cmd.help, description=cmd.help, epilog=_epilog(config_cls),
                            formatter_class=_Formatter)  # fmt: skip
@@ -196,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is downloaded at run time
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    parser = build_parser()
+    words = sys.argv[1:] if argv is None else argv
+    parser = build_parser(full=[w for w in words if w in COMMANDS][:1])  # only the command asked for
     args, extras = parser.parse_known_args(argv)
     if args.command is None:
         parser.print_help()

@@ -5,11 +5,12 @@ from __future__ import annotations
 import random
 
 import numpy as np
-import torch
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
     """Seed Python, NumPy and torch; optionally ask torch for deterministic kernels (slower)."""
+    import torch  # here, so that `derive_seed` (the world's generator uses it) imports no torch
+
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
