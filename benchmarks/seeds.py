@@ -4,7 +4,7 @@ One run of the loop ranks nothing finer than its seed spread (about +-0.04 ACC f
 medium's query sampling, batch draws and the base-knowledge questions all follow the seed), so the issues'
 targets are judged here on the mean over seeds.
 
-    python -m benchmarks.seeds --config configs/distill_seeds_replay.yaml --seeds 8 --out runs/distill_seeds_replay
+    python -m benchmarks.seeds --config configs/archive/distill_seeds_replay.yaml --seeds 8 --out runs/distill_seeds_replay
 
 Seed i runs into OUT/seed{i}; a seed whose run already holds a summary is only read back (so an interrupted
 benchmark resumes), one left half-way resumes from its last finished write.
@@ -68,9 +68,9 @@ def seeds_table(runs: list[dict]) -> tuple[str, list[str]]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default="configs/distill_seeds_replay.yaml")
+    p.add_argument("--config", default="configs/distill_storage_alone.yaml")
     p.add_argument("--base", default="runs/base")
-    p.add_argument("--out", default="runs/distill_seeds_replay")
+    p.add_argument("--out", default="runs/distill_storage_alone")
     p.add_argument("--seeds", type=int, default=8, help="seeds 0..N-1")
     p.add_argument("--set", action="append", default=[], help="override a config key")
     args = p.parse_args()
