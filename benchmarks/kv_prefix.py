@@ -63,7 +63,8 @@ def main() -> None:
     from retain.continual.rehearsal import Rehearsal
     from retain.eval.exact_match import exact_match
     from retain.memory import MediumConfig, make_memory
-    from retain.memory.kv_prefix import compose, index_names
+    from retain.memory.kv_prefix import compose
+    from retain.memory.names import index_names
     from retain.memory.writers import WriterConfig, make_writer
     from retain.models.build import load_model_and_tokenizer
     from retain.world.io import load_world

@@ -337,8 +337,8 @@ def test_per_session_blocks_grow_the_prefix_and_keep_the_earlier_block(smoke_bas
 
 
 def test_route_entity_reads_only_the_blocks_that_name_the_prompts_people(base):
-    from retain.memory.context import names
-    from retain.memory.kv_prefix import index_names, routes
+    from retain.memory.kv_prefix import routes
+    from retain.memory.names import index_names, names
 
     model, tok, world = base
     P, bos = 6, tok.bos_token_id
@@ -379,7 +379,7 @@ def test_route_entity_reads_only_the_blocks_that_name_the_prompts_people(base):
 
 def test_routed_base_replay_is_about_the_known_people_the_session_names(smoke_base):
     from retain.continual.rehearsal import Rehearsal
-    from retain.memory.kv_prefix import index_names
+    from retain.memory.names import index_names
 
     world = load_world(smoke_base / "world")
     model, tok = load_model_and_tokenizer(smoke_base / "model")
@@ -388,8 +388,8 @@ def test_routed_base_replay_is_about_the_known_people_the_session_names(smoke_ba
     named = known & index_names(s.transcript)
     rehearsal, drawn = Rehearsal(world), []
 
-    class Recorded:  # the loop's rehearsal, with every text drawn about someone kept
-        settled = rehearsal.settled
+    class Recorded:  # the loop's rehearsal (a ReplaySource), with every text drawn about someone kept
+        indexed, settled, stale = True, rehearsal.settled, rehearsal.stale
 
         def __call__(self, rng):
             return rehearsal(rng)

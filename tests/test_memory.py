@@ -9,7 +9,8 @@ import torch
 from retain.eval.qa import encode
 from retain.fermi.formulas import kv_bytes_per_token
 from retain.memory import Material, MediumConfig, make_memory, storage
-from retain.memory.weights import augment, sentences
+from retain.memory.names import sentences
+from retain.memory.weights import augment
 from retain.models.build import load_model_and_tokenizer
 from retain.models.generate import generate
 from retain.world.io import load_world
@@ -76,7 +77,7 @@ def test_context_retrieval_shows_each_question_the_session_about_its_person(smok
 
 
 def test_names_are_the_capitalised_runs_that_do_not_start_a_sentence():
-    from retain.memory.context import names
+    from retain.memory.names import names
 
     assert names("Where was the mentor of Hugo Lindqvist born?") == {"Hugo Lindqvist"}
     assert names("Who was born earlier, Ada Kovac or Otto Lorenz?") == {"Ada Kovac", "Otto Lorenz"}

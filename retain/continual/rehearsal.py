@@ -13,7 +13,10 @@ class Rehearsal:
     """`rehearsal(rng)`: one base-knowledge text, half a biography of a known person, half a QA pair of a
     known person of the QA split. A fact a session already read updates is no longer rehearsed (its value
     would be stale); the person's other facts are. What it knows of the sessions is only what the loop has
-    read: `upto(i)` before session i is written, so no write learns which facts a later session changes."""
+    read: `upto(i)` before session i is written, so no write learns which facts a later session changes.
+    A `retain.memory.base.ReplaySource`, indexed by name."""
+
+    indexed = True
 
     def __init__(self, world: World):
         self.world = world

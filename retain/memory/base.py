@@ -8,10 +8,12 @@ real tensors) and `params()` its trainable parameter count.
 
 from __future__ import annotations
 
+import random
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 import torch
 
@@ -210,6 +212,49 @@ class MediumConfig:
             return []
         n = config.num_hidden_layers
         return sorted({i % n for i in self.hidden_layers}) if self.hidden_layers is not None else list(range(n))
+
+
+class ReplaySource(Protocol):
+    """Base-knowledge text for replay (`source(rng)`: one text), and what it knows of the sessions read so far:
+    `settled(rng)` draws a text about someone no read session updates (safe to study: the bare model's
+    answers about them cannot be stale), `stale(text)` says whether a text names someone a read session
+    updates, and `about(names)` is a drawer of texts about those known people (None: none is known), when the
+    source is `indexed` by name."""
+
+    indexed: bool
+
+    def __call__(self, rng: random.Random) -> str: ...
+    def settled(self, rng: random.Random) -> str: ...
+    def stale(self, text: str) -> bool: ...
+    def about(self, names: set[str]) -> Callable[[random.Random], str] | None: ...
+
+
+@dataclass
+class PlainReplay:
+    """A `ReplaySource` from a function `draw(rng)` that knows nothing of the sessions: every text is settled,
+    none is stale, and it is not indexed by name."""
+
+    draw: Callable[[random.Random], str]
+    indexed = False
+
+    def __call__(self, rng: random.Random) -> str:
+        return self.draw(rng)
+
+    def settled(self, rng: random.Random) -> str:
+        return self.draw(rng)
+
+    def stale(self, text: str) -> bool:
+        return False
+
+    def about(self, names: set[str]) -> None:
+        return None
+
+
+def as_replay(source: ReplaySource | Callable[[random.Random], str] | None) -> ReplaySource | None:
+    """`source` as a `ReplaySource` (a plain function wrapped in `PlainReplay`)."""
+    if source is None or all(hasattr(source, m) for m in ("indexed", "settled", "stale", "about")):
+        return source
+    return PlainReplay(source)
 
 
 @dataclass

@@ -16,15 +16,13 @@ retrieval shortens the prompt, not what is held.
 
 from __future__ import annotations
 
-import math
 import random
-import re
-from collections import Counter
 
 from retain.eval.exact_match import exact_match
 from retain.eval.qa import ask
 from retain.fermi.formulas import kv_bytes_per_token
 from retain.memory.base import Material, Memory, Timer, WriteCost
+from retain.memory.names import focus, retrieve
 from retain.runs.seed import derive_seed
 from retain.world.world import Question
 
@@ -99,51 +97,3 @@ class ContextMemory(Memory):
 
     def nbytes(self) -> int:
         return int(kv_bytes_per_token(self.arch, self.cfg.dtype) * self.held_tokens())
-
-
-def _words(text: str) -> set[str]:
-    return set(re.findall(r"[a-z0-9]+", text.lower()))
-
-
-def retrieve(query: str, blocks: list[str], k: int) -> list[str]:
-    """The `k` blocks sharing the most rare words with `query` (each shared word weighs log(N / df), so words
-    in every block count for nothing), kept in their original order; ties go to the newer block."""
-    words = [_words(b) for b in blocks]
-    df = Counter(w for ws in words for w in ws)
-    q = _words(query)
-    score = [sum(math.log(len(blocks) / df[w]) for w in q & ws) for ws in words]
-    best = sorted(range(len(blocks)), key=lambda i: (score[i], i), reverse=True)[:k]
-    return [blocks[i] for i in sorted(best)]
-
-
-_BOUNDARY = (".", "?", "!", ":")
-
-
-def names(text: str) -> set[str]:
-    """The runs of capitalised words in `text` that do not start a sentence (nor follow `Q:`, `A:`, a
-    speaker's colon): the names a question or a query mentions ("Hugo Lindqvist" in "Where does Hugo
-    Lindqvist live?"). A name that starts a sentence loses its first word ("Lindqvist" of "Hugo Lindqvist
-    works at ..."), which still finds the same person's sentences."""
-    out, run, prev = set(), [], "."
-    for word in re.sub(r"\s+([.,?!:;])", r"\1", text).split():  # "work ? A :" (decoded ids) as "work? A:"
-        bare = word.rstrip(".,?!:;")
-        if bare[:1].isupper() and not prev.endswith(_BOUNDARY) and not word.endswith(":"):  # "Q:" is a label
-            run.append(bare)
-        elif run:
-            out.add(" ".join(run))
-            run = []
-        if run and bare != word:  # punctuation ends a name
-            out.add(" ".join(run))
-            run = []
-        prev = word
-    if run:
-        out.add(" ".join(run))
-    return out
-
-
-def focus(text: str, query: str) -> str:
-    """The sentences of `text` that mention a name `query` mentions, in order ("" when none does)."""
-    wanted = [re.compile(rf"\b{re.escape(n)}\b") for n in names(query)]
-    from retain.memory.weights import sentences
-
-    return " ".join(s for s in sentences(text) if any(w.search(s) for w in wanted))

@@ -28,8 +28,7 @@ import torch.nn.functional as F
 
 from retain.errors import RetainError
 from retain.eval.exact_match import contains
-from retain.memory.context import names
-from retain.memory.weights import sentences
+from retain.memory.names import focus, names, sentences
 from retain.models.device import autocast, device_of
 from retain.models.generate import generate
 from retain.train.data import right_pad
@@ -272,8 +271,6 @@ def teach(memory, context: list[int] | list[list[int]], queries: list[list[int]]
 def focused_contexts(memory, transcript: str, queries: list[list[int]]) -> list[list[int]]:
     """Per query, the teacher's context under `focus: entity`: BOS (unless the medium's prefix holds it)
     and the transcript's sentences that mention a name the query mentions; nothing more when none does."""
-    from retain.memory.context import focus
-
     tok = memory.tokenizer
     bos = memory.start
     out = []

@@ -21,16 +21,16 @@ kept out of its sight, as the context's `focus: entity` keeps sentences out.
 from __future__ import annotations
 
 import random
-import re
 from contextlib import contextmanager
 
 import torch
 
 from retain.errors import RetainError
 from retain.fermi.formulas import kv_prefix_params
+from retain.memory import distill as D
 from retain.memory import storage
 from retain.memory.base import Material
-from retain.memory.context import names
+from retain.memory.names import fold, index_names, mentions, names
 from retain.memory.weights import WeightMemory
 from retain.models.generate import cache_kwarg, kv_of, prefix_cache
 from retain.runs.seed import derive_seed
@@ -63,30 +63,6 @@ def compose(*prefixes: KV, model=None, shared_sink: bool = False) -> KV:
         prefixes = tuple(shift(model, p, o) if o else p for p, o in zip(prefixes, starts))
     return [(torch.cat([p[i][0] for p in prefixes], dim=2), torch.cat([p[i][1] for p in prefixes], dim=2))
             for i in range(len(prefixes[0]))]  # fmt: skip
-
-
-_OPENING = re.compile(r"(?:^|[.?!:]\s+)([A-Z][\w-]*(?:\s+[A-Z][\w-]*)+)")
-"""A run of two or more capitalised words right after a sentence boundary: a name that opens a sentence."""
-
-
-def index_names(text: str) -> set[str]:
-    """The names a block is found by: `names(text)` and the runs of two or more capitalised words that open a
-    sentence ("Lars Navarro" of "User: Lars Navarro moved ...", of which `names` keeps "Navarro"); a name
-    held whole in a longer one is dropped, so two people who share a surname do not share a block."""
-    return fold(names(text) | set(_OPENING.findall(text)))
-
-
-def fold(found: set[str]) -> set[str]:
-    """`found` without one-letter names ("I") and without the names held whole in a longer one."""
-    found = {n for n in found if len(n) > 1}
-    return {n for n in found if not any(n != m and re.search(rf"\b{re.escape(n)}\b", m) for m in found)}
-
-
-def mentions(keys: set[str], wanted: set[str]) -> bool:
-    """Whether a name of `wanted` and a name of `keys` are the same person: one holds the other as whole words
-    ("Lindqvist", what `names` keeps of a name that starts a sentence, holds for "Hugo Lindqvist")."""
-    hit = lambda a, b: re.search(rf"\b{re.escape(a)}\b", b) is not None  # noqa: E731
-    return any(hit(a, b) or hit(b, a) for a in wanted for b in keys)
 
 
 def routes(blocks: list[set[str]], texts: list[str], P: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -208,14 +184,11 @@ class KVPrefixMemory(WeightMemory):
         them and asks itself about it (` Q:`, as `base_study`), and the teacher is the session's, the model
         with the transcript's sentences naming that person in front, so what the session changed about them
         is taught as changed and the rest as the model knew it."""
-        about = getattr(self.base_text, "about", None)
-        if self.cfg.route == "none" or about is None:
+        if self.cfg.route == "none" or self.base_text is None or not self.base_text.indexed:
             return super().base_pool(material, rng)
-        draw = about(self.names[-1]) if self.cfg.base_replay else None
+        draw = self.base_text.about(self.names[-1]) if self.cfg.base_replay else None
         if draw is None:
             return [], 0
-        from retain.memory import distill as D
-
         with self.bare():
             queries, spent = D.base_study(self, [draw(rng) for _ in range(self.cfg.base_queries)], rng)
         focused = self.cfg.focus == "entity"

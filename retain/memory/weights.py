@@ -9,7 +9,6 @@ in what is trainable and in how a batch reaches the model.
 from __future__ import annotations
 
 import random
-import re
 from collections.abc import Callable
 from contextlib import contextmanager
 
@@ -19,8 +18,10 @@ from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft
 
 from retain.errors import RetainError
 from retain.fermi.formulas import lora_params, resolve_targets, soft_prompt_params
+from retain.memory import distill as D
 from retain.memory import storage
-from retain.memory.base import Material, Memory, Timer, WriteCost
+from retain.memory.base import Material, Memory, ReplaySource, Timer, WriteCost, as_replay
+from retain.memory.names import sentences
 from retain.merge import lora as LM
 from retain.merge import ops
 from retain.models.device import autocast
@@ -29,13 +30,6 @@ from retain.models.text import text_format
 from retain.runs.seed import derive_seed
 from retain.train.data import right_pad
 from retain.world import render as R
-
-_SENTENCE = re.compile(r"(?<=[.!?])\s+")
-
-
-def sentences(text: str) -> list[str]:
-    """`text` cut after each sentence's final punctuation."""
-    return [s for s in _SENTENCE.split(text.strip()) if s]
 
 
 def sft_batch(tokenizer, texts: list[str], bos: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -65,10 +59,10 @@ def augment(material: Material, kind: str, rng: random.Random) -> str:
 class WeightMemory(Memory):
     """A medium whose memory is trained parameters. Subclasses say which and how a batch is run."""
 
-    def __init__(self, model, tokenizer, cfg, base_text: Callable[[random.Random], str] | None = None,
+    def __init__(self, model, tokenizer, cfg, base_text: ReplaySource | Callable[[random.Random], str] | None = None,
                  seed: int = 0):  # fmt: skip
         super().__init__(model, tokenizer, cfg)
-        self.base_text, self.seed = base_text, seed
+        self.base_text, self.seed = as_replay(base_text), seed
         self.written: list[Material] = []
         self.session_teachers: list = []  # distill: each written session's queries with teacher top-k (replay)
         self.base_teachers: list = []  # distill: base-knowledge text with the bare model's top-k
@@ -192,8 +186,6 @@ class WeightMemory(Memory):
         """Queries and teacher top-k for this session (computed once), and the step function of the write:
         a batch of this session's queries, mixed at `replay` with earlier sessions' and at `base_replay`
         with base-knowledge text distilled from the model as it was before the first write."""
-        from retain.memory import distill as D
-
         cfg = self.cfg
         self.model.eval()
         context = self.teacher_context(material)
@@ -226,14 +218,11 @@ class WeightMemory(Memory):
     def base_pool(self, material: Material, rng: random.Random) -> tuple[list, int]:
         """distill with base_replay: the base-knowledge teachers this write replays, and the forward tokens
         spent on them. Drawn once, at the first write, and taught by the model without any memory."""
-        from retain.memory import distill as D
-
         cfg = self.cfg
         if cfg.base_replay and not self.base_teachers and self.base_text is not None:
             k = round(cfg.base_study * cfg.base_queries)
             world = self.fmt.style == "world"
-            settled = getattr(self.base_text, "settled", self.base_text)  # studied: nobody a session updates
-            studied = [settled(rng) for _ in range(k)] if world else []
+            studied = [self.base_text.settled(rng) for _ in range(k)] if world else []  # nobody a session updates
             read = [self.tokenizer(self.base_text(rng), add_special_tokens=False)["input_ids"]
                     for _ in range(cfg.base_queries - k)]  # fmt: skip
             teach = lambda context, queries, head=(): D.teach(self, context, queries, cfg.top_k, head=head,  # noqa: E731
@@ -253,8 +242,9 @@ class WeightMemory(Memory):
     def fresh(self, teachers: list) -> list:
         """`teachers` without those about a person a session read since they were made updates (made once,
         at the first write, their teacher holds the value from before)."""
-        stale = getattr(self.base_text, "stale", None)
-        return teachers if stale is None else [t for t in teachers if not stale(self.tokenizer.decode(t.ids))]
+        if self.base_text is None:
+            return teachers
+        return [t for t in teachers if not self.base_text.stale(self.tokenizer.decode(t.ids))]
 
 
 class LoraMemory(WeightMemory):
