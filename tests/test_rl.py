@@ -194,7 +194,7 @@ def test_an_interrupted_rl_run_resumes_from_its_last_iteration(smoke_base, tmp_p
     first = (run / "metrics.jsonl").read_text()
     # as if it had been stopped after iteration 1 of 2: the run's own config says 2
     (run / "config.yaml").write_text((run / "config.yaml").read_text().replace("iterations: 1", "iterations: 2"))
-    s = rl(cfg, out=run, resume=True)
+    s = rl(RLConfig(), out=run, resume=True)  # the documented resume: no config, the run's own
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert (run / "metrics.jsonl").read_text().startswith(first)  # nothing finished is redone or lost
     assert [r["iteration"] for r in records] == [0, 1, 2] and s["episodes"] == 2 * cfg.sessions * cfg.group
