@@ -105,6 +105,30 @@ def test_questions_sharing_a_context_read_it_once_and_answer_the_same(plain_base
     assert len(calls) == 1  # one context, encoded once for three questions
 
 
+def test_a_context_longer_than_a_sliding_window_is_read_with_each_question(plain_base):
+    """Gemma 3 keeps only the last `sliding_window` positions in its sliding layers, so a shared head longer
+    than that is not read once as a prefix (a rebuilt cache loses where the kept positions sit)."""
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    from retain.eval import qa
+    from retain.models.build import load_tokenizer
+    from retain.models.generate import prefix_fits
+    from retain.models.text import TextFormat, use_format
+
+    tok = load_tokenizer(plain_base)
+    use_format(tok, TextFormat.of(tok, "plain", [], answer_tokens=4))
+    torch.manual_seed(0)
+    model = Gemma3ForCausalLM(Gemma3TextConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
+                                               num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                               head_dim=8, sliding_window=8,
+                                               layer_types=["sliding_attention", "full_attention"])).eval()  # fmt: skip
+    assert prefix_fits(model, 8) and not prefix_fits(model, 9)
+    qs = [Question(t, "x", "recall", "", "") for t in ("Where does Kim live?", "Who runs it?")]
+    context = "Kim Lund moved to Oslo after ten long years in Bergen, and runs a bakery there now."
+    shared = qa.ask(model, tok, qs, context)
+    assert shared == [qa.ask(model, tok, [q], context)[0] for q in qs]
+
+
 def plain_cfg(base, data, *more):
     return load_config(ContinualConfig, ROOT / "configs" / "smoke" / "continual.yaml",
                        [f"base={base}", f"data={data}", "sessions=null", "eval.base_n=30", "eval.max_new_tokens=4",

@@ -14,7 +14,7 @@ import torch
 
 from retain.eval.exact_match import grade
 from retain.models.device import autocast, device_of
-from retain.models.generate import generate, kv_of
+from retain.models.generate import generate, kv_of, prefix_fits
 from retain.models.text import text_format
 
 
@@ -55,8 +55,9 @@ def answer(model: torch.nn.Module, tokenizer, prompts: Sequence[tuple[str, str] 
             for i, (h, _) in enumerate(parts):
                 groups[h].append(i)
             for head, idx in groups.items():
-                if share and head and len(idx) > 1:  # read once: its cache is every question's prefix
-                    shared = kv_of(model, start + enc(head))
+                head_ids = start + enc(head)
+                if share and head and len(idx) > 1 and prefix_fits(model, len(head_ids)):
+                    shared = kv_of(model, head_ids)  # read once: its cache is every question's prefix
                     rows = generate(model, [enc(parts[i][1]) for i in idx], prefix=shared, **gen)
                 else:
                     rows = generate(model, [start + enc(head) + enc(parts[i][1]) for i in idx], **gen)

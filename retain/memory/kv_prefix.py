@@ -93,7 +93,7 @@ def forward_with_prefix(model, prefix: KV | None, ids: torch.Tensor, mask: torch
     position = (mask.cumsum(-1) - 1).clamp(min=0) + start[:, None]
     full = torch.cat([seen.to(mask.dtype), mask], dim=1)
     out = model(input_ids=ids, attention_mask=full, position_ids=position, use_cache=True,
-                **{cache_kwarg(model): prefix_cache(prefix, B)})  # fmt: skip
+                **{cache_kwarg(model): prefix_cache(prefix, B, model.config)})  # fmt: skip
     return out.logits
 
 

@@ -90,11 +90,22 @@ def kv_of(model, ids: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
     return [(k.clone(), v.clone()) for k, v in kv_pairs(out)]
 
 
-def prefix_cache(prefix: list[tuple[torch.Tensor, torch.Tensor]] | None, batch: int) -> DynamicCache:
-    """A fresh cache holding `prefix` for each of `batch` rows (empty without a prefix)."""
+def prefix_fits(model: torch.nn.Module, length: int) -> bool:
+    """Whether a KV prefix of `length` positions can be continued by `model`: always under full attention; with
+    sliding-window layers (Gemma 3) only within the window, since such a layer keeps its last `sliding_window`
+    positions and a cache rebuilt from them no longer knows where they sit."""
+    window = getattr(model.config, "sliding_window", None)
+    return not window or length <= window
+
+
+def prefix_cache(prefix: list[tuple[torch.Tensor, torch.Tensor]] | None, batch: int,
+                 config=None) -> DynamicCache:  # fmt: skip
+    """A fresh cache holding `prefix` for each of `batch` rows (empty without a prefix); with the model's
+    `config`, sliding-window layers get caches of their own kind."""
     if not prefix:
-        return DynamicCache()
-    return DynamicCache(ddp_cache_data=[(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)) for k, v in prefix])
+        return DynamicCache(config=config)
+    rows = [(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)) for k, v in prefix]
+    return DynamicCache(ddp_cache_data=rows, config=config)
 
 
 def _generate_batch(model, batch, stops, pad_id, max_new_tokens, do_sample, processors, generator, device,
@@ -107,7 +118,7 @@ def _generate_batch(model, batch, stops, pad_id, max_new_tokens, do_sample, proc
         mask[b, L - len(p) :] = 1
     ids, mask = ids.to(device), mask.to(device)
     position = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, L)
-    cache = prefix_cache(prefix, B)
+    cache = prefix_cache(prefix, B, model.config)
     if prefix:  # the prefix sits at positions 0..P-1, visible to every row unless routed
         P = prefix[0][0].shape[2]
         seen, start = route if route is not None else (torch.ones((B, P)), torch.full((B,), P))
