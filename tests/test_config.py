@@ -199,3 +199,15 @@ def test_help_and_the_world_and_fermi_import_no_torch():
             "print(sorted(m for m in ('torch', 'transformers', 'peft') if m in sys.modules))")  # fmt: skip
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_a_key_a_medium_ignores_is_refused_naming_the_kinds_it_applies_to(capsys):
+    from retain.memory.base import MediumConfig
+
+    with pytest.raises(ValueError, match=r"media 'ctx': rank set on a context medium, which ignores it "
+                                         r"\(rank applies to lora\); remove it"):  # fmt: skip
+        MediumConfig(kind="context", name="ctx", rank=4)
+    MediumConfig(kind="context", rank=8)  # a default value is no choice
+    MediumConfig(kind="kv_prefix", prompt_tokens=4, route="entity", objective="distill")
+    assert main(["run", "configs/smoke/continual.yaml", "--set", "media.0.steps=5", "--out", "unused"]) == 2
+    assert "steps set on a none medium" in capsys.readouterr().err

@@ -12,7 +12,7 @@ import random
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields
 from typing import Literal, Protocol
 
 import torch
@@ -25,6 +25,21 @@ from retain.models.device import autocast, device_of, to_model
 from retain.models.text import text_format
 from retain.train.data import right_pad
 from retain.world.world import Fact, Question, Session
+
+_WEIGHTS = frozenset({"lora", "full", "soft_prompt", "kv_prefix"})
+_WRITING = _WEIGHTS | {"context"}
+_APPLIES: dict[frozenset[str], tuple[str, ...]] = {
+    frozenset({"context"}): ("budget_tokens", "retrieve", "shots", "shot_kind"),
+    _WRITING: ("focus", "source", "dtype"),
+    _WEIGHTS: ("steps", "lr", "batch_size", "augment", "replay", "base_replay", "objective", "queries", "n_queries",
+               "cue", "query_tokens", "query_temperature", "grounded", "query_turns", "base_queries", "base_study",
+               "top_k", "teacher_temperature", "hidden_weight", "hidden_layers"),
+    frozenset({"lora"}): ("rank", "alpha", "targets", "adapters", "merge", "merge_beta", "merge_density", "memory_rank"),
+    frozenset({"soft_prompt", "kv_prefix"}): ("prompt_tokens",),
+    frozenset({"kv_prefix"}): ("prefix_init", "blocks", "route"),
+}  # fmt: skip
+APPLIES: dict[str, frozenset[str]] = {key: kinds for kinds, keys in _APPLIES.items() for key in keys}
+"""The medium kinds each `MediumConfig` key applies to (kind and name apply to all)."""
 
 
 @dataclass
@@ -160,6 +175,13 @@ class MediumConfig:
 
     def __post_init__(self) -> None:
         self.name = self.name or self.kind
+        defaults = {f.name: f.default if f.default is not MISSING else f.default_factory() for f in fields(self)}
+        stray = [k for k, kinds in APPLIES.items() if self.kind not in kinds and getattr(self, k) != defaults[k]]
+        if stray:
+            where = "; ".join(f"{k} applies to {', '.join(sorted(APPLIES[k]))}" for k in stray)
+            raise ValueError(f"media '{self.name}': {', '.join(stray)} set on a {self.kind} medium, which ignores "
+                             f"{'it' if len(stray) == 1 else 'them'} ({where}); remove {'it' if len(stray) == 1 else 'them'} "
+                             f"from this medium")  # fmt: skip
         for key in ("shots", "retrieve"):
             if getattr(self, key) < 0:
                 raise ValueError(f"media '{self.name}': {key} must be >= 0, got {getattr(self, key)}")
