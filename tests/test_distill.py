@@ -102,8 +102,9 @@ def test_kv_prefix_shapes_bytes_and_composition_under_gqa(base):
 def test_distill_write_trains_the_memory_and_counts_its_cost(smoke_base, kind, queries):
     model, tok = load_model_and_tokenizer(smoke_base / "model")
     world = load_world(smoke_base / "world")
+    prefix = {"prompt_tokens": 4} if kind != "lora" else {}
     mem = make_memory(MediumConfig(kind=kind, objective="distill", queries=queries, n_queries=4, steps=3,
-                                   batch_size=2, lr=1e-2, prompt_tokens=4, base_replay=0.25, replay=0.25),
+                                   batch_size=2, lr=1e-2, base_replay=0.25, replay=0.25, **prefix),
                       model, tok, base_text=lambda rng: "Ada Lindqvist lives in Lyon .")  # fmt: skip
     before = [p.detach().clone() for p in mem.trainable()]
     if kind == "kv_prefix":  # the prefix is made at the first write: keep it as initialised, before training
