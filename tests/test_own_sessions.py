@@ -251,6 +251,7 @@ def test_rl_runs_on_a_session_file(request, base_fixture, user_sessions, tmp_pat
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # two runs of a 135M model on 2 cores: about 6 minutes
 def test_the_smoke_twin_runs_on_smollm2_and_resumes(tmp_path):
     """configs/smoke/real.yaml on the real 135M model (models/smollm2-135m, from `make smollm2`), then the
     documented resume after a finished medium is removed."""
