@@ -18,7 +18,6 @@ The ~100M model and the LoRA rows come from the synthetic world (its tokenizer),
 from __future__ import annotations
 
 import argparse
-import random
 import shutil
 import tempfile
 import time
@@ -210,5 +209,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    random.seed(0)
     main()

@@ -217,10 +217,16 @@ def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def resume_config(given: T, path: str | Path) -> T:
-    """The config a resumed run continues with: the run's own (`path`, its config.yaml), plus any operational
+def resume_config(given: T, out: str | Path | None) -> T:
+    """The config a resumed run continues with: the run's own (the config.yaml in `out`), plus any operational
     key (`OPERATIONAL`) the given config sets. A given config that asks for anything else the run was not
-    started with is refused, the keys listed; a given config equal to the defaults (none given) asks nothing."""
+    started with is refused, the keys listed; a given config equal to the defaults (none given) asks nothing.
+    One-line errors when `out` is missing or holds no run."""
+    if out is None:
+        raise RetainError("--resume needs --out DIR naming the run directory to continue")
+    path = Path(out) / "config.yaml"
+    if not path.is_file():
+        raise RetainError(f"--resume: {out} holds no run to resume (no config.yaml); start it without --resume")
     cls = type(given)
     saved = from_dict(cls, read_yaml(path))
     asked, default, was = _flat(to_dict(given)), _flat(to_dict(cls())), _flat(to_dict(saved))

@@ -163,8 +163,8 @@ def test_a_resumed_run_keeps_its_config_and_takes_only_operational_changes(tmp_p
     from retain.train.pretrain import PretrainConfig
 
     started = load_config(PretrainConfig, None, ["train.steps=3", "world.seed=2"])
-    path = tmp_path / "config.yaml"
-    path.write_text(to_yaml(started))
+    path = tmp_path
+    (tmp_path / "config.yaml").write_text(to_yaml(started))
     assert resume_config(PretrainConfig(), path) == started  # no config given: the run's own
     assert resume_config(started, path) == started  # the same config given again
     moved = resume_config(load_config(PretrainConfig, None, ["train.threads=1", "device=cpu"]), path)

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from retain.train.optim import Muon, bf16_autocast, orthogonalize
+from retain.models.device import autocast
+from retain.train.optim import Muon, orthogonalize
 
 
 def _steps(opt_cls, dtype, **kw):
@@ -35,12 +36,12 @@ def test_autocast_is_bf16_only_where_the_hardware_has_it_and_the_run_allows(monk
     x = torch.randn(4, 4)
     precision.set_precision("auto")
     monkeypatch.setattr(precision, "bf16_is_native", lambda device: False)
-    with bf16_autocast("cpu"):
+    with autocast("cpu"):
         assert (x @ x).dtype == torch.float32
     monkeypatch.setattr(precision, "bf16_is_native", lambda device: True)
-    with bf16_autocast("cpu"):
+    with autocast("cpu"):
         assert (x @ x).dtype == torch.bfloat16
-    with bf16_autocast("cpu", enabled=False):
+    with autocast("cpu", enabled=False):
         assert (x @ x).dtype == torch.float32
     precision.set_precision("fp32")
     with precision.autocast("cpu"):

@@ -248,17 +248,6 @@ def liti_front(memory, etas: list[float], suites: Suites, batch_size: int) -> li
     return front
 
 
-def saved_config(given: ContinualConfig, out: str | Path | None) -> ContinualConfig:
-    """`--resume`: the config the run at `out` was started with, plus the operational keys `given` sets
-    (`retain.config.resume_config`; anything else that differs is refused)."""
-    if out is None:
-        raise RetainError("--resume needs --out DIR naming the run directory to continue")
-    path = Path(out) / "config.yaml"
-    if not path.is_file():
-        raise RetainError(f"--resume: {out} holds no run to resume (no config.yaml)")
-    return resume_config(given, path)
-
-
 def needs_world(m: MediumConfig) -> str | None:
     """Why medium `m` cannot run on sessions without the world's facts (None: it can)."""
     if m.source == "oracle":
@@ -292,8 +281,9 @@ def prepare(cfg: ContinualConfig) -> tuple[Base, Stream, TextFormat, list[Medium
         m.check_model(config)
     tok = load_tokenizer(base.model_dir)
     fmt = TextFormat.of(tok, style, [(q.text, q.answer) for q in stream.format_shots], cfg.eval.max_new_tokens)
-    check_lengths(stream, tok, getattr(config, "max_position_embeddings", None), cfg.data or "the world")
-    unknown_note(stream, tok)
+    ids = [tok(s.transcript, add_special_tokens=False)["input_ids"] for s in stream.sessions]
+    check_lengths(stream, ids, getattr(config, "max_position_embeddings", None), cfg.data or "the world")
+    unknown_note(stream, tok, ids)
     return base, stream, fmt, media
 
 
@@ -309,7 +299,7 @@ def continual(cfg: ContinualConfig, out: str | None = None, resume: bool = False
     `resume` the run's own config.yaml is used; a config given with it may change only where and on how many
     threads it runs (`retain.config.OPERATIONAL`)."""
     if resume:
-        cfg = saved_config(cfg, out)
+        cfg = resume_config(cfg, out)
     configure(cfg.device, cfg.precision)  # a device this machine lacks fails before the run dir
     if cfg.threads:
         torch.set_num_threads(cfg.threads)

@@ -178,25 +178,25 @@ def world_suites(world: World, base_n: int, skill_n: int,
     return base, skills, shots
 
 
-def unknown_note(stream: Stream, tokenizer) -> None:
-    """A note when the tokenizer reads much of the sessions as its unknown token (the world's word-level
-    vocabulary reading a user's file): the model then sees few of the session's words."""
+def unknown_note(stream: Stream, tokenizer, ids: list[list[int]]) -> None:
+    """A note when the tokenizer reads much of the sessions (`ids`: each transcript's tokens) as its unknown
+    token (the world's word-level vocabulary reading a user's file): the model then sees few of their words."""
     unk = tokenizer.unk_token_id
     if unk is None:
         return
-    ids = [i for s in stream.sessions for i in tokenizer(s.transcript, add_special_tokens=False)["input_ids"]]
-    share = sum(i == unk for i in ids) / max(len(ids), 1)
+    share = sum(i == unk for t in ids for i in t) / max(sum(map(len, ids)), 1)
     if share > 0.05:
         stream.notes.append(f"{share:.0%} of the sessions' tokens are unknown to the base's tokenizer: the model "
                             "reads little of them (a world base knows only the world's words)")  # fmt: skip
 
 
-def check_lengths(stream: Stream, tokenizer, limit: int | None, source: str) -> None:
-    """A one-line error for a session longer than the model's context (it could not be read in context)."""
+def check_lengths(stream: Stream, ids: list[list[int]], limit: int | None, source: str) -> None:
+    """A one-line error for a session (`ids`: each transcript's tokens) longer than the model's context (it
+    could not be read in context)."""
     if limit is None:
         return
-    for s in stream.sessions:
-        n = len(tokenizer(s.transcript, add_special_tokens=False)["input_ids"]) + 1
+    for s, t in zip(stream.sessions, ids):
+        n = len(t) + 1
         if n >= limit:
             raise RetainError(f"session {s.index + 1} of {source} is {n} tokens, longer than the model's context of "
                               f"{limit}; split it into shorter sessions")  # fmt: skip

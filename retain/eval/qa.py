@@ -60,7 +60,7 @@ def answer(model: torch.nn.Module, tokenizer, prompts: Sequence[tuple[str, str] 
                     shared = kv_of(model, head_ids)  # read once: its cache is every question's prefix
                     rows = generate(model, [enc(parts[i][1]) for i in idx], prefix=shared, **gen)
                 else:
-                    rows = generate(model, [start + enc(head) + enc(parts[i][1]) for i in idx], **gen)
+                    rows = generate(model, [head_ids + enc(parts[i][1]) for i in idx], **gen)
                 for i, r in zip(idx, rows):
                     out[i] = r
     return [decode_answer(tokenizer, o) for o in out]

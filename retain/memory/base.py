@@ -8,6 +8,7 @@ real tensors) and `params()` its trainable parameter count.
 
 from __future__ import annotations
 
+import functools
 import random
 import time
 from abc import ABC, abstractmethod
@@ -40,6 +41,12 @@ _APPLIES: dict[frozenset[str], tuple[str, ...]] = {
 }  # fmt: skip
 APPLIES: dict[str, frozenset[str]] = {key: kinds for kinds, keys in _APPLIES.items() for key in keys}
 """The medium kinds each `MediumConfig` key applies to (kind and name apply to all)."""
+
+
+@functools.cache
+def _defaults(cls: type) -> dict[str, object]:
+    """A dataclass's field defaults (computed once per class)."""
+    return {f.name: f.default if f.default is not MISSING else f.default_factory() for f in fields(cls)}
 
 
 @dataclass
@@ -175,7 +182,7 @@ class MediumConfig:
 
     def __post_init__(self) -> None:
         self.name = self.name or self.kind
-        defaults = {f.name: f.default if f.default is not MISSING else f.default_factory() for f in fields(self)}
+        defaults = _defaults(type(self))
         stray = [k for k, kinds in APPLIES.items() if self.kind not in kinds and getattr(self, k) != defaults[k]]
         if stray:
             where = "; ".join(f"{k} applies to {', '.join(sorted(APPLIES[k]))}" for k in stray)

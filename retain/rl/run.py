@@ -20,7 +20,6 @@ import random
 import time
 import warnings
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -291,10 +290,7 @@ def rl(cfg: RLConfig, out: str | None = None, resume: bool = False) -> dict[str,
     from retain.models.text import TextFormat, use_format
 
     if resume:
-        path = Path(out or "") / "config.yaml"
-        if out is None or not path.is_file():
-            raise RetainError(f"--resume: {out} holds no run to resume (no config.yaml)")
-        cfg = resume_config(cfg, path)
+        cfg = resume_config(cfg, out)
     configure(cfg.device, cfg.precision)  # a device this machine lacks fails before the run dir
     if cfg.threads:
         torch.set_num_threads(cfg.threads)

@@ -27,7 +27,8 @@ def launched() -> bool:
 def init(device: torch.device) -> None:
     """Join the process group torchrun set up (NCCL on a GPU, gloo on the CPU); nothing when run alone."""
     if launched() and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", device_id=device if device.type == "cuda" else None)
+        gpu = device.type == "cuda"
+        dist.init_process_group("nccl" if gpu else "gloo", device_id=device if gpu else None)
 
 
 def rank() -> int:

@@ -27,6 +27,7 @@ from transformers import LogitsProcessor
 
 from retain.errors import RetainError
 from retain.merge.io import read_safetensors, write_safetensors
+from retain.models.device import device_of
 
 Mapping = Literal["linear", "exponential", "inverse_sigmoid"]
 MAPPINGS = ("linear", "exponential", "inverse_sigmoid")
@@ -104,7 +105,7 @@ class AdaptiveTemperature(LogitsProcessor):
             raise RetainError(f"the temperature head reads {head.d_model}-wide states; this model's are "
                               f"{model.config.hidden_size}; train a head for this model")  # fmt: skip
         temperature(torch.zeros(1), mapping, t_min, t_max)  # validates mapping and bounds now
-        head = head.to(next(model.parameters()).device)
+        head = head.to(device_of(model))
         self.model, self.head, self.mapping, self.t_min, self.t_max = model, head, mapping, t_min, t_max
         self.last: torch.Tensor | None = None
         self.temperatures: list[torch.Tensor] = []

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 import torch
 
-from retain.models.device import autocast, bf16_is_native
+from retain.models.device import bf16_is_native
 
 
 def adamw(params: Iterable[tuple[str, torch.nn.Parameter]], lr: float, weight_decay: float,
@@ -19,11 +19,6 @@ def adamw(params: Iterable[tuple[str, torch.nn.Parameter]], lr: float, weight_de
             (decay if p.ndim >= 2 else no_decay).append(p)
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, betas=betas)
-
-
-def bf16_autocast(device: str, enabled: bool = True) -> torch.autocast:
-    """bfloat16 autocast on `device` when `enabled` and the device has bf16 hardware (`retain.models.device`)."""
-    return autocast(device, enabled)
 
 
 def orthogonalize(g: torch.Tensor, steps: int = 5, dtype: torch.dtype = torch.bfloat16,

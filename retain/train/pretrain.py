@@ -25,7 +25,7 @@ from retain.errors import RetainError
 from retain.eval.suites import base_suites, headline, run_suites
 from retain.models.build import build_model, load_model_and_tokenizer, load_tokenizer, param_count
 from retain.models.config import ModelConfig
-from retain.models.device import configure, device, device_of, to_model, uses_bf16
+from retain.models.device import autocast, configure, device, device_of, to_model, uses_bf16
 from retain.runs import distributed
 from retain.runs.checkpoint import (
     latest_checkpoint,
@@ -40,7 +40,7 @@ from retain.runs.progress import progress
 from retain.runs.rundir import RunDir
 from retain.runs.seed import seed_everything
 from retain.train.data import MixtureConfig, forward_packed, pretrain_batch
-from retain.train.optim import bf16_autocast, lr_at, make_optimizer, set_lr
+from retain.train.optim import lr_at, make_optimizer, set_lr
 from retain.world.io import build_tokenizer, load_world, save_world
 from retain.world.world import World, WorldConfig, build_world
 
@@ -131,9 +131,7 @@ def _prepare_run(cfg: PretrainConfig, out: str | None, resume: bool) -> tuple[Pr
     distributed.check_divides(cfg.train.batch_size, "train.batch_size")
     distributed.init(device())
     if resume:
-        if out is None or not (Path(out) / "config.yaml").is_file():
-            raise RetainError(f"--resume: {out} holds no run to resume (no config.yaml); start it without --resume")
-        saved = resume_config(cfg, Path(out) / "config.yaml")
+        saved = resume_config(cfg, out)
         configure(saved.device, "auto" if saved.train.bf16 else "fp32")
         distributed.check_divides(saved.train.batch_size, "train.batch_size")
         return saved, RunDir(out)
@@ -235,7 +233,7 @@ def pretrain(cfg: PretrainConfig, out: str | None = None, resume: bool = False,
         n_items = (batch[1][:, 1:] != -100).sum() / distributed.world_size()
         ids, labels, positions = to_model(model, *distributed.my_rows(*batch))
         trained.train()
-        with bf16_autocast(device, bf16):
+        with autocast(device):
             loss = forward_packed(trained, ids, positions, labels, n_items.to(device)).loss
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), t_cfg.grad_clip)
