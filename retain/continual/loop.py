@@ -5,6 +5,7 @@ held-out skill.
     retain run configs/continual.yaml --out runs/continual
     retain run --out runs/continual --resume        # the run's own config; finished media are read back
     retain run configs/real/smollm2.yaml --set data=my_sessions.jsonl   # your sessions, a real model
+    torchrun --nproc_per_node 2 -m retain run configs/distill.yaml      # the writes' batches over 2 ranks
 
 For each medium, top to bottom: fresh copy of the base model -> evaluate (R0) -> for each session: write,
 evaluate (row i of R) -> metrics. Every medium sees the same materials, questions and base model. The base
@@ -32,10 +33,12 @@ from retain.eval.exact_match import grade
 from retain.fermi.arch import from_hf_config
 from retain.fermi.formulas import kv_bytes_per_token
 from retain.memory import MediumConfig, Memory, make_memory
+from retain.memory.base import APPLIES
 from retain.memory.writers import WriterConfig, make_writer
 from retain.models.build import load_model_and_tokenizer, load_tokenizer, model_config
-from retain.models.device import configure
+from retain.models.device import configure, device
 from retain.models.text import TextFormat, text_format, use_format
+from retain.runs import distributed
 from retain.runs.files import atomic_write_json, read_json
 from retain.runs.progress import progress
 from retain.runs.rundir import RunDir
@@ -152,21 +155,31 @@ def _mean(xs: list[float]) -> float | None:
     return sum(xs) / len(xs) if xs else None
 
 
+def answers(memory: Memory, questions: list[Question], contexts: list | None = None, batch_size: int = 64) -> list[str]:
+    """`memory.answer` (contexts None: the medium's own), each rank of a torchrun answering its share."""
+
+    def some(part: list) -> list[str]:
+        mine = None if contexts is None else [c for _, c in part]
+        return memory.answer([q for q, _ in part], contexts=mine, batch_size=batch_size)
+
+    return distributed.spread(some, list(zip(questions, contexts or [None] * len(questions))))
+
+
 def evaluate(memory: Memory, suites: Suites, batch_size: int) -> dict[str, Any]:
     """Exact match (and token F1) on every session's questions, accuracy on base knowledge and on the skill,
     perplexity on held-out text; hits per session question."""
     flat = [q for qs in suites.sessions for q in qs]
     t0 = time.perf_counter()
-    preds = memory.answer(flat, batch_size=batch_size)
+    preds = answers(memory, flat, batch_size=batch_size)
     graded = [grade(p, q, suites.session_grading) for p, q in zip(preds, flat)]
     per_session, per_session_f1, k = [], [], 0
     for qs in suites.sessions:
         per_session.append(sum(g["em"] for g in graded[k : k + len(qs)]) / len(qs))
         per_session_f1.append(sum(g["f1"] for g in graded[k : k + len(qs)]) / len(qs))
         k += len(qs)
-    base = memory.answer(suites.base, contexts=[None] * len(suites.base), batch_size=batch_size)
+    base = answers(memory, suites.base, [None] * len(suites.base), batch_size)
     base_hits = [grade(p, q, suites.base_grading)["em"] for p, q in zip(base, suites.base)]
-    skill = memory.answer([q for _, q in suites.skills], contexts=[c for c, _ in suites.skills], batch_size=batch_size)
+    skill = answers(memory, [q for _, q in suites.skills], [c for c, _ in suites.skills], batch_size)
     skill_hits = [grade(p, q, "world")["em"] for p, (_, q) in zip(skill, suites.skills)]
     nll = memory.nll(suites.heldout) if suites.heldout else None
     return {
@@ -193,7 +206,7 @@ def run_medium(cfg: ContinualConfig, mcfg: MediumConfig, materials, suites: Suit
     memory = make_memory(mcfg, model, tok, base_text=rehearsal, shot_pool=suites.shots, seed=cfg.seed)
     before = evaluate(memory, suites, cfg.eval.batch_size)
     rows, rows_f1, evals, costs = [], [], [], []
-    for m in progress(materials, desc=f"{mcfg.name}", leave=False):
+    for m in progress(materials, quiet=not distributed.is_main(), desc=f"{mcfg.name}", leave=False):
         rehearsal.upto(m.session)  # replay knows the sessions read so far, not the later ones
         cost = memory.write(m)
         ev = evaluate(memory, suites, cfg.eval.batch_size)
@@ -201,9 +214,11 @@ def run_medium(cfg: ContinualConfig, mcfg: MediumConfig, materials, suites: Suit
         rows_f1.append(ev["sessions_f1"])
         evals.append(ev)
         costs.append(cost)
-        run.log({"medium": mcfg.name, "session": m.session, "write_seconds": cost.seconds, "write_tokens": cost.tokens,
-                 "recall_just_written": ev["sessions"][m.session], "base_acc": ev["base_acc"],
-                 "skill_acc": ev["skill_acc"], "ppl": ev["ppl"], "nbytes": memory.nbytes()})  # fmt: skip
+        if distributed.is_main():
+            run.log({"medium": mcfg.name, "session": m.session, "write_seconds": cost.seconds,
+                     "write_tokens": cost.tokens, "recall_just_written": ev["sessions"][m.session],
+                     "base_acc": ev["base_acc"], "skill_acc": ev["skill_acc"], "ppl": ev["ppl"],
+                     "nbytes": memory.nbytes()})  # fmt: skip
     front = liti_front(memory, cfg.liti, suites, cfg.eval.batch_size) if mcfg.kind in ("lora", "full") else []
     session_tokens = sum(m.session_tokens for m in materials)
     final = evals[-1]
@@ -240,7 +255,7 @@ def liti_front(memory, etas: list[float], suites: Suites, batch_size: int) -> li
     """Recall over every session and base-knowledge accuracy of the final memory moved towards the base
     model by LiTI at each eta: the trade-off front between what was written and what was known."""
     front = []
-    for eta in progress(etas, desc="LiTI", leave=False):
+    for eta in progress(etas, quiet=not distributed.is_main(), desc="LiTI", leave=False):
         with memory.liti(eta):
             ev = evaluate(memory, suites, batch_size)
         front.append({"eta": eta, "acc": CL.acc([ev["sessions"]]),
@@ -290,8 +305,8 @@ def prepare(cfg: ContinualConfig) -> tuple[Base, Stream, TextFormat, list[Medium
 def known_base(memory: Memory, stream: Stream, batch_size: int) -> list[Question]:
     """The base questions the bare model answers right: on a plain model the probe keeps only those, so that
     its drop measures what the writes took away, not what the model never knew."""
-    answers = memory.answer(stream.base, contexts=[None] * len(stream.base), batch_size=batch_size)
-    return [q for q, a in zip(stream.base, answers) if grade(a, q, stream.base_grading)["em"]]
+    said = answers(memory, stream.base, [None] * len(stream.base), batch_size)
+    return [q for q, a in zip(stream.base, said) if grade(a, q, stream.base_grading)["em"]]
 
 
 def continual(cfg: ContinualConfig, out: str | None = None, resume: bool = False) -> dict[str, Any]:
@@ -301,6 +316,12 @@ def continual(cfg: ContinualConfig, out: str | None = None, resume: bool = False
     if resume:
         cfg = resume_config(cfg, out)
     configure(cfg.device, cfg.precision)  # a device this machine lacks fails before the run dir
+    for i, m in enumerate(cfg.media):
+        if m.kind in APPLIES["batch_size"]:
+            distributed.check_divides(m.batch_size, f"media[{i}].batch_size")
+    distributed.init(device())
+    main = distributed.is_main()
+    say = print if main else lambda *a: None  # rank 0 alone prints and writes
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     from transformers.utils import logging as hf_logging
@@ -314,36 +335,58 @@ def continual(cfg: ContinualConfig, out: str | None = None, resume: bool = False
     base, stream, fmt, media = prepare(cfg)  # bad sessions, media and models fail before the run directory exists
     model, tok = load_model_and_tokenizer(base.model_dir)
     use_format(tok, fmt)
-    run = RunDir.open(cfg.name, out, resume)
-    if not resume:
-        run.write_config(cfg)
+    run = open_run(cfg, out, resume)
     for note in stream.notes:
-        print(f"note: {note}")
+        say(f"note: {note}")
     writer = make_writer(cfg.writer, model, tok)
-    materials = [writer(s) for s in stream.sessions]
+    materials = distributed.broadcast([writer(s) for s in stream.sessions] if main else None)  # sampled once
     hidden = {"facts": None, "updates": None, "questions": None, "world_session": None}  # the world's
-    atomic_write_json(run / "materials.json", [m.__dict__ | hidden for m in materials])
+    if main:
+        atomic_write_json(run / "materials.json", [m.__dict__ | hidden for m in materials])
     suites, rehearsal = fixed_questions(cfg, base, stream, model, tok, run)
     del model
     results = {}
     for mcfg in media:
         path = run / "media" / f"{mcfg.name}.json"
-        if path.exists():
-            results[mcfg.name] = read_json(path)
+        done = distributed.broadcast(read_json(path) if main and path.exists() else None)
+        if done is not None:
+            results[mcfg.name] = done
             continue
-        print(f"medium {mcfg.name}: writing {len(materials)} sessions")
-        run.keep_metrics(lambda r, name=mcfg.name: r.get("medium") != name)  # records of an interrupted try
+        say(f"medium {mcfg.name}: writing {len(materials)} sessions")
+        if main:
+            run.keep_metrics(lambda r, name=mcfg.name: r.get("medium") != name)  # records of an interrupted try
         results[mcfg.name] = run_medium(cfg, mcfg, materials, suites, base, rehearsal, run, fmt, stream.world)
-        atomic_write_json(path, results[mcfg.name])
+        if main:
+            atomic_write_json(path, results[mcfg.name])
     summary = summarize(results, base.model_dir)
     summary["notes"] = stream.notes
     summary["grading"] = stream.session_grading
     summary["base_questions"] = len(suites.base)
-    run.write_summary(summary)
-    from retain.continual.report import write_report
+    if main:
+        run.write_summary(summary)
+        from retain.continual.report import write_report
 
-    write_report(run, cfg, results, summary)
-    return {**summary, "report": str(run / "report.md")}
+        write_report(run, cfg, results, summary)
+    rank = distributed.rank()
+    distributed.close()
+    return {**summary, "report": str(run / "report.md"), "rank": rank}
+
+
+def open_run(cfg: ContinualConfig, out: str | None, resume: bool) -> RunDir:
+    """The run directory, opened (and its config written) by rank 0 and its path sent to the other ranks; an
+    error there (a run already at `out`, say) reaches every rank."""
+    opened: RunDir | RetainError | None = None
+    if distributed.is_main():
+        try:
+            opened = RunDir.open(cfg.name, out, resume)
+            if not resume:
+                opened.write_config(cfg)
+        except RetainError as e:
+            opened = e
+    sent = distributed.broadcast(str(opened.path) if isinstance(opened, RunDir) else opened)
+    if isinstance(sent, RetainError):
+        raise sent
+    return opened if isinstance(opened, RunDir) else RunDir(sent)
 
 
 def fixed_questions(cfg: ContinualConfig, base: Base, stream: Stream, model, tok, run: RunDir):
@@ -356,22 +399,26 @@ def fixed_questions(cfg: ContinualConfig, base: Base, stream: Stream, model, tok
     if base.world is not None:
         world = stream.world or World(base.world.config, base.world.entities, [])  # a file's sessions update nothing
         return suites, Rehearsal(world)
-    kept_path = run / "base_probe.json"
-    if kept_path.exists():
-        texts = set(read_json(kept_path))
-        suites.base = [q for q in stream.base if q.text in texts]
+    main, kept_path = distributed.is_main(), run / "base_probe.json"
+    kept = distributed.broadcast(read_json(kept_path) if main and kept_path.exists() else None)
+    if kept is not None:
+        suites.base = [q for q in stream.base if q.text in set(kept)]
     else:
         suites.base = known_base(make_memory(MediumConfig(kind="none"), model, tok), stream, cfg.eval.batch_size)
-        atomic_write_json(kept_path, [q.text for q in suites.base])
-    print(f"base probe: the model answers {len(suites.base)} of {len(stream.base)} general questions; those are kept")
+        if main:
+            atomic_write_json(kept_path, [q.text for q in suites.base])
+    if main:
+        print(f"base probe: the model answers {len(suites.base)} of {len(stream.base)} general questions; those are kept")
     texts: list[str] = []
     if any(m.base_replay > 0 for m in cfg.media):
         path = run / "replay.json"
-        if path.exists():
-            texts = read_json(path)
-        else:
-            texts = own_texts(model, tok, cfg.replay_texts, 64, derive_seed(cfg.seed, "replay"))
-            atomic_write_json(path, texts)
+        if main:
+            if path.exists():
+                texts = read_json(path)
+            else:
+                texts = own_texts(model, tok, cfg.replay_texts, 64, derive_seed(cfg.seed, "replay"))
+                atomic_write_json(path, texts)
+        texts = distributed.broadcast(texts)
     pairs = [text_format(tok).qa_text(q.text, q.answer) for q in stream.shots]
     return suites, TextRehearsal(texts, pairs)
 
@@ -400,6 +447,8 @@ def summarize(results: dict[str, dict], model_dir: Path) -> dict[str, Any]:
 def main(cfg: ContinualConfig, out: str | None = None, resume: bool = False) -> None:
     """CLI entry point of `retain run`."""
     s = continual(cfg, out, resume)
+    if s["rank"]:
+        return
     width = max(len(n) for n in s["media"])
     text = s["grading"] == "text"
     for name, m in s["media"].items():

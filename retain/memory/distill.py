@@ -31,6 +31,7 @@ from retain.eval.exact_match import contains
 from retain.memory.names import focus, names, sentences
 from retain.models.device import autocast, device_of
 from retain.models.generate import generate
+from retain.runs import distributed
 from retain.train.data import right_pad
 
 
@@ -204,7 +205,9 @@ def sample(memory, prompts: list[list[int]], rng: random.Random, stops: list[int
     warp = LogitsProcessorList([TemperatureLogitsWarper(cfg.query_temperature)]) if cfg.query_temperature != 1 else None
     out = generate(memory.model, prompts, eos_id=stops or sorted({fmt.end, tok.eos_token_id}), pad_id=tok.pad_token_id,
                    max_new_tokens=cfg.query_tokens, do_sample=not greedy, generator=gen, prefix=memory.prefix(),
-                   logits_processor=warp, route=memory.route([tok.decode(p) for p in prompts]))  # fmt: skip
+                   logits_processor=warp, route=memory.route([tok.decode(p) for p in prompts])
+                   ) if distributed.is_main() else None  # fmt: skip
+    out = distributed.broadcast(out)  # under torchrun every rank trains on rank 0's queries
     return out, sum(len(p) + len(o) for p, o in zip(prompts, out))
 
 

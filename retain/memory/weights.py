@@ -27,6 +27,7 @@ from retain.merge import ops
 from retain.models.device import autocast
 from retain.models.generate import kv_pairs
 from retain.models.text import text_format
+from retain.runs import distributed
 from retain.runs.seed import derive_seed
 from retain.train.data import right_pad
 from retain.world import render as R
@@ -160,13 +161,17 @@ class WeightMemory(Memory):
         return self.trainable()
 
     def sft_step(self, material: Material, rng: random.Random) -> tuple[torch.Tensor, int]:
-        """Next-token loss on one batch of the material (augmented, with replay), and its tokens."""
+        """Next-token loss on one batch of the material (augmented, with replay), and its tokens. Under
+        torchrun this rank's rows of the batch, weighted by their share of its labelled positions."""
         ids, mask, labels = self.encode(self.batch_texts(material, rng))
-        return self.loss(ids, mask, labels), int(mask.sum())
+        tokens, total = int(mask.sum()), int((labels[:, 1:] != -100).sum())
+        ids, mask, labels = distributed.my_rows(ids, mask, labels)
+        return self.loss(ids, mask, labels) * (int((labels[:, 1:] != -100).sum()) / total), tokens
 
     def optimize(self, step: Callable[[], tuple[torch.Tensor, int]]) -> int:
-        """`cfg.steps` AdamW steps (constant lr, bf16 autocast on a CPU with bf16 hardware) on the loss `step()` returns with the
-        tokens it ran; returns the tokens of all steps."""
+        """`cfg.steps` AdamW steps (constant lr, bf16 autocast where the run's precision says) on the loss
+        `step()` returns with the tokens of its batch; returns the tokens of all steps. Under torchrun each
+        rank's loss is its share of the batch's, and the gradients are summed over ranks before the step."""
         params = self.trainable()
         opt = torch.optim.AdamW(params, lr=self.cfg.lr, weight_decay=0.0)
         self.model.train()
@@ -175,6 +180,7 @@ class WeightMemory(Memory):
             with autocast(params[0].device.type):
                 loss, n = step()
             loss.backward()
+            distributed.sum_grads(params)
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             opt.zero_grad(set_to_none=True)
@@ -211,7 +217,10 @@ class WeightMemory(Memory):
                 pool = pools[1] if u < cfg.replay and pools[1] else (
                     pools[2] if cfg.replay <= u < cfg.replay + cfg.base_replay and pools[2] else pools[0])
                 batch.append(rng.choice(pool))
-            return D.student_loss(self, batch, layers, cfg.hidden_weight), sum(len(t.head) + len(t.ids) for t in batch)
+            mine, total = distributed.my_share(batch), sum(len(t.ids) - 1 for t in batch)
+            share = sum(len(t.ids) - 1 for t in mine) / total  # of the positions the KL averages over
+            loss = D.student_loss(self, mine, layers, cfg.hidden_weight) * share
+            return loss, sum(len(t.head) + len(t.ids) for t in batch)
 
         return step, spent + taught
 

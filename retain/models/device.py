@@ -1,8 +1,8 @@
 """One place decides where a model runs and in what precision.
 
-Device: `auto` (the first CUDA GPU when there is one, else the CPU), `cpu`, `cuda` or `cuda:N`. Models are
-moved there when they are loaded or built; batches are built on the CPU and moved at the model boundary
-(`to_model`). Nothing else in the project names a device.
+Device: `auto` (this process's CUDA GPU when there is one, else the CPU), `cpu`, `cuda` or `cuda:N`.
+Models are moved there when they are loaded or built; batches are built on the CPU and moved at the model
+boundary (`to_model`). Nothing else in the project names a device.
 
 Precision: bf16 autocast where the device computes bf16 in hardware (a CUDA GPU with bf16; a CPU for which
 oneDNN has bf16 kernels, AVX-512 or AMX), fp32 elsewhere (`auto`); fp32 everywhere (`fp32`); or bf16 asked for
@@ -13,6 +13,7 @@ evaluation and generation all compute under `autocast`; trained parameters stay 
 from __future__ import annotations
 
 import functools
+import os
 from typing import Literal
 
 import torch
@@ -24,14 +25,16 @@ _policy: dict[str, str] = {"precision": "auto", "device": "cpu"}
 
 
 def resolve_device(spec: str, key: str = "device") -> torch.device:
-    """The torch device `spec` names on this machine; a one-line error naming `key` when it has no such device."""
+    """The torch device `spec` names on this machine; a one-line error naming `key` when it has no such device.
+    `auto` and `cuda` mean this process's GPU: cuda:LOCAL_RANK under torchrun (one GPU per rank), else cuda:0."""
     spec = str(spec).strip().lower()
+    mine = os.environ.get("LOCAL_RANK", "0")
     if spec == "auto":
-        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+        return torch.device(f"cuda:{mine}" if torch.cuda.is_available() else "cpu")
     if spec == "cpu":
         return torch.device("cpu")
     if spec == "cuda" or spec.startswith("cuda:"):
-        index = spec[5:] or "0"
+        index = spec[5:] or mine
         if not index.isdigit():
             raise RetainError(f"{key}: {spec!r} is not a device; use auto, cpu, cuda or cuda:N")
         n = torch.cuda.device_count() if torch.cuda.is_available() else 0

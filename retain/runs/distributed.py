@@ -1,16 +1,21 @@
 """Data parallelism through `torch.distributed`, launched by torchrun (no launcher of our own):
 
     torchrun --nproc_per_node 2 -m retain pretrain configs/pretrain.yaml --out runs/base
+    torchrun --nproc_per_node 2 -m retain run configs/distill.yaml --out runs/distill
 
 Every rank builds the same global batch (batches are a pure function of seed and step) and trains on its
-contiguous slice of rows; DDP averages the gradients. Losses are token sums divided by the global token
-count, so N ranks take the same steps as one process on the whole batch. Rank 0 alone evaluates and writes
-the run directory; the others wait at a barrier. NCCL between GPUs, gloo between CPU processes.
+contiguous slice of rows; the gradients are summed over ranks (DDP in pretraining; `sum_grads` for a memory's
+tensors). Losses are token sums divided by the global token count, so N ranks take the same steps as one
+process on the whole batch. Pretraining: rank 0 alone evaluates and writes the run directory while the
+others wait at a barrier. `retain run`: every rank writes every medium; what is sampled (materials, queries)
+is rank 0's, sent to all; the questions are answered in shares (`spread`); rank 0 alone writes files.
+NCCL between GPUs, gloo between CPU processes.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -79,6 +84,38 @@ def my_rows(*batch: torch.Tensor) -> tuple[torch.Tensor, ...]:
     n, r = world_size(), rank()
     per = batch[0].shape[0] // n
     return tuple(t[r * per : (r + 1) * per] for t in batch)
+
+
+def my_share(items: list) -> list:
+    """This rank's contiguous part of `items` (the first ranks take one more when they do not split evenly)."""
+    n, r = world_size(), rank()
+    per, extra = divmod(len(items), n)
+    lo = r * per + min(r, extra)
+    return items[lo : lo + per + (r < extra)]
+
+
+def spread(fn: Callable[[list], list], items: list) -> list:
+    """`fn(items)` computed in parts: each rank maps its share, every rank gets the whole result in order.
+    `fn` must map each item on its own (an answer per question)."""
+    part = my_share(items)
+    mine = fn(part) if part else []
+    if not dist.is_initialized():
+        return mine
+    parts: list = [None] * world_size()
+    dist.all_gather_object(parts, mine)
+    return [x for p in parts for x in p]
+
+
+def sum_grads(params: list[torch.Tensor]) -> None:
+    """Sum the gradients of `params` over ranks, in place (one all-reduce over them flattened). For tensors
+    DDP cannot wrap: a soft prompt or a KV prefix is no parameter of the model's modules."""
+    if not dist.is_initialized():
+        return
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    for p, g in zip(params, flat.split([g.numel() for g in grads])):
+        p.grad = g.view_as(p)
 
 
 def wrap(model: torch.nn.Module) -> torch.nn.Module:
