@@ -33,7 +33,8 @@ from retain.eval.exact_match import grade
 from retain.fermi.arch import from_hf_config
 from retain.fermi.formulas import kv_bytes_per_token
 from retain.memory import MediumConfig, Memory, make_memory
-from retain.memory.base import APPLIES
+from retain.memory.base import APPLIES, WriteCost
+from retain.memory.stacked import Stack, StackedLora, stack_key, write_stacked
 from retain.memory.writers import WriterConfig, make_writer
 from retain.models.build import load_model_and_tokenizer, load_tokenizer, model_config
 from retain.models.device import configure, device
@@ -113,6 +114,10 @@ class ContinualConfig:
     liti: list[float] = field(default_factory=list)
     """After the last write, each lora and full medium is moved towards the base model by LiTI
     (theta_init + eta (theta - theta_init)) at each of these eta and evaluated: recall against base knowledge."""
+    batch_writes: bool = False
+    """Write the LoRA SFT media that share rank, alpha, targets, steps and lr (and differ in replay,
+    augmentation, source, batch size or dtype) as one stack of adapters, one forward for all of them
+    (retain/memory/stacked.py); each ends where it would have written alone."""
     replay_texts: int = 256
     """Plain model with base_replay: texts the bare model writes once (temperature 1) for replay."""
     threads: int | None = None
@@ -196,29 +201,43 @@ def evaluate(memory: Memory, suites: Suites, batch_size: int) -> dict[str, Any]:
     }
 
 
-def run_medium(cfg: ContinualConfig, mcfg: MediumConfig, materials, suites: Suites, base: Base, rehearsal,
-               run: RunDir, fmt: TextFormat, world: World | None) -> dict:  # fmt: skip
-    """Write every session into one medium, evaluating after each write; returns the medium's record."""
+def run_media(cfg: ContinualConfig, group: list[MediumConfig], stacked: bool, materials, suites: Suites, base: Base,
+              rehearsal, run: RunDir, fmt: TextFormat, world: World | None) -> list[dict]:  # fmt: skip
+    """Write every session into each medium of `group`, evaluating after each write; returns their records.
+    One medium alone, or (`stacked`) LoRA media written as one stack of adapters, one forward for all."""
     model, tok = load_model_and_tokenizer(base.model_dir)
     use_format(tok, fmt)
-    seed_everything(derive_seed(cfg.seed, "medium", mcfg.name))
+    seed_everything(derive_seed(cfg.seed, "medium", group[0].name))
     rehearsal.upto(-1)
-    memory = make_memory(mcfg, model, tok, base_text=rehearsal, shot_pool=suites.shots, seed=cfg.seed)
-    before = evaluate(memory, suites, cfg.eval.batch_size)
-    rows, rows_f1, evals, costs = [], [], [], []
-    for m in progress(materials, quiet=not distributed.is_main(), desc=f"{mcfg.name}", leave=False):
+    if stacked:
+        stack = Stack(model, group[0], [derive_seed(cfg.seed, "medium", m.name) for m in group])
+        memories = [StackedLora(stack, g, tok, m, base_text=rehearsal, seed=cfg.seed) for g, m in enumerate(group)]
+    else:
+        memories = [make_memory(group[0], model, tok, base_text=rehearsal, shot_pool=suites.shots, seed=cfg.seed)]
+    before = [evaluate(mem, suites, cfg.eval.batch_size) for mem in memories]
+    evals: list[list[dict]] = [[] for _ in memories]
+    costs: list[list[WriteCost]] = [[] for _ in memories]
+    desc = group[0].name + (f" +{len(group) - 1}" if len(group) > 1 else "")
+    for m in progress(materials, quiet=not distributed.is_main(), desc=desc, leave=False):
         rehearsal.upto(m.session)  # replay knows the sessions read so far, not the later ones
-        cost = memory.write(m)
-        ev = evaluate(memory, suites, cfg.eval.batch_size)
-        rows.append(ev["sessions"])
-        rows_f1.append(ev["sessions_f1"])
-        evals.append(ev)
-        costs.append(cost)
-        if distributed.is_main():
-            run.log({"medium": mcfg.name, "session": m.session, "write_seconds": cost.seconds,
-                     "write_tokens": cost.tokens, "recall_just_written": ev["sessions"][m.session],
-                     "base_acc": ev["base_acc"], "skill_acc": ev["skill_acc"], "ppl": ev["ppl"],
-                     "nbytes": memory.nbytes()})  # fmt: skip
+        written = write_stacked(memories, m) if stacked else [memories[0].write(m)]
+        for mem, cost, ev_list, cost_list in zip(memories, written, evals, costs):
+            ev = evaluate(mem, suites, cfg.eval.batch_size)
+            ev_list.append(ev)
+            cost_list.append(cost)
+            if distributed.is_main():
+                run.log({"medium": mem.cfg.name, "session": m.session, "write_seconds": cost.seconds,
+                         "write_tokens": cost.tokens, "recall_just_written": ev["sessions"][m.session],
+                         "base_acc": ev["base_acc"], "skill_acc": ev["skill_acc"], "ppl": ev["ppl"],
+                         "nbytes": mem.nbytes()})  # fmt: skip
+    return [record(cfg, mem, materials, suites, world, b, e, c) for mem, b, e, c in zip(memories, before, evals, costs)]
+
+
+def record(cfg: ContinualConfig, memory: Memory, materials, suites: Suites, world: World | None, before: dict,
+           evals: list[dict], costs: list[WriteCost]) -> dict:  # fmt: skip
+    """A medium's record: its matrix R, curves, final metrics and costs (and its LiTI front)."""
+    mcfg = memory.cfg
+    rows, rows_f1 = [e["sessions"] for e in evals], [e["sessions_f1"] for e in evals]
     front = liti_front(memory, cfg.liti, suites, cfg.eval.batch_size) if mcfg.kind in ("lora", "full") else []
     session_tokens = sum(m.session_tokens for m in materials)
     final = evals[-1]
@@ -249,6 +268,19 @@ def run_medium(cfg: ContinualConfig, mcfg: MediumConfig, materials, suites: Suit
         "answer_seconds": sum(e["answer_seconds"] for e in evals),
         "liti": front, "svd_errors": getattr(memory, "svd_errors", []),
     }  # fmt: skip
+
+
+def write_groups(media: list[MediumConfig], batch: bool) -> list[tuple[list[MediumConfig], bool]]:
+    """The media in the order they run, each alone or (`batch`) the LoRA media that share a stack key together,
+    written as one stack (`retain.memory.stacked`); a stackable medium alone is a stack of one, so its numbers
+    do not depend on what it was stacked with."""
+    if not batch:
+        return [([m], False) for m in media]
+    groups: dict[tuple, list[MediumConfig]] = {}
+    for m in media:
+        key = stack_key(m)
+        groups.setdefault(key if key is not None else ("alone", m.name), []).append(m)
+    return [(g, stack_key(g[0]) is not None) for g in groups.values()]
 
 
 def liti_front(memory, etas: list[float], suites: Suites, batch_size: int) -> list[dict[str, float]]:
@@ -345,19 +377,25 @@ def continual(cfg: ContinualConfig, out: str | None = None, resume: bool = False
         atomic_write_json(run / "materials.json", [m.__dict__ | hidden for m in materials])
     suites, rehearsal = fixed_questions(cfg, base, stream, model, tok, run)
     del model
-    results = {}
+    results, pending = {}, []
     for mcfg in media:
         path = run / "media" / f"{mcfg.name}.json"
         done = distributed.broadcast(read_json(path) if main and path.exists() else None)
         if done is not None:
             results[mcfg.name] = done
-            continue
-        say(f"medium {mcfg.name}: writing {len(materials)} sessions")
+        else:
+            pending.append(mcfg)
+    for group, stacked in write_groups(pending, cfg.batch_writes):
+        names = {m.name for m in group}
+        say(f"medium {', '.join(sorted(names))}: writing {len(materials)} sessions{' (one stack)' * stacked}")
         if main:
-            run.keep_metrics(lambda r, name=mcfg.name: r.get("medium") != name)  # records of an interrupted try
-        results[mcfg.name] = run_medium(cfg, mcfg, materials, suites, base, rehearsal, run, fmt, stream.world)
-        if main:
-            atomic_write_json(path, results[mcfg.name])
+            run.keep_metrics(lambda r, names=names: r.get("medium") not in names)  # records of an interrupted try
+        for mcfg, rec in zip(group, run_media(cfg, group, stacked, materials, suites, base, rehearsal, run, fmt,
+                                              stream.world)):  # fmt: skip
+            results[mcfg.name] = rec
+            if main:
+                atomic_write_json(run / "media" / f"{mcfg.name}.json", rec)
+    results = {m.name: results[m.name] for m in media}  # in the config's order
     summary = summarize(results, base.model_dir)
     summary["notes"] = stream.notes
     summary["grading"] = stream.session_grading
