@@ -82,6 +82,14 @@ COMMANDS: dict[str, Command] = {
         flags=True,
         out=True,
     ),
+    "probe": Command(
+        "measure a model: the layer linearity score with and without the residual stream (probe linearity)",
+        "retain.probes.linearity:ProbeConfig",
+        "retain.probes.linearity:main",
+        flags=True,
+        out=True,
+        positional=("action",),
+    ),
     "model": Command(
         "a plain Hugging Face model folder from a GGUF file (import FILE) or a packaged model (get NAME)",
         "retain.models.gguf:ModelConfig",

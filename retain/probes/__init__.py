@@ -1,0 +1,1 @@
+"""Measurements of a model: the layer linearity score (`retain probe linearity`)."""

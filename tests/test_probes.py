@@ -1,0 +1,45 @@
+"""The linearity probe: the reference's score on maps whose answer is known, and the command end to end."""
+
+import json
+
+import pytest
+import torch
+
+from retain.cli.main import main as cli
+from retain.probes.linearity import linearity_score, scores
+
+
+def test_the_score_is_one_for_a_linear_map_and_near_zero_for_noise():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4000, 16, generator=g)
+    assert linearity_score(x, x @ torch.randn(16, 24, generator=g) + 3.0) == pytest.approx(1.0, abs=1e-9)
+    noise = torch.randn(4000, 16, generator=g)
+    assert linearity_score(x, noise) < 0.02  # what 16 free directions explain of 4000 random rows: ~16/4000
+    # centring and normalising: shifts and scales of either side change nothing
+    y = torch.tanh(x @ torch.randn(16, 16, generator=g))
+    assert linearity_score(5 * x - 2, 0.1 * y + 7) == pytest.approx(linearity_score(x, y), abs=1e-6)  # fp32 inputs
+    # and why the probe needs n >> d: with as many rows as dimensions anything maps onto anything
+    assert linearity_score(x[:16], noise[:16]) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_without_the_residual_the_score_is_of_the_layers_own_update():
+    g = torch.Generator().manual_seed(1)
+    h0 = torch.randn(3000, 8, generator=g)
+    h1 = h0 + 0.1 * torch.tanh(h0 @ torch.randn(8, 8, generator=g) * 3)  # a small nonlinear update on the stream
+    s = scores([h0, h1])
+    assert s["residual"][0] > 0.99 and s["without_residual"][0] < s["residual"][0] - 0.05
+
+
+def test_retain_probe_linearity_writes_per_layer_scores_and_refuses_too_few_tokens(plain_base, tmp_path, capsys):
+    assert cli(["probe", "linearity", "--model", str(plain_base), "--out", str(tmp_path / "p")]) == 0
+    r = json.loads((tmp_path / "p" / "probe.json").read_text())
+    assert len(r["residual_per_layer"]) == len(r["without_residual_per_layer"]) == 2
+    assert all(-1.0 <= v <= 1.0 for v in r["residual_per_layer"] + r["without_residual_per_layer"])
+    assert r["tokens"] >= 4 * r["hidden_size"] and (tmp_path / "p" / "linearity.png").exists()
+    assert "with the residual stream" in capsys.readouterr().out
+    short = tmp_path / "short.txt"
+    short.write_text("A few words only.")
+    assert cli(["probe", "linearity", "--model", str(plain_base), "--text", str(short), "--out", str(tmp_path / "q")]) == 2
+    assert "the score needs n >> d" in capsys.readouterr().err and not (tmp_path / "q").exists()
+    assert cli(["probe", "linearity", "--model", str(plain_base), "--adapter", str(tmp_path)]) == 2
+    assert "holds no PEFT adapter" in capsys.readouterr().err
