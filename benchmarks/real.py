@@ -88,16 +88,27 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], dest="overrides", help="config override, repeatable")
     ap.add_argument("--reference", default="context", help="the in-context medium the targets compare with")
     ap.add_argument("--section", default=None, help="RESULTS.md section (default: real_<config>_<data>)")
+    ap.add_argument("--as-is", action="store_true", help="record the media an unfinished run has finished, "
+                    "without running the rest (say which are missing)")  # fmt: skip
     args = ap.parse_args()
 
     from retain.config import load_config
-    from retain.continual.loop import ContinualConfig, continual, prepare
+    from retain.continual.loop import ContinualConfig, continual, prepare, summarize
 
     out = Path(args.out)
     cfg = load_config(ContinualConfig, args.config, args.overrides)
     t0 = time.perf_counter()
     resume = (out / "config.yaml").exists()  # then the run's own config, as `retain run --out DIR --resume`
-    s = continual(ContinualConfig() if resume else cfg, out=str(out), resume=resume)
+    missing = []
+    if args.as_is:
+        cfg = load_config(ContinualConfig, out / "config.yaml")
+        done = {m.name: out / "media" / f"{m.name}.json" for m in cfg.media}
+        missing = [n for n, path in done.items() if not path.exists()]
+        s = summarize({n: json.loads(path.read_text()) for n, path in done.items() if path.exists()},
+                      Path(cfg.base))  # fmt: skip
+        s |= {"notes": prepare(cfg)[1].notes, "base_questions": len(json.loads((out / "base_probe.json").read_text()))}
+    else:
+        s = continual(ContinualConfig() if resume else cfg, out=str(out), resume=resume)
     ran = time.perf_counter() - t0
     cfg = load_config(ContinualConfig, out / "config.yaml")
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -112,7 +123,9 @@ def main() -> None:
             f"both over every session's questions after the last write. Run directory `{out}`, report "
             f"`{out / 'report.md'}`.\n\n{table(s, results, questions)}\n\nRecall of each session after the last "
             f"write (EM):\n\n{matrices(results)}\n\nTargets:\n\n" + "\n".join(verdicts(s, minutes, args.reference))
-            + (f"\n\nLeft out:\n\n{notes}" if notes else ""))  # fmt: skip
+            + (f"\n\nLeft out:\n\n{notes}" if notes else "")
+            + (f"\n\nNot finished when recorded (`--as-is`): {', '.join(missing)}; the run resumes with the same "
+               "command." if missing else ""))  # fmt: skip
     name = args.section or f"real_{Path(args.config).stem}" + (f"_{Path(cfg.data).stem}" if cfg.data else "")
     data = Path(cfg.data).name if cfg.data else "the world"
     write_section(name, f"Real model: {Path(cfg.base).name}, run {cfg.name} on {data}", body)
