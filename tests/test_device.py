@@ -35,6 +35,14 @@ def test_device_names_resolve_on_this_machine(one_gpu):
             D.resolve_device(bad)
 
 
+def test_under_torchrun_auto_and_cuda_are_the_ranks_own_gpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setenv("LOCAL_RANK", "1")  # as torchrun sets it for the second process of a node
+    assert D.resolve_device("auto") == D.resolve_device("cuda") == torch.device("cuda:1")
+    assert D.resolve_device("cuda:0") == torch.device("cuda:0")  # a device named outright is kept
+
+
 @no_cuda
 def test_cuda_without_a_gpu_is_refused_and_auto_is_the_cpu():
     assert D.resolve_device("auto") == torch.device("cpu")
