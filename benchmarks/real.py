@@ -65,7 +65,7 @@ def matrices(results: dict) -> str:
 def verdicts(summary: dict, minutes: float, reference: str) -> list[str]:
     media = summary["media"]
     if not any(m["kind"] == "lora" and "distill" in name for name, m in media.items()):
-        return ["- none: the run writes no distilled LoRA (a reading probe)"]
+        return ["- none: no distilled LoRA (a reading probe, or one not finished yet)"]
     out = [f"- whole run {minutes:.0f} min (target <= {MINUTES}): {'met' if minutes <= MINUTES else 'not met'}"]
     ctx = media.get(reference)
     for name, m in media.items():
