@@ -1,0 +1,58 @@
+"""The grokking datasets: split rules, downsampling counts, and no OOD fact leaking into training."""
+
+import pytest
+
+from retain.grok.data import ComparisonConfig, CompositionConfig, comparison, composition
+
+COMP = dict(entities=300, relations=40, facts_per_entity=8, phi=5.0, id_test_fraction=0.05)
+
+
+def test_composition_splits_two_hop_facts_by_their_hops_and_downsamples_to_phi():
+    cfg = CompositionConfig(**COMP)
+    d = composition(cfg)
+    E = cfg.entities
+    atomic = {(x[0], x[1] - E): t for x, t in d.train if len(x) == 2}
+    assert set(atomic) == d.atomic_id | d.atomic_ood and len(atomic) == cfg.entities * cfg.facts_per_entity
+    assert len(d.atomic_ood) == round(cfg.ood_fraction * len(atomic))  # 95 / 5
+
+    def hops(x):  # the two atomic facts a two-hop fact goes through
+        h, r1, r2 = x[0], x[1] - E, x[2] - E
+        return (h, r1), (atomic[(h, r1)], r2)
+
+    inferred = [x for x, _ in d.train if len(x) == 3]
+    assert len(inferred) == round(cfg.phi * len(d.atomic_id))  # downsampled to phi x |atomic ID|
+    assert all(a in d.atomic_id and b in d.atomic_id for a, b in map(hops, inferred))
+    assert all(a in d.atomic_id and b in d.atomic_id for a, b in (hops(x) for x, _ in d.id_test))
+    assert d.ood_test and all(a in d.atomic_ood and b in d.atomic_ood for a, b in (hops(x) for x, _ in d.ood_test))
+    assert not {x for x, _ in d.ood_test + d.id_test} & set(inferred)  # no test fact in training
+    assert all(t == atomic[hops(x)[1]] for x, t in d.train + d.ood_test if len(x) == 3)  # answers composed
+
+
+def test_comparison_splits_entities_per_attribute_and_keeps_ood_pairs_out_of_training():
+    cfg = ComparisonConfig(entities=120, attributes=4, values=10, phi=3.0)
+    d = comparison(cfg)
+    E, A = cfg.entities, cfg.attributes
+    value = {(x[0], x[1] - E): t - E - A for x, t in d.train if len(x) == 2}
+    assert len(value) == E * A and len(d.atomic_ood) == A * round(cfg.ood_fraction * E)
+    queries = [x for x, _ in d.train if len(x) == 3]
+    assert len(queries) == round(cfg.phi * len(d.atomic_id))
+    side = lambda x: {(x[1], x[0] - E), (x[2], x[0] - E)}  # noqa: E731
+    assert all(side(x) <= d.atomic_id for x in queries) and all(side(x) <= d.atomic_id for x, _ in d.id_test)
+    assert d.ood_test and all(side(x) <= d.atomic_ood for x, _ in d.ood_test)
+    labels = E + A + cfg.values
+    for x, t in d.train[len(value):] + d.ood_test:  # the label is the comparison of the two stored values
+        v1, v2 = value[(x[1], x[0] - E)], value[(x[2], x[0] - E)]
+        assert t - labels == (0 if v1 < v2 else 1 if v1 == v2 else 2)
+
+
+@pytest.mark.parametrize("cls,kw,message", [
+    (CompositionConfig, {"phi": 0}, "phi must be positive"),
+    (CompositionConfig, {"ood_fraction": 1.0}, r"ood_fraction must be in \(0, 1\)"),
+    (ComparisonConfig, {"ood_fraction": 0.0}, r"ood_fraction must be in \(0, 1\)"),
+    (ComparisonConfig, {"phi": -1}, "phi must be positive"),
+])  # fmt: skip
+def test_bad_settings_are_one_line_errors(cls, kw, message):
+    with pytest.raises(ValueError, match=message):
+        cls(**kw)
+    with pytest.raises(ValueError, match="phi asks for .* but only .* exist"):
+        composition(CompositionConfig(**{**COMP, "phi": 1000.0}))
