@@ -56,3 +56,28 @@ def test_bad_settings_are_one_line_errors(cls, kw, message):
         cls(**kw)
     with pytest.raises(ValueError, match="phi asks for .* but only .* exist"):
         composition(CompositionConfig(**{**COMP, "phi": 1000.0}))
+
+
+def test_a_grok_run_learns_logs_and_resumes_to_the_same_end(tmp_path):
+    import json
+    from pathlib import Path
+
+    from retain.config import load_config
+    from retain.grok.train import GrokConfig, grok
+
+    cfg = load_config(GrokConfig, Path(__file__).resolve().parents[1] / "configs" / "smoke" / "grok.yaml", ["threads=1"])
+    whole = grok(cfg, out=str(tmp_path / "whole"))
+    run = tmp_path / "whole"
+    assert {"summary.json", "report.md", "accuracy.png", "metrics.jsonl"} <= {p.name for p in run.iterdir()}
+    losses = [r["loss"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if r["loss"]]
+    assert losses[-1] < losses[0]  # it trains
+    # as if killed after the checkpoint at step 20: the last checkpoint and the end removed, then resumed
+    import shutil
+
+    cut = tmp_path / "cut"
+    shutil.copytree(run, cut)
+    (cut / "ckpt" / "step-0000040.safetensors").unlink()
+    (cut / "summary.json").unlink()
+    again = grok(GrokConfig(), out=str(cut), resume=True)  # the documented resume: the run's own config
+    assert {k: again[k] for k in ("train", "id_test", "ood_test")} == {k: whole[k] for k in ("train", "id_test", "ood_test")}
+    assert (cut / "metrics.jsonl").read_text().count('"step": 40') == 1

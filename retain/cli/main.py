@@ -82,6 +82,13 @@ COMMANDS: dict[str, Command] = {
         flags=True,
         out=True,
     ),
+    "grok": Command(
+        "grokking: train long on composition or comparison facts, log train / ID / OOD accuracy over steps",
+        "retain.grok.train:GrokConfig",
+        "retain.grok.train:main",
+        out=True,
+        resume=True,
+    ),
     "probe": Command(
         "measure a model: the layer linearity score with and without the residual stream (probe linearity)",
         "retain.probes.linearity:ProbeConfig",

@@ -1,0 +1,196 @@
+"""`retain grok`: train the backbone long on a grokking dataset and log train / ID test / OOD test accuracy at
+log-spaced steps (the delayed generalisation shows on a log axis).
+
+    retain grok configs/grok/composition.yaml --out runs/grok-composition
+    retain grok configs/grok/composition.yaml --set model.loop=2 --out runs/grok-looped   # weight-shared depth
+    retain grok --out runs/grok-composition --resume
+
+Every example is three tokens: atomic facts get a pad token in front, so one batch mixes both kinds and the
+prediction is always read at the last position. AdamW with weight decay on matrices, linear warm-up, then a
+constant rate (as the reference); batches are a pure function of seed and step, so a resumed run takes the
+steps an uninterrupted one takes.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+
+from retain.config import resume_config
+from retain.errors import RetainError
+from retain.grok.data import ComparisonConfig, CompositionConfig, Dataset, Example, comparison, composition
+from retain.models.backbone import Backbone, BackboneConfig, init_weights
+from retain.models.device import configure, device
+from retain.runs.checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    pack_optimizer,
+    save_checkpoint,
+    unpack_optimizer,
+)
+from retain.runs.progress import progress
+from retain.runs.rundir import RunDir
+from retain.runs.seed import derive_seed
+from retain.train.optim import adamw, lr_at, set_lr
+
+
+@dataclass
+class GrokModelConfig:
+    """The backbone for the task (the reference: GPT-2, 8 layers of 768; a CPU run: 4 of 128)."""
+
+    d_model: int = 128
+    n_layers: int = 4
+    n_heads: int = 4
+    d_ff: int = 512
+    loop: int = 1
+    """Passes through the stack (2: the reference's looped variant, first and last half sharing weights)."""
+
+
+@dataclass
+class GrokConfig:
+    """A grokking run: a dataset, a model, a long training with weight decay."""
+
+    name: str = "grok"
+    task: Literal["composition", "comparison"] = "composition"
+    composition: CompositionConfig = field(default_factory=CompositionConfig)
+    comparison: ComparisonConfig = field(default_factory=ComparisonConfig)
+    model: GrokModelConfig = field(default_factory=GrokModelConfig)
+    steps: int = 20000
+    batch_size: int = 512
+    lr: float = 1e-4
+    weight_decay: float = 0.1
+    warmup_steps: int = 200
+    eval_points: int = 30
+    """Evaluations, spaced evenly in log(step)."""
+    eval_n: int = 2000
+    """Examples per evaluated split (a fixed random subset when larger)."""
+    ckpt_every: int = 1000
+    seed: int = 0
+    device: str = "auto"
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        for key in ("steps", "batch_size", "eval_points", "eval_n", "ckpt_every"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be positive, got {getattr(self, key)}")
+        if self.lr <= 0 or self.weight_decay < 0 or self.warmup_steps < 0:
+            raise ValueError("lr must be positive and weight_decay, warmup_steps >= 0")
+
+
+def build(cfg: GrokConfig) -> Dataset:
+    """The task's dataset; a one-line error when a test split comes out empty."""
+    data = composition(cfg.composition) if cfg.task == "composition" else comparison(cfg.comparison)
+    for name in ("id_test", "ood_test"):
+        if not getattr(data, name):
+            raise RetainError(f"{cfg.task}: the {name} split is empty at this size; add entities or raise "
+                              f"{'id_test_fraction' if name == 'id_test' else 'ood_fraction'}")  # fmt: skip
+    return data
+
+
+def tensors(examples: list[Example], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, 3) inputs, short ones with `pad` in front, and (N,) targets."""
+    return (torch.tensor([(pad,) * (3 - len(x)) + tuple(x) for x, _ in examples]),
+            torch.tensor([t for _, t in examples]))  # fmt: skip
+
+
+def eval_steps(steps: int, points: int) -> set[int]:
+    return {0, steps} | {round(math.exp(i * math.log(steps) / (points - 1))) for i in range(points)}
+
+
+@torch.no_grad()
+def accuracy(model: Backbone, x: torch.Tensor, y: torch.Tensor, batch: int = 4096) -> float:
+    hits = 0
+    for i in range(0, len(x), batch):
+        logits, _ = model(x[i : i + batch].to(device()))
+        hits += int((logits[:, -1].argmax(-1).cpu() == y[i : i + batch]).sum())
+    return hits / max(1, len(x))
+
+
+def grok(cfg: GrokConfig, out: str | None = None, resume: bool = False) -> dict[str, Any]:
+    """Train and evaluate; writes metrics.jsonl, checkpoints, summary.json, report.md and accuracy.png."""
+    if resume:
+        cfg = resume_config(cfg, out)
+    configure(cfg.device, "fp32")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    data = build(cfg)  # bad sizes fail here, before the run directory
+    pad = data.vocab_size
+    run = RunDir.open(cfg.name, out, resume)
+    if not resume:
+        run.write_config(cfg)
+    m = cfg.model
+    model = init_weights(Backbone(BackboneConfig(vocab_size=pad + 1, d_model=m.d_model, n_layers=m.n_layers,
+                                                 n_heads=m.n_heads, d_ff=m.d_ff, loop=m.loop, max_seq_len=3)),
+                         seed=cfg.seed).to(device())  # fmt: skip
+    opt = adamw(model.named_parameters(), cfg.lr, cfg.weight_decay, betas=(0.9, 0.999))
+    x, y = tensors(data.train, pad)
+    g = torch.Generator().manual_seed(derive_seed(cfg.seed, "eval"))
+    splits = {}
+    for name, (sx, sy) in (("train", (x, y)), ("id_test", tensors(data.id_test, pad)),
+                           ("ood_test", tensors(data.ood_test, pad))):  # fmt: skip
+        i = torch.randperm(len(sx), generator=g)[: cfg.eval_n]  # a fixed subset of each split
+        splits[name] = (sx[i], sy[i])
+    start, elapsed = 0, 0.0
+    if resume and (ckpt := latest_checkpoint(run.ckpt_dir)):
+        state, meta = load_checkpoint(ckpt)
+        model.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("model.")})
+        unpack_optimizer(opt, state, meta["optim"])
+        start, elapsed = meta["step"], meta["elapsed"]
+        run.truncate_metrics(start - 1)
+        print(f"resumed {run.path} at step {start}")
+    when = eval_steps(cfg.steps, cfg.eval_points)
+    t0 = time.perf_counter() - elapsed
+    bar = progress(total=cfg.steps, initial=start, desc=f"grok {cfg.task}")
+    loss = None
+    for step in range(start, cfg.steps + 1):
+        if step in when:
+            accs = {k: accuracy(model, *v) for k, v in splits.items()}
+            run.log({"step": step, **accs, "loss": None if loss is None else loss.item(),
+                     "seconds": time.perf_counter() - t0})  # fmt: skip
+            bar.set_postfix({k: f"{v:.2f}" for k, v in accs.items()})
+        if step > start and (step % cfg.ckpt_every == 0 or step == cfg.steps):
+            o_t, o_m = pack_optimizer(opt)
+            save_checkpoint(run.ckpt_dir, step, {**{f"model.{k}": v for k, v in model.state_dict().items()}, **o_t},
+                            {"optim": o_m, "step": step, "elapsed": time.perf_counter() - t0})  # fmt: skip
+        if step == cfg.steps:
+            break
+        set_lr(opt, lr_at(step, cfg.steps, cfg.lr, cfg.warmup_steps, 1.0))  # min ratio 1: constant after warm-up
+        i = torch.randint(len(x), (cfg.batch_size,), generator=torch.Generator().manual_seed(derive_seed(cfg.seed, step)))
+        logits, _ = model(x[i].to(device()))
+        loss = F.cross_entropy(logits[:, -1], y[i].to(device()))
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        bar.update(1)
+    bar.close()
+    summary = summarize(run, cfg, data, time.perf_counter() - t0)
+    run.write_summary(summary)
+    from retain.grok.report import write_report
+
+    write_report(run, cfg, summary)
+    return summary
+
+
+def summarize(run: RunDir, cfg: GrokConfig, data: Dataset, seconds: float) -> dict[str, Any]:
+    records = [r for r in run.metrics() if "train" in r]
+    if not records:
+        raise RetainError(f"{run.path} logged no evaluation")
+    first = lambda key, level: next((r["step"] for r in records if r[key] >= level), None)  # noqa: E731
+    last = records[-1]
+    return {"task": cfg.task, "loop": cfg.model.loop, "steps": cfg.steps, "seconds": round(seconds, 1),
+            "train": last["train"], "id_test": last["id_test"], "ood_test": last["ood_test"],
+            "train_99_at": first("train", 0.99), "id_90_at": first("id_test", 0.9), "ood_90_at": first("ood_test", 0.9),
+            "sizes": {"train": len(data.train), "id_test": len(data.id_test), "ood_test": len(data.ood_test)}}  # fmt: skip
+
+
+def main(cfg: GrokConfig, out: str | None = None, resume: bool = False) -> None:
+    """CLI entry point of `retain grok`."""
+    s = grok(cfg, out, resume)
+    print(f"{s['task']} (loop {s['loop']}), {s['steps']} steps in {s['seconds']:.0f}s: train {s['train']:.3f}, "
+          f"ID test {s['id_test']:.3f}, OOD test {s['ood_test']:.3f}; train >= 0.99 at step {s['train_99_at']}, "
+          f"ID >= 0.9 at {s['id_90_at']}")  # fmt: skip
