@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 
 from benchmarks.results import write_section
-from retain.probes.linearity import ProbeConfig, linearity
+from retain.probes.linearity import linearity
+from retain.probes.run import ProbeConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL = ["models/smollm2-135m", "models/gemma3-270m"]

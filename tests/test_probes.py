@@ -43,3 +43,31 @@ def test_retain_probe_linearity_writes_per_layer_scores_and_refuses_too_few_toke
     assert "the score needs n >> d" in capsys.readouterr().err and not (tmp_path / "q").exists()
     assert cli(["probe", "linearity", "--model", str(plain_base), "--adapter", str(tmp_path)]) == 2
     assert "holds no PEFT adapter" in capsys.readouterr().err
+
+
+def test_the_perturbation_is_shaped_like_the_initialisation(plain_base):
+    from retain.models.build import load_model_and_tokenizer
+    from retain.probes.sensitivity import init_std, perturbed, restore
+
+    model, _ = load_model_and_tokenizer(plain_base)
+    std = init_std(model)
+    assert std["model.layers.0.mlp.up_proj.weight"] == pytest.approx(model.config.initializer_range, rel=0.1)
+    assert std["model.layers.0.input_layernorm.weight"] == 0.0  # norms start at ones: not perturbed
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    saved = perturbed(model, std, 0.5, torch.Generator().manual_seed(0))
+    for n, p in model.named_parameters():  # the noise of each tensor has the std of its init, times gamma
+        noise = (p.detach() - before[n]).flatten()
+        if std[n] > 0 and noise.numel() > 500:
+            assert noise.std().item() == pytest.approx(0.5 * std[n], rel=0.15), n
+        elif std[n] == 0:
+            assert noise.abs().max() == 0, n
+    restore(model, saved)
+    assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())
+
+
+def test_retain_probe_sensitivity_grows_with_gamma(plain_base, tmp_path):
+    assert cli(["probe", "sensitivity", "--model", str(plain_base), "--gammas", "[0.0, 0.1, 3.0]",
+                "--samples", "2", "--out", str(tmp_path / "s")]) == 0  # fmt: skip
+    r = json.loads((tmp_path / "s" / "probe.json").read_text())
+    assert r["mean_change"][0] == 0.0 and r["mean_change"][2] > abs(r["mean_change"][1])
+    assert (tmp_path / "s" / "sensitivity.png").exists()

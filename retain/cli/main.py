@@ -90,9 +90,9 @@ COMMANDS: dict[str, Command] = {
         resume=True,
     ),
     "probe": Command(
-        "measure a model: the layer linearity score with and without the residual stream (probe linearity)",
-        "retain.probes.linearity:ProbeConfig",
-        "retain.probes.linearity:main",
+        "measure a model: layer linearity (probe linearity) or sensitivity to weight perturbation (probe sensitivity)",
+        "retain.probes.run:ProbeConfig",
+        "retain.probes.run:main",
         flags=True,
         out=True,
         positional=("action",),

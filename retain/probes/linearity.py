@@ -18,43 +18,12 @@ in the reference.
 
 from __future__ import annotations
 
-import random
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import torch
 
 from retain.errors import RetainError
-
-
-@dataclass
-class ProbeConfig:
-    """`retain probe ACTION`: a measurement of one model, written to --out as report.md, probe.json and a plot."""
-
-    action: Literal["linearity"] = "linearity"
-    """linearity: the layer linearity score, with and without the residual stream, per layer."""
-    model: str = "runs/base"
-    """A pretraining run (model/ and world/) or any local causal LM folder."""
-    adapter: str | None = None
-    """A PEFT LoRA adapter folder applied to the model first (the model after a memory write)."""
-    text: str | None = None
-    """A UTF-8 text file to run through the model; None: the world's biographies and sessions for a
-    pretraining run, else the shipped held-out text and probe questions (retain/data/probe/)."""
-    chunk_tokens: int = 128
-    """Tokens per sequence the text is cut into."""
-    max_tokens: int = 16384
-    """Most tokens pooled per layer."""
-    min_ratio: float = 4.0
-    """Refuse fewer than min_ratio x hidden size tokens (the score is trivially 1 when n <= d)."""
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        for key in ("chunk_tokens", "max_tokens"):
-            if getattr(self, key) < 2:
-                raise ValueError(f"{key} must be at least 2, got {getattr(self, key)}")
-        if self.min_ratio < 1:
-            raise ValueError(f"min_ratio must be at least 1 (n > d tokens), got {self.min_ratio}")
+from retain.probes.run import ProbeConfig, load
 
 
 def linearity_score(x: torch.Tensor, y: torch.Tensor) -> float:
@@ -86,46 +55,13 @@ def hidden_states(model, chunks: list[list[int]]) -> list[torch.Tensor]:
     return [torch.cat(p) for p in pooled]
 
 
-def default_text(model_path: Path, seed: int) -> str:
-    """The world's biographies and session transcripts for a pretraining run, else the shipped probe text."""
-    from retain.continual.stream import PROBE, heldout_paragraphs, resolve_base
-
-    base = resolve_base(model_path)
-    if base.world is not None:
-        from retain.world.render import bio
-
-        rng = random.Random(seed)
-        return "\n".join([bio(e, rng) for e in base.world.known] + [s.transcript for s in base.world.sessions])
-    from retain.world.io import load_questions
-
-    qa = [f"Q: {q.text}\nA: {q.answer}" for q in load_questions(PROBE)]
-    return "\n".join(heldout_paragraphs(PROBE.parent / "heldout.txt") + qa)
-
-
 def linearity(cfg: ProbeConfig, out: str | None = None) -> dict:
     """Score every layer of `cfg.model` (with `cfg.adapter`) on `cfg.text`; writes probe.json, report.md and
     linearity.png to `out`."""
-    from retain.continual.stream import resolve_base
-    from retain.models.build import load_model_and_tokenizer
     from retain.runs.files import atomic_write_json
     from retain.runs.rundir import RunDir
 
-    base = resolve_base(cfg.model)
-    if cfg.text is not None and not Path(cfg.text).is_file():
-        raise RetainError(f"text: {cfg.text} is not a file; give a UTF-8 text file or leave text unset")
-    if cfg.adapter is not None and not (Path(cfg.adapter) / "adapter_config.json").is_file():
-        raise RetainError(f"adapter: {cfg.adapter} holds no PEFT adapter (adapter_config.json)")
-    model, tok = load_model_and_tokenizer(base.model_dir)
-    if cfg.adapter is not None:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, cfg.adapter).merge_and_unload()
-    model.eval()
-    try:
-        text = Path(cfg.text).read_text(encoding="utf-8") if cfg.text else default_text(base.path, cfg.seed)
-    except UnicodeDecodeError as e:
-        raise RetainError(f"text: {cfg.text} is not UTF-8 ({e.reason} at byte {e.start})") from None
-    ids = tok(text, add_special_tokens=False)["input_ids"][: cfg.max_tokens]
+    model, ids = load(cfg)
     d = model.config.hidden_size
     if len(ids) < cfg.min_ratio * d:
         raise RetainError(f"text has {len(ids)} tokens for hidden size {d}; the score needs n >> d: give at least "
@@ -162,11 +98,3 @@ def plot(run, result: dict[str, list[float]], cfg: ProbeConfig) -> None:
     ax.set_ylim(min(0.0, *result["without_residual"]), 1.02)
     ax.legend()
     run.savefig(fig, "linearity.png")
-
-
-def main(cfg: ProbeConfig, out: str | None = None) -> None:
-    """CLI entry point of `retain probe`."""
-    r = linearity(cfg, out)
-    print(f"linearity of {cfg.model}: {r['residual_mean']:.4f} with the residual stream, "
-          f"{r['without_residual_mean']:.4f} without ({r['tokens']} tokens, {r['layers']} layers)")  # fmt: skip
-    print(f"report: {r['out']}/report.md")
