@@ -2,6 +2,7 @@
 
 import pytest
 
+from retain.errors import RetainError
 from retain.grok.data import ComparisonConfig, CompositionConfig, comparison, composition
 
 COMP = dict(entities=300, relations=40, facts_per_entity=8, phi=5.0, id_test_fraction=0.05)
@@ -54,7 +55,7 @@ def test_comparison_splits_entities_per_attribute_and_keeps_ood_pairs_out_of_tra
 def test_bad_settings_are_one_line_errors(cls, kw, message):
     with pytest.raises(ValueError, match=message):
         cls(**kw)
-    with pytest.raises(ValueError, match="phi asks for .* but only .* exist"):
+    with pytest.raises(RetainError, match="phi asks for .* but only .* exist"):
         composition(CompositionConfig(**{**COMP, "phi": 1000.0}))
 
 

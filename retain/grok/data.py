@@ -19,6 +19,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
+from retain.errors import RetainError
+
 Example = tuple[tuple[int, ...], int]
 """(input tokens, the token to predict)."""
 
@@ -34,7 +36,8 @@ def _check(phi: float, ood_fraction: float, id_test_fraction: float) -> None:
 
 def _downsample(pool: list, k: int, rng: random.Random, what: str) -> list:
     if k > len(pool):
-        raise ValueError(f"phi asks for {k} {what} but only {len(pool)} exist; lower phi or add entities")
+        raise RetainError(f"phi asks for {k} {what} but only {len(pool)} exist; lower phi or raise "
+                          "facts_per_entity (the pool is about facts_per_entity x the atomic ID facts)")  # fmt: skip
     return rng.sample(pool, k)
 
 
