@@ -43,14 +43,22 @@ def _downsample(pool: list, k: int, rng: random.Random, what: str) -> list:
 
 @dataclass
 class CompositionConfig:
+    """The composition dataset's sizes and splits (the reference: 2000 entities, 200 relations, 20 each)."""
+
     entities: int = 2000
+    """Entities, one token each."""
     relations: int = 200
+    """Relations, one token each."""
     facts_per_entity: int = 20
+    """Distinct relations each entity has (to random tails)."""
     ood_fraction: float = 0.05
+    """Atomic facts set aside as OOD (two-hop facts through two of them form the OOD test)."""
     id_test_fraction: float = 0.005
+    """Two-hop facts through two ID atomic facts that go to the ID test."""
     phi: float = 7.2
     """Inferred (two-hop) training facts per atomic ID fact."""
     seed: int = 0
+    """Seed of the facts and the splits."""
 
     def __post_init__(self) -> None:
         _check(self.phi, self.ood_fraction, self.id_test_fraction)
@@ -99,14 +107,22 @@ def composition(cfg: CompositionConfig) -> Dataset:
 
 @dataclass
 class ComparisonConfig:
+    """The comparison dataset's sizes and splits (the reference: 1000 entities, 20 attributes, 20 values)."""
+
     entities: int = 1000
+    """Entities, one token each."""
     attributes: int = 20
+    """Attributes, each with an ordered value per entity."""
     values: int = 20
+    """Values an attribute takes (ordered)."""
     ood_fraction: float = 0.1
+    """Entities per attribute set aside as OOD (pairs of two of them form the OOD test)."""
     id_test_fraction: float = 0.1
+    """Pairs of two ID entities that go to the ID test."""
     phi: float = 7.2
     """Comparison training queries per atomic ID fact."""
     seed: int = 0
+    """Seed of the values and the splits."""
 
     def __post_init__(self) -> None:
         _check(self.phi, self.ood_fraction, self.id_test_fraction)

@@ -44,9 +44,13 @@ class GrokModelConfig:
     """The backbone for the task (the reference: GPT-2, 8 layers of 768; a CPU run: 4 of 128)."""
 
     d_model: int = 128
+    """Width of the residual stream."""
     n_layers: int = 4
+    """Distinct layers (each pass runs them all)."""
     n_heads: int = 4
+    """Attention heads per layer."""
     d_ff: int = 512
+    """Width of the gated MLP."""
     loop: int = 1
     """Passes through the stack (2: the reference's looped variant, first and last half sharing weights)."""
 
@@ -56,23 +60,34 @@ class GrokConfig:
     """A grokking run: a dataset, a model, a long training with weight decay."""
 
     name: str = "grok"
+    """Run name; the run directory defaults to runs/<name>-<timestamp>/."""
     task: Literal["composition", "comparison"] = "composition"
+    """Two-hop composition of atomic facts, or comparison of stored attribute values."""
     composition: CompositionConfig = field(default_factory=CompositionConfig)
     comparison: ComparisonConfig = field(default_factory=ComparisonConfig)
     model: GrokModelConfig = field(default_factory=GrokModelConfig)
     steps: int = 20000
+    """Optimisation steps (grokking needs many past the point where training is fitted)."""
     batch_size: int = 512
+    """Examples per step, drawn with replacement from the training set."""
     lr: float = 1e-4
+    """Peak learning rate, constant after the warm-up."""
     weight_decay: float = 0.1
+    """AdamW weight decay on matrices (larger groks faster, per the paper)."""
     warmup_steps: int = 200
+    """Linear warm-up steps."""
     eval_points: int = 30
     """Evaluations, spaced evenly in log(step)."""
     eval_n: int = 2000
     """Examples per evaluated split (a fixed random subset when larger)."""
     ckpt_every: int = 1000
+    """Steps between checkpoints (resume continues from the last)."""
     seed: int = 0
+    """Seed of the data, the initialisation and the batches."""
     device: str = "auto"
+    """auto, cpu, cuda or cuda:N (retain/models/device.py)."""
     threads: int | None = None
+    """torch CPU threads (None: torch's default)."""
 
     def __post_init__(self) -> None:
         for key in ("steps", "batch_size", "eval_points", "eval_n", "ckpt_every"):

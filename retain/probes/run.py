@@ -35,6 +35,7 @@ class ProbeConfig:
     samples: int = 4
     """sensitivity: perturbations drawn per gamma."""
     seed: int = 0
+    """Seed of the world text (linearity), the fresh initialisation and the perturbations (sensitivity)."""
 
     def __post_init__(self) -> None:
         if any(g < 0 for g in self.gammas) or not self.gammas:
