@@ -16,10 +16,22 @@ import time
 import torch
 
 from benchmarks.results import write_section
+from retain.models.backbone import Attention, BackboneConfig
 from retain.models.device import configure
-from retain.models.hyena import AttentionMixer, HyenaOperator
+from retain.models.hyena import HyenaOperator
 
 TARGET_AT, TARGET = 16384, 3.0
+
+
+class Mixer(torch.nn.Module):
+    """The backbone's attention (RoPE, causal SDPA, its projections) as a mixer: its output without the K/V."""
+
+    def __init__(self, attention: torch.nn.Module):
+        super().__init__()
+        self.attention = attention
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        return self.attention(u, None)[0]
 
 
 def seconds(mixer: torch.nn.Module, L: int, d: int, reps: int, dev: torch.device) -> float:
@@ -50,7 +62,7 @@ def main() -> None:
     dev = configure(args.device, "fp32")
     torch.manual_seed(0)
     hyena = HyenaOperator(args.d, l_max=max(args.lengths)).to(dev)
-    attention = AttentionMixer(args.d, heads=max(1, args.d // 64)).to(dev)
+    attention = Mixer(Attention(BackboneConfig(d_model=args.d, n_heads=max(1, args.d // 64)), owns_kv=True)).to(dev)
     rows, ratios = [], {}
     for L in args.lengths:
         th, ta = seconds(hyena, L, args.d, args.reps, dev), seconds(attention, L, args.d, args.reps, dev)
@@ -65,7 +77,7 @@ def main() -> None:
                f"{TARGET_AT:,} tokens not measured")  # fmt: skip
     body = (f"One mixer of width {args.d}, batch 1, fp32, forward + backward, median of {args.reps} after a "
             f"warm-up, on {dev}. Hyena: order 2, short conv 3, implicit filter (retain/models/hyena.py). "
-            "Attention: causal `scaled_dot_product_attention`, with its q/k/v and output projections.\n\n"
+            "Attention: the backbone's (retain/models/backbone.py: RoPE, causal `scaled_dot_product_attention`, q/k/v and output projections).\n\n"
             "| tokens | Hyena ms | attention ms | attention / Hyena |\n| ---: | ---: | ---: | ---: |\n"
             + "\n".join(rows) + f"\n\n- {crossover}\n- {verdict}")  # fmt: skip
     write_section(f"hyena_speed_{dev.type}", f"Hyena against attention ({dev.type})", body)

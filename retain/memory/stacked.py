@@ -156,9 +156,6 @@ class StackedLora(WeightMemory):
     def trainable(self) -> list[torch.Tensor]:
         return self.stack.adapter(self.g)
 
-    def params(self) -> int:
-        return sum(t.numel() for t in self.trainable())
-
     def nbytes(self) -> int:
         return storage.stored_bytes(lora_params(self.arch, self.cfg.rank, self.cfg.targets), self.cfg.dtype)
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from retain.errors import RetainError
@@ -94,19 +93,3 @@ class HyenaOperator(nn.Module):
         for i, xi in enumerate(reversed(x[1:])):
             v = fft_conv(v * xi, h[i], self.bias[i])
         return self.out_proj((v * x[0]).transpose(1, 2))
-
-
-class AttentionMixer(nn.Module):
-    """Causal multi-head attention through SDPA, the mixer Hyena replaces (same width; for the speed benchmark)."""
-
-    def __init__(self, d: int, heads: int):
-        super().__init__()
-        self.heads = heads
-        self.qkv = nn.Linear(d, 3 * d)
-        self.out_proj = nn.Linear(d, d)
-
-    def forward(self, u: torch.Tensor) -> torch.Tensor:
-        B, L, D = u.shape
-        q, k, v = self.qkv(u).view(B, L, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        return self.out_proj(y.transpose(1, 2).reshape(B, L, D))

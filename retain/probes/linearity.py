@@ -47,12 +47,11 @@ def hidden_states(model, chunks: list[list[int]]) -> list[torch.Tensor]:
     """Every layer's states (embeddings first) for the tokens of `chunks`, pooled: a list of (n, d) fp32."""
     from retain.models.device import device_of
 
-    dev, pooled = device_of(model), None
+    dev, pooled = device_of(model), []
     for ids in chunks:
         out = model(input_ids=torch.tensor([ids], device=dev), output_hidden_states=True)
-        states = [h[0].float().cpu() for h in out.hidden_states]
-        pooled = [[s] for s in states] if pooled is None else [p + [s] for p, s in zip(pooled, states)]
-    return [torch.cat(p) for p in pooled]
+        pooled.append([h[0].float().cpu() for h in out.hidden_states])
+    return [torch.cat(layer) for layer in zip(*pooled)]
 
 
 def linearity(cfg: ProbeConfig, out: str | None = None) -> dict:
