@@ -75,6 +75,13 @@ COMMANDS: dict[str, Command] = {
         out=True,
         resume=True,
     ),
+    "stochq": Command(
+        "stochastic Q-learning: exact against stochastic maximisation (DQN vs StochDQN) over n = 256..4096 actions",
+        "retain.rl.stochq_run:StochQConfig",
+        "retain.rl.stochq_run:main",
+        out=True,
+        resume=True,
+    ),
     "merge": Command(
         "merge LoRA adapters or checkpoints: linear, task arithmetic, SLERP, TIES, EMA, LiTI",
         "retain.merge.run:MergeConfig",
