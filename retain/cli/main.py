@@ -75,6 +75,13 @@ COMMANDS: dict[str, Command] = {
         out=True,
         resume=True,
     ),
+    "score": Command(
+        "SCoRe: two-attempt self-correction RL against naive multi-turn RL and no training, on the world's questions",
+        "retain.rl.score_run:ScoreConfig",
+        "retain.rl.score_run:main",
+        out=True,
+        resume=True,
+    ),
     "stochq": Command(
         "stochastic Q-learning: exact against stochastic maximisation (DQN vs StochDQN) over n = 256..4096 actions",
         "retain.rl.stochq_run:StochQConfig",
