@@ -38,7 +38,9 @@ from retain.runs.progress import progress
 from retain.runs.rundir import RunDir
 from retain.runs.seed import derive_seed
 from retain.sampling import DecodingConfig, sample
+from retain.world import examples as X
 from retain.world import render as R
+from retain.world.world import reserved_names
 
 ARMS = ("none", "naive", "score")
 
@@ -59,6 +61,9 @@ class ScoreConfig:
     """What comes between attempt 1's answer and the question asked again (words the tokenizer knows)."""
     memory: Literal["none", "bio"] = "none"
     """What attempt 2 reads that attempt 1 did not: nothing, or the person's biography (focused context)."""
+    people: Literal["known", "fresh", "mixed"] = "known"
+    """Whose questions: the world's known people (in the weights), fresh people (only in the biography, so
+    attempt 1 can only guess), or both."""
     templates: Literal["heldout", "train"] = "heldout"
     """Question phrasings: the held-out templates (the base answers about 0.6 of them) or the trained ones."""
     heldout_people: float = 0.25
@@ -134,10 +139,18 @@ class Task:
 
     def __init__(self, cfg: ScoreConfig, world, tok):
         self.cfg, self.world, self.tok = cfg, world, tok
-        people = sorted(world.known, key=lambda e: e.name)
-        random.Random(derive_seed(cfg.seed, "people")).shuffle(people)
-        k = max(1, round(len(people) * cfg.heldout_people))
-        self.heldout, self.train = people[:k], people[k:]
+        known = sorted(world.known, key=lambda e: e.name)
+        random.Random(derive_seed(cfg.seed, "people")).shuffle(known)
+        k = max(1, round(len(known) * cfg.heldout_people))
+        self.heldout, self.train = [], []
+        if cfg.people in ("known", "mixed"):
+            self.heldout, self.train = known[:k], known[k:]
+        if cfg.people in ("fresh", "mixed"):  # never in the weights: attempt 1 can only guess
+            fresh = X.fresh_people(
+                world, len(known), random.Random(derive_seed(cfg.seed, "fresh")), reserved_names(world)
+            )
+            self.heldout, self.train = self.heldout + fresh[:k], self.train + fresh[k:]
+        people = self.heldout + self.train
         if not self.train:
             raise RetainError(
                 f"heldout_people {cfg.heldout_people} leaves no training people of {len(people)}"
