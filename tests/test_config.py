@@ -213,3 +213,11 @@ def test_a_key_a_medium_ignores_is_refused_naming_the_kinds_it_applies_to(capsys
     MediumConfig(kind="kv_prefix", prompt_tokens=4, route="entity", objective="distill")
     assert main(["run", "configs/smoke/continual.yaml", "--set", "media.0.steps=5", "--out", "unused"]) == 2
     assert "steps set on a none medium" in capsys.readouterr().err
+
+
+def test_a_distill_key_on_an_sft_medium_is_refused():
+    from retain.memory.base import MediumConfig
+
+    with pytest.raises(ValueError, match=r"media 'w': queries, n_queries set on an sft medium; only objective: distill"):
+        MediumConfig(kind="lora", name="w", queries="oracle", n_queries=8)
+    MediumConfig(kind="lora", objective="distill", queries="oracle", n_queries=8)

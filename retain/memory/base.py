@@ -41,6 +41,9 @@ _APPLIES: dict[frozenset[str], tuple[str, ...]] = {
 }  # fmt: skip
 APPLIES: dict[str, frozenset[str]] = {key: kinds for kinds, keys in _APPLIES.items() for key in keys}
 """The medium kinds each `MediumConfig` key applies to (kind and name apply to all)."""
+DISTILL_ONLY = ("queries", "n_queries", "cue", "query_tokens", "query_temperature", "grounded", "query_turns",
+                "base_study", "hidden_weight", "hidden_layers")  # fmt: skip
+"""Weight-medium keys that only `objective: distill` reads (an sft medium refuses them)."""
 
 
 @functools.cache
@@ -189,6 +192,10 @@ class MediumConfig:
             raise ValueError(f"media '{self.name}': {', '.join(stray)} set on a {self.kind} medium, which ignores "
                              f"{'it' if len(stray) == 1 else 'them'} ({where}); remove {'it' if len(stray) == 1 else 'them'} "
                              f"from this medium")  # fmt: skip
+        unread = [k for k in DISTILL_ONLY if self.objective == "sft" and getattr(self, k) != defaults[k]]
+        if unread:
+            raise ValueError(f"media '{self.name}': {', '.join(unread)} set on an sft medium; only objective: distill "
+                             "reads them: add objective: distill, or remove them from this medium")  # fmt: skip
         for key in ("shots", "retrieve"):
             if getattr(self, key) < 0:
                 raise ValueError(f"media '{self.name}': {key} must be >= 0, got {getattr(self, key)}")
