@@ -50,9 +50,10 @@ def test_stage_two_rewards_both_attempts_and_naive_is_unshaped():
     g1a, _ = grads(a, "II")
     g1b, _ = grads(b, "II")
     assert not torch.allclose(g1a, g1b)  # attempt 1's own reward reaches it
-    _, g2_shaped = grads(a, "II", alpha=10.0)
-    _, g2_naive = grads(a, "II", alpha=0.0)
-    assert not torch.allclose(g2_shaped, g2_naive)
+    g1_shaped, g2_shaped = grads(a, "II", alpha=10.0)
+    g1_naive, g2_naive = grads(a, "II", alpha=0.0)
+    assert not torch.allclose(g2_shaped, g2_naive)  # the bonus shapes attempt 2...
+    assert torch.allclose(g1_shaped, g1_naive)  # ...and never pays attempt 1 for being wrong
     with pytest.raises(ValueError, match="stage"):
         score_loss(a, "III", 1.0, 0.0, 0.0)
 

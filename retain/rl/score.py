@@ -8,9 +8,10 @@ instruction, (optionally) a memory the first attempt did not see, and the questi
   fixes and a malus for one that breaks; beta1 on both.
 - Naive multi-turn RL (the baseline): Stage II without the shaping and without Stage I.
 
-On-policy REINFORCE with group-normalised advantages (G samples per question; one step per batch). The
-return credited to attempt 1's tokens is its own reward plus attempt 2's (attempt 1 shapes what attempt 2
-sees); attempt 2's tokens get attempt 2's (shaped) reward.
+On-policy REINFORCE with group-normalised advantages (G samples per question; one step per batch). Attempt 2's
+tokens get attempt 2's shaped reward; attempt 1's get the episode's return r1 + r2, unshaped (attempt 1 sets
+what attempt 2 sees). Crediting attempt 1 with the shaped reward instead, r1 + r2 + alpha (r2 - r1), pays it
+alpha - 1 for being wrong: a first run did that and attempt 1 fell below the base (docs/log.md).
 """
 
 from __future__ import annotations
@@ -73,9 +74,8 @@ def score_loss(
         pg = -(adv2.detach() * lp2).mean()
         loss = pg + beta2 * kl1 + beta1 * kl2
     elif stage == "II":
-        r2 = shaped_reward(a.r1, a.r2, alpha)
-        adv1 = group_advantages((a.r1 + r2).view(-1, g)).flatten()
-        adv2 = group_advantages(r2.view(-1, g)).flatten()
+        adv1 = group_advantages((a.r1 + a.r2).view(-1, g)).flatten()  # the return, unshaped: see the module doc
+        adv2 = group_advantages(shaped_reward(a.r1, a.r2, alpha).view(-1, g)).flatten()
         pg = -(adv1.detach() * lp1 + adv2.detach() * lp2).mean()
         loss = pg + beta1 * (kl1 + kl2)
     else:

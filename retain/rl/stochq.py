@@ -174,3 +174,32 @@ class DeepQ:
     def sync(self) -> None:
         """Copy the online network into the target network."""
         self.target.load_state_dict(self.net.state_dict())
+
+    def state(self) -> tuple[dict[str, torch.Tensor], dict]:
+        """Everything a resumed agent needs (networks, optimiser, replay buffer) as (tensors, JSON-able meta)."""
+        from retain.runs.checkpoint import pack_optimizer
+
+        o_t, o_m = pack_optimizer(self.opt)
+        tensors = {**{f"net.{k}": v for k, v in self.net.state_dict().items()},
+                   **{f"target.{k}": v for k, v in self.target.state_dict().items()}, **o_t}  # fmt: skip
+        if self.buffer:
+            tensors |= {
+                "buf.s": torch.stack([b[0] for b in self.buffer]),
+                "buf.s2": torch.stack([b[3] for b in self.buffer]),
+            }
+        meta = {"optim": o_m, "evaluated": self.evaluated, "pos": self.pos,
+                "buf": [[b[1], b[2], b[4]] for b in self.buffer]}  # fmt: skip
+        return tensors, meta
+
+    def load(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+        """Inverse of `state`."""
+        from retain.runs.checkpoint import unpack_optimizer
+
+        self.net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+        self.target.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("target.")})
+        unpack_optimizer(self.opt, tensors, meta["optim"])
+        self.buffer = [
+            (s, a, r, s2, d)
+            for s, s2, (a, r, d) in zip(tensors.get("buf.s", []), tensors.get("buf.s2", []), meta["buf"])
+        ]
+        self.evaluated, self.pos = meta["evaluated"], meta["pos"]

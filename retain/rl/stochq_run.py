@@ -20,16 +20,10 @@ from typing import Any
 import torch
 
 from retain.config import resume_config
-from retain.errors import RetainError
 from retain.rl.control import discretised, policy_value, table_mdp, value_iteration
 from retain.rl.stochq import DeepQ, TabularQ
-from retain.runs.checkpoint import (
-    latest_checkpoint,
-    load_checkpoint,
-    pack_optimizer,
-    save_checkpoint,
-    unpack_optimizer,
-)
+from retain.rl.write_select import WriteConfig
+from retain.runs.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from retain.runs.files import atomic_write_json, read_json
 from retain.runs.progress import progress
 from retain.runs.rundir import RunDir
@@ -37,6 +31,7 @@ from retain.runs.seed import derive_seed
 
 DEEP = ("dqn", "stochdqn", "random")
 TABULAR = ("q", "stochq")
+WRITE = ("dqn", "stochdqn")
 
 
 @dataclass
@@ -46,11 +41,14 @@ class StochQConfig:
     name: str = "stochq"
     """Run name; the run directory defaults to runs/<name>-<timestamp>/."""
     env: str = "Pendulum-v1"
-    """A gymnasium task with a continuous action space (discretised), or `table` (a random MDP, known Q*)."""
+    """A gymnasium task with a continuous action space (discretised), `table` (a random MDP, known Q*), or `write`
+    (which of a session's facts to write under a budget; `write:` below)."""
     agents: list[str] = field(default_factory=lambda: ["dqn", "stochdqn", "random"])
-    """gymnasium: dqn, stochdqn, random; table: q, stochq."""
+    """gymnasium: dqn, stochdqn, random; table: q, stochq; write: dqn, stochdqn."""
     n_actions: list[int] = field(default_factory=lambda: [256, 1024, 4096])
-    """Sizes of the discrete action space."""
+    """Sizes of the discrete action space (write: set by max_facts and budget)."""
+    write: WriteConfig = field(default_factory=WriteConfig)
+    """env write: the task (its episodes are training steps of `write.sessions` writes each)."""
     seeds: list[int] = field(default_factory=lambda: [0])
     """One job per agent, size and seed."""
     episodes: int = 60
@@ -85,7 +83,7 @@ class StochQConfig:
     """torch CPU threads (1: time per step is not muddied by thread scheduling)."""
 
     def __post_init__(self) -> None:
-        known = TABULAR if self.env == "table" else DEEP
+        known = {"table": TABULAR, "write": WRITE}.get(self.env, DEEP)
         bad = [a for a in self.agents if a not in known]
         if bad or not self.agents:
             raise ValueError(
@@ -126,10 +124,23 @@ def _rng_meta(rng: random.Random) -> list:
     return [v, list(state), gauss]
 
 
-def _rng_from(meta: list) -> random.Random:
-    rng = random.Random()
-    rng.setstate((meta[0], tuple(meta[1]), meta[2]))
-    return rng
+def _rng_state(meta: list) -> tuple:
+    return meta[0], tuple(meta[1]), meta[2]
+
+
+def _resume(q: DeepQ, ckdir, rng: random.Random) -> dict[str, Any]:
+    """Load a job's last checkpoint into `q` and `rng`; its loop state (empty when there is none)."""
+    if not (ckpt := latest_checkpoint(ckdir)):
+        return {}
+    tensors, meta = load_checkpoint(ckpt)
+    q.load(tensors, meta["agent"])
+    rng.setstate(_rng_state(meta["rng"]))
+    return meta["loop"]
+
+
+def _save(q: DeepQ, ckdir, step: int, rng: random.Random, loop: dict[str, Any]) -> None:
+    tensors, meta = q.state()
+    save_checkpoint(ckdir, step, tensors, {"agent": meta, "rng": _rng_meta(rng), "loop": loop})
 
 
 def deep_job(cfg: StochQConfig, run: RunDir, agent: str, n: int, seed: int) -> dict[str, Any]:
@@ -138,76 +149,33 @@ def deep_job(cfg: StochQConfig, run: RunDir, agent: str, n: int, seed: int) -> d
     batch = cfg.batch_size or 2 * max(1, (n - 1).bit_length())
     q = DeepQ(env.observation_space.shape[0], feats, stoch=agent == "stochdqn", lr=cfg.lr, gamma=cfg.gamma,
               batch_size=batch, buffer=cfg.buffer or 2 * batch, hidden=cfg.hidden, seed=derive_seed(seed, "init"))  # fmt: skip
-    rng, eps, steps, log = random.Random(derive_seed(seed, agent, n)), 1.0, 0, []
-    ckdir = run.ckpt_dir / job_name(agent, n, seed)
-    if ckpt := latest_checkpoint(ckdir):
-        state, meta = load_checkpoint(ckpt)
-        q.net.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("net.")})
-        q.target.load_state_dict({k[7:]: v for k, v in state.items() if k.startswith("target.")})
-        unpack_optimizer(q.opt, state, meta["optim"])
-        if meta["buf_a"]:
-            q.buffer = list(
-                zip(state["buf.s"], meta["buf_a"], meta["buf_r"], state["buf.s2"], meta["buf_done"])
-            )
-        q.pos = meta["buf_pos"]
-        rng, eps, steps, log, q.evaluated = (
-            _rng_from(meta["rng"]),
-            meta["eps"],
-            meta["steps"],
-            meta["log"],
-            meta["evaluated"],
-        )
+    rng, ckdir = random.Random(derive_seed(seed, agent, n)), run.ckpt_dir / job_name(agent, n, seed)
+    loop = _resume(q, ckdir, rng) or {"eps": 1.0, "steps": 0, "log": []}
+    eps, steps, log = loop["eps"], loop["steps"], loop["log"]
+    tensor = lambda x: torch.as_tensor(x, dtype=torch.float32)  # noqa: E731
     bar = progress(total=cfg.episodes, initial=len(log), desc=job_name(agent, n, seed), leave=False)
     for ep in range(len(log), cfg.episodes):
         obs, _ = env.reset(seed=derive_seed(seed, "episode", ep))
-        total, spent, done, t = 0.0, 0.0, False, 0
-        evaluated = q.evaluated
+        total, spent, done, t, evaluated = 0.0, 0.0, False, 0, q.evaluated
         while not done and t < cfg.max_steps:
-            s = torch.as_tensor(obs, dtype=torch.float32)
-            t0 = time.perf_counter()
+            s, t0 = tensor(obs), time.perf_counter()
             a = rng.randrange(n) if agent == "random" else q.act(s, eps, rng)
             spent += time.perf_counter() - t0
             obs, r, term, trunc, _ = env.step(a)
             done, t, steps, total = term or trunc, t + 1, steps + 1, total + float(r)
             if agent != "random":
                 t0 = time.perf_counter()
-                q.learn(
-                    (
-                        s,
-                        a,
-                        float(r) * cfg.reward_scale,
-                        torch.as_tensor(obs, dtype=torch.float32),
-                        float(term),
-                    ),
-                    rng,
-                )
+                q.learn((s, a, float(r) * cfg.reward_scale, tensor(obs), float(term)), rng)
                 if steps % cfg.target_every == 0:
                     q.sync()
                 spent += time.perf_counter() - t0
             eps = max(cfg.epsilon_min, eps * cfg.epsilon_decay)
-        log.append(
-            {
-                "episode": ep,
-                "return": total,
-                "step_seconds": spent / t,
-                "evaluated_per_step": (q.evaluated - evaluated) / t,
-            }
-        )
+        log.append({"episode": ep, "return": total, "step_seconds": spent / t,
+                    "evaluated_per_step": (q.evaluated - evaluated) / t})  # fmt: skip
         bar.update(1)
         bar.set_postfix({"return": f"{total:.0f}"})
         if (ep + 1) % cfg.ckpt_every == 0 and ep + 1 < cfg.episodes:
-            o_t, o_m = pack_optimizer(q.opt)
-            buf = q.buffer
-            tensors = {**{f"net.{k}": v for k, v in q.net.state_dict().items()},
-                       **{f"target.{k}": v for k, v in q.target.state_dict().items()}, **o_t}  # fmt: skip
-            if buf:  # the random agent learns nothing and keeps no buffer
-                tensors |= {
-                    "buf.s": torch.stack([b[0] for b in buf]),
-                    "buf.s2": torch.stack([b[3] for b in buf]),
-                }
-            save_checkpoint(ckdir, ep + 1, tensors, {"optim": o_m, "rng": _rng_meta(rng), "eps": eps, "steps": steps,
-                            "log": log, "evaluated": q.evaluated, "buf_a": [b[1] for b in buf],
-                            "buf_r": [b[2] for b in buf], "buf_done": [b[4] for b in buf], "buf_pos": q.pos})  # fmt: skip
+            _save(q, ckdir, ep + 1, rng, {"eps": eps, "steps": steps, "log": log})
     bar.close()
     tests = []
     for i in range(
@@ -216,16 +184,86 @@ def deep_job(cfg: StochQConfig, run: RunDir, agent: str, n: int, seed: int) -> d
         obs, _ = env.reset(seed=derive_seed("test", i))
         total, done, t = 0.0, False, 0
         while not done and t < cfg.max_steps:
-            a = (
-                rng.randrange(n)
-                if agent == "random"
-                else q.act(torch.as_tensor(obs, dtype=torch.float32), 0.0, rng)
-            )
+            a = rng.randrange(n) if agent == "random" else q.act(tensor(obs), 0.0, rng)
             obs, r, term, trunc, _ = env.step(a)
             done, t, total = term or trunc, t + 1, total + float(r)
         tests.append(total)
     return {"agent": agent, "n": n, "seed": seed, "episodes": log, "test_returns": tests,
             "test_return": sum(tests) / len(tests), "batch_size": batch}  # fmt: skip
+
+
+def write_job(cfg: StochQConfig, run: RunDir, task, agent: str, seed: int) -> dict[str, Any]:
+    """Learn which facts to write (`env: write`): each step writes `write.sessions` fresh sessions with the
+    chosen subsets in one batched inner loop; the greedy policy (exact max) is evaluated on the held-out sessions
+    every `ckpt_every` steps and at the end. Resumes from its checkpoint."""
+    from retain.rl.write_select import state, text
+
+    w, n = cfg.write, len(task.actions)
+    batch = cfg.batch_size or 2 * max(1, (n - 1).bit_length())
+    q = DeepQ(len(state(task.heldout[0], w.max_facts)), task.features, stoch=agent == "stochdqn", lr=cfg.lr,
+              gamma=0.0, batch_size=batch, buffer=cfg.buffer or 2 * batch, hidden=cfg.hidden,
+              seed=derive_seed(seed, "init"))  # fmt: skip
+    rng, ckdir = random.Random(derive_seed(seed, agent, "write")), run.ckpt_dir / job_name(agent, n, seed)
+    loop = _resume(q, ckdir, rng) or {"eps": 1.0, "log": []}
+    eps, log = loop["eps"], loop["log"]
+    bar = progress(total=cfg.episodes, initial=len(log), desc=job_name(agent, n, seed), leave=False)
+    for step in range(len(log), cfg.episodes):
+        sessions = task.draw(w.sessions, random.Random(derive_seed(seed, "write", step)))
+        states = [state(s, w.max_facts) for s in sessions]
+        t0, evaluated, acts = time.perf_counter(), q.evaluated, []
+        for st in states:
+            acts.append(q.act(st, eps, rng))
+            eps = max(cfg.epsilon_min, eps * cfg.epsilon_decay)
+        spent = time.perf_counter() - t0
+        rewards = task.recall(sessions, [text(s, task.actions[a]) for s, a in zip(sessions, acts)],
+                              [derive_seed(seed, "adapter", step, i) for i in range(len(sessions))])  # fmt: skip
+        t0 = time.perf_counter()
+        for st, a, r in zip(states, acts, rewards):  # one write is one step: the target is the reward
+            q.learn((st, a, r, st, 1.0), rng)
+        q.sync()
+        spent += time.perf_counter() - t0
+        record = {"episode": step, "return": sum(rewards) / len(rewards), "step_seconds": spent / len(sessions),
+                  "evaluated_per_step": (q.evaluated - evaluated) / len(sessions)}  # fmt: skip
+        if (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.episodes:
+            record["heldout"] = heldout_recall(task, [greedy(q, st) for st in task.heldout_states], seed)
+        log.append(record)
+        bar.update(1)
+        bar.set_postfix({"reward": f"{record['return']:.2f}"})
+        if (step + 1) % cfg.ckpt_every == 0 and step + 1 < cfg.episodes:
+            _save(q, ckdir, step + 1, rng, {"eps": eps, "log": log})
+    bar.close()
+    return {"agent": agent, "n": n, "seed": seed, "episodes": log, "test_return": log[-1]["heldout"]}
+
+
+def greedy(q: DeepQ, st: torch.Tensor) -> int:
+    """The exact argmax of Q over every action (evaluation, as the reference tests its agents)."""
+    with torch.no_grad():
+        return int(q.net.grid(st[None], q.features).argmax())
+
+
+def heldout_recall(task, acts: list[int], seed: int) -> float:
+    """Mean recall of the held-out sessions written with the chosen subsets (the same adapter seeds for all)."""
+    from retain.rl.write_select import text
+
+    texts = [text(s, task.actions[a]) for s, a in zip(task.heldout, acts)]
+    return sum(
+        task.recall(task.heldout, texts, [derive_seed("heldout", i) for i in range(len(texts))])
+    ) / len(texts)
+
+
+def write_baselines(task) -> dict[str, float]:
+    """Held-out recall of the fixed writers: the first `budget` facts, every fact (no budget), the asked facts."""
+    from retain.rl.write_select import text
+
+    k, m = task.cfg.budget, task.cfg.max_facts
+    seeds = [derive_seed("heldout", i) for i in range(len(task.heldout))]
+    out = {}
+    for name, pick in (("first_k", lambda s: tuple(range(k))), ("all_facts", lambda s: tuple(range(len(s.facts)))),
+                       ("best_subset", task.best)):  # fmt: skip
+        texts = [text(s, pick(s)) for s in task.heldout]
+        out[name] = sum(task.recall(task.heldout, texts, seeds)) / len(texts)
+    out["budget"], out["max_facts"] = k, m
+    return out
 
 
 def table_job(cfg: StochQConfig, agent: str, n: int, seed: int) -> dict[str, Any]:
@@ -260,25 +298,41 @@ def stochq(cfg: StochQConfig, out: str | None = None, resume: bool = False) -> d
     """Run every job not yet finished; write summary.json, report.md and the plots."""
     if resume:
         cfg = resume_config(cfg, out)
-    if cfg.env != "table":
-        discretised(
-            cfg.env, cfg.n_actions[0]
-        )  # an unknown task or an impossible size fails before the run directory
+    task, sizes = None, cfg.n_actions
+    if cfg.env == "write":  # a base without a world fails here, before the run directory
+        from retain.rl.write_select import WriteTask
+
+        task = WriteTask(cfg.write, seed=cfg.seeds[0])
+        sizes = [len(task.actions)]
+    elif cfg.env != "table":
+        discretised(cfg.env, cfg.n_actions[0])  # an unknown task or an impossible size fails here too
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     run = RunDir.open(cfg.name, out, resume)
     if not resume:
         run.write_config(cfg)
     (run / "jobs").mkdir(exist_ok=True)
-    jobs = [(a, n, s) for n in cfg.n_actions for s in cfg.seeds for a in cfg.agents]
     results = []
-    for agent, n, seed in progress(jobs, desc="jobs"):
+    for agent, n, seed in progress(
+        [(a, n, s) for n in sizes for s in cfg.seeds for a in cfg.agents], desc="jobs"
+    ):
         path = run / "jobs" / f"{job_name(agent, n, seed)}.json"
         if not path.exists():
-            res = table_job(cfg, agent, n, seed) if cfg.env == "table" else deep_job(cfg, run, agent, n, seed)
+            if cfg.env == "table":
+                res = table_job(cfg, agent, n, seed)
+            elif cfg.env == "write":
+                res = write_job(cfg, run, task, agent, seed)
+            else:
+                res = deep_job(cfg, run, agent, n, seed)
             atomic_write_json(path, res)
         results.append(read_json(path))
-    summary = summarize(cfg, results)
+    baselines = None
+    if task is not None:
+        path = run / "jobs" / "baselines.json"
+        if not path.exists():
+            atomic_write_json(path, write_baselines(task))
+        baselines = read_json(path)
+    summary = summarize(cfg, results, baselines)
     run.write_summary(summary)
     from retain.rl.stochq_report import write_report
 
@@ -286,9 +340,9 @@ def stochq(cfg: StochQConfig, out: str | None = None, resume: bool = False) -> d
     return summary
 
 
-def summarize(cfg: StochQConfig, results: list[dict]) -> dict[str, Any]:
+def summarize(cfg: StochQConfig, results: list[dict], baselines: dict | None = None) -> dict[str, Any]:
     """Per agent and n (means over seeds): seconds and Q evaluations per step, final return; and the ratios the
-    targets read (stochastic against exact at the largest n)."""
+    targets read (stochastic against exact at the largest n; write: held-out recall against the fixed writers)."""
     rows: dict[str, dict[str, Any]] = {}
     for r in results:
         row = rows.setdefault(f"{r['agent']}-n{r['n']}", {"agent": r["agent"], "n": r["n"], "runs": []})
@@ -300,7 +354,7 @@ def summarize(cfg: StochQConfig, results: list[dict]) -> dict[str, Any]:
         for key in ("step_seconds", "evaluated_per_step", "final"):
             row[key] = sum(x[key] for x in row["runs"]) / len(row["runs"])
     exact, stoch = ("q", "stochq") if cfg.env == "table" else ("dqn", "stochdqn")
-    n = max(cfg.n_actions)
+    n = max(r["n"] for r in results)
     e, s, rnd = rows.get(f"{exact}-n{n}"), rows.get(f"{stoch}-n{n}"), rows.get(f"random-n{n}")
     out: dict[str, Any] = {"env": cfg.env, "rows": rows}
     if e and s:
@@ -308,6 +362,10 @@ def summarize(cfg: StochQConfig, results: list[dict]) -> dict[str, Any]:
         base = rnd["final"] if rnd else 0.0  # returns above the random policy's (Pendulum's are negative)
         out["return_ratio"] = (s["final"] - base) / (e["final"] - base) if e["final"] != base else None
         out["at_n"] = n
+    if baselines is not None:
+        out["baselines"] = baselines
+        if s:
+            out["gain_over_first_k"] = s["final"] - baselines["first_k"]
     return out
 
 
@@ -325,5 +383,10 @@ def main(cfg: StochQConfig, out: str | None = None, resume: bool = False) -> Non
             f"at n = {s['at_n']}: stochastic {s['speedup']:.1f}x less time per step; final return {ratio} x exact's"
             + (" (above the random policy)" if cfg.env != "table" else "")
         )
-    if not s["rows"]:
-        raise RetainError("no job ran")
+    for name, value in s.get("baselines", {}).items():
+        if name not in ("budget", "max_facts"):
+            print(f"{name:>11}: held-out recall {value:.3f}")
+    if "gain_over_first_k" in s:
+        print(
+            f"stochastic-Q writer against the first {cfg.write.budget} facts: {s['gain_over_first_k'] * 100:+.1f} pt"
+        )

@@ -1,0 +1,128 @@
+"""What to write under a budget, as a value-based RL problem with a large action space (`retain stochq`,
+`env: write`).
+
+State: the session's first `max_facts` facts, each as its attribute (one-hot). Action: a subset of at most
+`budget` of them (sum over j <= budget of C(max_facts, j) actions: exponential in the facts). Reward: exact-match
+recall of the session's later questions (only the `ask` attributes) after the chosen facts, one plain sentence
+each, are written into a fresh LoRA by the RL inner loop (`retain.rl.episode.score_writes`). One write is one
+step, so the TD target is the reward itself (a contextual bandit); stochmax matters in the choice.
+
+Baselines on the same held-out sessions: the first `budget` facts in the session's order, every fact (no
+budget), and the best subset (the asked facts, which the policy can only learn from rewards).
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from dataclasses import dataclass, field
+
+import torch
+
+from retain.errors import RetainError
+from retain.world import render as R
+from retain.world.world import ATTRIBUTES, Session
+
+
+@dataclass
+class WriteConfig:
+    """The write-selection task of `retain stochq` (`env: write`)."""
+
+    base: str = "runs/base"
+    """A pretraining run (model/ and world/): its reader is the inner loop's model."""
+    budget: int = 3
+    """Most facts written per session."""
+    max_facts: int = 8
+    """The session's first facts the policy chooses among (a session with fewer is an error)."""
+    ask: list[str] = field(default_factory=lambda: ["home_city", "employer", "field"])
+    """The attributes later questions ask about (as configs/rl_ask.yaml)."""
+    sessions: int = 16
+    """Fresh sessions per training step (written in one batched loop)."""
+    heldout: int = 48
+    """Held-out sessions the greedy policy and the baselines are evaluated on."""
+
+    def __post_init__(self) -> None:
+        if self.budget < 1:
+            raise ValueError(f"budget must be at least one fact, got {self.budget}")
+        if self.max_facts < self.budget:
+            raise ValueError(f"max_facts ({self.max_facts}) must be >= budget ({self.budget})")
+        bad = [a for a in self.ask if a not in ATTRIBUTES]
+        if bad or not self.ask:
+            raise ValueError(f"ask {bad or '[]'}: name recall attributes ({', '.join(ATTRIBUTES)})")
+        for key in ("sessions", "heldout"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be positive, got {getattr(self, key)}")
+
+
+def subsets(m: int, k: int) -> list[tuple[int, ...]]:
+    """Every non-empty subset of range(m) with at most k members: the action space."""
+    return [c for j in range(1, k + 1) for c in itertools.combinations(range(m), j)]
+
+
+def masks(actions: list[tuple[int, ...]], m: int) -> torch.Tensor:
+    """Each action as its m-bit mask: the action's features for the Q network."""
+    out = torch.zeros(len(actions), m)
+    for i, a in enumerate(actions):
+        out[i, list(a)] = 1.0
+    return out
+
+
+def state(session: Session, m: int) -> torch.Tensor:
+    """The first m facts' attributes, one-hot, flattened."""
+    out = torch.zeros(m, len(ATTRIBUTES))
+    for i, f in enumerate(session.facts[:m]):
+        out[i, ATTRIBUTES.index(f.attribute)] = 1.0
+    return out.flatten()
+
+
+def text(session: Session, positions: tuple[int, ...]) -> str:
+    """What is written: the chosen facts, one plain sentence each, in the session's order."""
+    return " ".join(R.canonical_sentence(session.facts[i]) for i in sorted(positions))
+
+
+class WriteTask:
+    """Fresh sessions, the action space, and the inner loop that turns chosen facts into recall."""
+
+    def __init__(self, cfg: WriteConfig, seed: int):
+        from retain.continual.stream import resolve_base
+        from retain.memory.base import MediumConfig
+        from retain.models.build import load_model_and_tokenizer
+        from retain.models.text import TextFormat, use_format
+        from retain.rl.episode import fresh_sessions
+        from retain.runs.seed import derive_seed
+
+        base = resolve_base(cfg.base)
+        if base.world is None:
+            raise RetainError(f"base '{cfg.base}' has no world; env write asks about the world's people")
+        self.cfg, self.world, self._fresh = cfg, base.world, fresh_sessions
+        self.reader, self.tok = load_model_and_tokenizer(base.model_dir)
+        use_format(self.tok, TextFormat.of(self.tok, "world"))
+        self.reader.requires_grad_(False).eval()
+        self.inner = MediumConfig(kind="lora", name="inner", rank=2, targets="mlp", steps=40, lr=3e-3)
+        self.reserved = set(self.world.entities) | {n for s in self.world.sessions for n in s.new_entities}
+        self.heldout = self.draw(cfg.heldout, random.Random(derive_seed(seed, "write", "heldout")))
+        self.actions = subsets(cfg.max_facts, cfg.budget)
+        self.features = masks(self.actions, cfg.max_facts)
+        self.heldout_states = [state(s, cfg.max_facts) for s in self.heldout]
+
+    def draw(self, n: int, rng: random.Random) -> list[Session]:
+        out = self._fresh(self.world, n, rng, self.reserved, self.cfg.ask)
+        short = [len(s.facts) for s in out if len(s.facts) < self.cfg.max_facts]
+        if short:
+            raise RetainError(f"a session states {min(short)} facts, fewer than max_facts {self.cfg.max_facts}; "
+                              "lower max_facts")  # fmt: skip
+        return out
+
+    def recall(self, sessions: list[Session], texts: list[str], seeds: list[int]) -> list[float]:
+        """Write each text into a fresh adapter (all at once) and ask its session's questions."""
+        from retain.rl.episode import score_writes
+
+        out = score_writes(self.reader, self.tok, self.inner, texts, sessions, seeds, [[] for _ in sessions],
+                           [0] * len(sessions), 0.0, group=len(sessions))  # fmt: skip
+        return out.recall
+
+    def best(self, session: Session) -> tuple[int, ...]:
+        """The subset an oracle would write: the new people's asked facts (the first `budget` of them)."""
+        asked = [i for i, f in enumerate(session.facts[: self.cfg.max_facts])
+                 if f.attribute in self.cfg.ask and f.entity in session.new_entities]  # fmt: skip
+        return tuple(asked[: self.cfg.budget]) or (0,)
