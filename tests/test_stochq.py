@@ -141,3 +141,34 @@ def test_cli_table_run(tmp_path):
     assert bad.returncode == 2 and "n_actions" in bad.stderr and "Traceback" not in bad.stderr
     assert not (tmp_path / "b").exists()
     shutil.rmtree(out)
+
+
+def test_write_actions_are_the_subsets_within_the_budget():
+    from math import comb
+
+    from retain.rl.write_select import WriteConfig, masks, subsets
+
+    acts = subsets(8, 3)
+    assert len(acts) == comb(8, 1) + comb(8, 2) + comb(8, 3) == 92 and len(set(acts)) == 92
+    assert masks(acts, 8).sum(1).max() == 3 and masks([(0, 5)], 8)[0].nonzero().flatten().tolist() == [0, 5]
+    with pytest.raises(ValueError, match="budget must be at least one fact"):
+        WriteConfig(budget=0)
+    with pytest.raises(ValueError, match="ask"):
+        WriteConfig(ask=["shoe_size"])
+
+
+@pytest.mark.slow
+def test_write_selection_runs_on_the_smoke_base(smoke_base, tmp_path):
+    from retain.rl.write_select import WriteConfig
+
+    cfg = StochQConfig(env="write", agents=["stochdqn"], episodes=2, ckpt_every=1, seeds=[0], batch_size=2, buffer=8,
+                       write=WriteConfig(base=str(smoke_base), sessions=2, heldout=2, max_facts=4, budget=2))  # fmt: skip
+    s = stochq(cfg, str(tmp_path / "w"))
+    row = s["rows"]["stochdqn-n10"]  # C(4,1) + C(4,2) subsets
+    assert 0.0 <= row["final"] <= 1.0 and row["evaluated_per_step"] > 0
+    assert {"first_k", "all_facts", "best_subset"} <= set(s["baselines"]) and "gain_over_first_k" in s
+    with pytest.raises(RetainError, match="neither a pretraining run"):
+        stochq(
+            StochQConfig(env="write", agents=["dqn"], write=WriteConfig(base=str(tmp_path))),
+            str(tmp_path / "x"),
+        )
