@@ -165,6 +165,8 @@ def test_a_session_file_runs_on_the_world_base_with_its_base_questions(smoke_bas
     assert s["grading"] == "text" and s["base_questions"] == cfg.eval.base_n
     assert s["media"]["none"]["skill_acc"] is not None  # the world's reading skill still applies
     assert len(json.loads((tmp_path / "run" / "media" / "lora.json").read_text())["R"]) == 2
+    asked = json.loads((tmp_path / "run" / "media" / "lora.queries.json").read_text())  # what self-study asked
+    assert sorted(asked) == ["0", "1"] and all(len(qs) == 2 and all(isinstance(q, str) for q in qs) for qs in asked.values())
 
 
 @pytest.mark.parametrize("change,needle", [

@@ -225,6 +225,10 @@ def run_media(cfg: ContinualConfig, group: list[MediumConfig], stacked: bool, ma
             ev = evaluate(mem, suites, cfg.eval.batch_size)
             ev_list.append(ev)
             cost_list.append(cost)
+            if distributed.is_main() and mem.queries:  # what self-study asked: read it to judge the queries
+                path = run / "media" / f"{mem.cfg.name}.queries.json"
+                asked = read_json(path) if path.exists() else {}
+                atomic_write_json(path, asked | {str(m.session): mem.queries})
             if distributed.is_main():
                 run.log({"medium": mem.cfg.name, "session": m.session, "write_seconds": cost.seconds,
                          "write_tokens": cost.tokens, "recall_just_written": ev["sessions"][m.session],

@@ -347,6 +347,8 @@ class Memory(ABC):
         cfg.check_model(model.config)
         self.model, self.tokenizer, self.cfg = model, tokenizer, cfg
         self.arch: Arch = from_hf_config(model.config.to_dict())
+        self.queries: list[str] = []
+        """The distillation queries of the last write, decoded (the run keeps them: media/<name>.queries.json)."""
 
     @abstractmethod
     def write(self, material: Material) -> WriteCost:

@@ -196,6 +196,7 @@ class WeightMemory(Memory):
         self.model.eval()
         context = self.teacher_context(material)
         queries, spent = D.query_ids(cfg.queries, self, material, context, cfg.n_queries, rng)
+        self.queries = [self.tokenizer.decode(q) for q in queries]
         if cfg.focus == "entity":
             context = D.focused_contexts(self, material.transcript, queries)
         elif cfg.focus == "cue" and (cues := D.cue_sentences(self, material, len(queries))):
