@@ -48,7 +48,7 @@ def verdicts(media: dict, seconds: float) -> list[str]:
         if m["kind"] != "lora" or not ctx:
             continue
         ok = (m["acc"] >= LORA_VS_CONTEXT * ctx["acc"] and (m["bytes_ratio_vs_kv"] or 0) >= BYTES_RATIO
-              and m["base_acc_drop"] <= BASE_DROP)  # fmt: skip
+              and round(m["base_acc_drop"], 9) <= BASE_DROP)  # fmt: skip
         out.append(f"- {name}: ACC {m['acc']:.3f} = {m['recall_vs_context']:.2f} x in-context (target >= "
                    f"{LORA_VS_CONTEXT}), {m['bytes_ratio_vs_kv']:.1f}x fewer bytes per token than the "
                    f"in-context KV cache (target >= {BYTES_RATIO}), "

@@ -73,7 +73,7 @@ def verdicts(summary: dict, minutes: float, reference: str) -> list[str]:
             continue
         ratio = m["acc"] / ctx["acc"] if ctx["acc"] else float("nan")
         f1 = m["acc_f1"] / ctx["acc_f1"] if ctx["acc_f1"] else float("nan")
-        ok = ratio >= VS_CONTEXT and (m["bytes_ratio_vs_kv"] or 0) >= BYTES_RATIO and m["base_acc_drop"] <= BASE_DROP
+        ok = ratio >= VS_CONTEXT and (m["bytes_ratio_vs_kv"] or 0) >= BYTES_RATIO and round(m["base_acc_drop"], 9) <= BASE_DROP
         out.append(f"- {name}: EM {m['acc']:.3f} = {ratio:.2f} x `{reference}` (every session in context, EM "
                    f"{ctx['acc']:.3f}; F1 {f1:.2f} x), {m['bytes_ratio_vs_kv']:.1f}x fewer bytes than its KV cache, "
                    f"base drop {m['base_acc_drop'] * 100:+.1f} pt on the kept probe: "
