@@ -88,11 +88,30 @@ def write_section(name: str, title: str, body: str, path: Path = RESULTS) -> Non
     """Replace (or append) the section `name` of RESULTS.md with `body`, stamped with command and machine."""
     from retain.runs.files import atomic_write_text
 
-    stamp = (f"Command: `{command()}`  \nCommit: {commit()}  \nMachine: {machine()}  \n"
-             f"Date: {time.strftime('%Y-%m-%d')}")
+    stamp = (
+        f"Command: `{command()}`  \nCommit: {commit()}  \nMachine: {machine()}  \n"
+        f"Date: {time.strftime('%Y-%m-%d')}"
+    )
     block = f"<!-- bench:{name} -->\n## {title}\n\n{stamp}\n\n{body.strip()}\n<!-- /bench:{name} -->"
-    text = path.read_text() if path.exists() else "# Results\n\nMeasured numbers, each with the command that produced it.\n"
+    text = (
+        path.read_text()
+        if path.exists()
+        else "# Results\n\nMeasured numbers, each with the command that produced it.\n"
+    )
     pattern = re.compile(rf"<!-- bench:{re.escape(name)} -->.*?<!-- /bench:{re.escape(name)} -->", re.S)
-    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+    text = (
+        pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+    )
     atomic_write_text(path, text)
     print(f"wrote section '{name}' of {path}")
+
+
+def run_or_resume(cls: type, run, config: str, overrides: list[str], out: Path):
+    """Start `run` (a command's library function) with `config` and `overrides` into `out`, or resume the run
+    already there with its own config, or read a finished one back. Returns (summary, the run's config)."""
+    from retain.config import load_config
+
+    resume = (out / "config.yaml").exists()
+    cfg = load_config(cls, config, overrides)
+    summary = run(cls() if resume else cfg, str(out), resume=resume)
+    return summary, load_config(cls, out / "config.yaml")

@@ -13,7 +13,7 @@ import argparse
 import shutil
 from pathlib import Path
 
-from benchmarks.results import write_section
+from benchmarks.results import run_or_resume, write_section
 
 
 def main() -> None:
@@ -26,14 +26,10 @@ def main() -> None:
     ap.add_argument("--section", default="score")
     args = ap.parse_args()
 
-    from retain.config import load_config
     from retain.rl.score_run import ScoreConfig, score
 
     out = Path(args.out)
-    resume = (out / "config.yaml").exists()
-    cfg = load_config(ScoreConfig, args.config, args.overrides)
-    s = score(ScoreConfig() if resume else cfg, str(out), resume=resume)
-    cfg = load_config(ScoreConfig, out / "config.yaml")
+    s, cfg = run_or_resume(ScoreConfig, score, args.config, args.overrides, out)
     shutil.copy(out / "attempts.png", Path("docs/img") / f"{args.section}_attempts.png")
     lines = ["| arm | seed | Acc@t1 | Acc@t2 | delta | i->c | c->i | attempt 2 = attempt 1 |",
              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip

@@ -13,7 +13,7 @@ import argparse
 import shutil
 from pathlib import Path
 
-from benchmarks.results import write_section
+from benchmarks.results import run_or_resume, write_section
 
 SPEEDUP = 10  # StochDQN at the largest n: >= 10x less time per step than DQN
 RETURN = 0.9  # with a final return >= 0.9 x DQN's (both above the random policy's)
@@ -28,14 +28,10 @@ def main() -> None:
     )
     args = ap.parse_args()
 
-    from retain.config import load_config
     from retain.rl.stochq_run import StochQConfig, stochq
 
     out = Path(args.out)
-    resume = (out / "config.yaml").exists()
-    cfg = load_config(StochQConfig, args.config, args.overrides)
-    s = stochq(StochQConfig() if resume else cfg, str(out), resume=resume)
-    cfg = load_config(StochQConfig, out / "config.yaml")
+    s, cfg = run_or_resume(StochQConfig, stochq, args.config, args.overrides, out)
     name = f"stochq_{Path(args.config).stem}"
     for png in ("returns.png", "step_time.png"):
         shutil.copy(out / png, Path("docs/img") / f"{name}_{png}")
