@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from pathlib import Path
 
 from benchmarks.pretrain_base import SECONDS, TARGETS
@@ -46,7 +47,10 @@ def main() -> None:
         out = reuse.get(seed, Path(args.out) / f"seed{seed}")
         if not (out / "summary.json").exists():
             cfg = load_config(PretrainConfig, args.config, [f"world.seed={seed}", f"seed={seed}"])
-            pretrain(cfg, out=out, resume=(out / "config.yaml").exists())
+            started = (out / "ckpt").is_dir() and any((out / "ckpt").iterdir())
+            if (out / "config.yaml").exists() and not started:  # stopped before its first checkpoint
+                shutil.rmtree(out)
+            pretrain(cfg, out=out, resume=started)
         runs[seed] = (out, json.loads((out / "summary.json").read_text()))
     ref = runs[min(runs)][1]
     lines = [
