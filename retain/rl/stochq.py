@@ -16,12 +16,14 @@ import math
 import random
 from collections import deque
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from retain.errors import RetainError
+from retain.runs.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 
 
 def log_n(n: int) -> int:
@@ -203,3 +205,28 @@ class DeepQ:
             for s, s2, (a, r, d) in zip(tensors.get("buf.s", []), tensors.get("buf.s2", []), meta["buf"])
         ]
         self.evaluated, self.pos = meta["evaluated"], meta["pos"]
+
+
+def _rng_meta(rng: random.Random) -> list:
+    v, state, gauss = rng.getstate()
+    return [v, list(state), gauss]
+
+
+def _rng_state(meta: list) -> tuple:
+    return meta[0], tuple(meta[1]), meta[2]
+
+
+def resume_agent(q: DeepQ, ckdir, rng: random.Random) -> dict[str, Any]:
+    """Load a job's last checkpoint into `q` and `rng`; its loop state (empty when there is none)."""
+    if not (ckpt := latest_checkpoint(ckdir)):
+        return {}
+    tensors, meta = load_checkpoint(ckpt)
+    q.load(tensors, meta["agent"])
+    rng.setstate(_rng_state(meta["rng"]))
+    return meta["loop"]
+
+
+def save_agent(q: DeepQ, ckdir, step: int, rng: random.Random, loop: dict[str, Any]) -> None:
+    """Checkpoint `q`, `rng` and the job's loop state (`loop`, JSON-able) as step `step` in `ckdir`."""
+    tensors, meta = q.state()
+    save_checkpoint(ckdir, step, tensors, {"agent": meta, "rng": _rng_meta(rng), "loop": loop})

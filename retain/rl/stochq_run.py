@@ -21,9 +21,8 @@ import torch
 
 from retain.config import resume_config
 from retain.rl.control import discretised, policy_value, table_mdp, value_iteration
-from retain.rl.stochq import DeepQ, TabularQ
-from retain.rl.write_select import WriteConfig
-from retain.runs.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from retain.rl.stochq import DeepQ, TabularQ, resume_agent, save_agent
+from retain.rl.write_select import WriteConfig, write_baselines, write_job
 from retain.runs.files import atomic_write_json, read_json
 from retain.runs.progress import progress
 from retain.runs.rundir import RunDir
@@ -119,30 +118,6 @@ def job_name(agent: str, n: int, seed: int) -> str:
     return f"{agent}-n{n}-s{seed}"
 
 
-def _rng_meta(rng: random.Random) -> list:
-    v, state, gauss = rng.getstate()
-    return [v, list(state), gauss]
-
-
-def _rng_state(meta: list) -> tuple:
-    return meta[0], tuple(meta[1]), meta[2]
-
-
-def _resume(q: DeepQ, ckdir, rng: random.Random) -> dict[str, Any]:
-    """Load a job's last checkpoint into `q` and `rng`; its loop state (empty when there is none)."""
-    if not (ckpt := latest_checkpoint(ckdir)):
-        return {}
-    tensors, meta = load_checkpoint(ckpt)
-    q.load(tensors, meta["agent"])
-    rng.setstate(_rng_state(meta["rng"]))
-    return meta["loop"]
-
-
-def _save(q: DeepQ, ckdir, step: int, rng: random.Random, loop: dict[str, Any]) -> None:
-    tensors, meta = q.state()
-    save_checkpoint(ckdir, step, tensors, {"agent": meta, "rng": _rng_meta(rng), "loop": loop})
-
-
 def deep_job(cfg: StochQConfig, run: RunDir, agent: str, n: int, seed: int) -> dict[str, Any]:
     """Train one agent on the discretised task for `episodes`, then test it greedily; resumes from its checkpoint."""
     env, feats = discretised(cfg.env, n)
@@ -150,7 +125,7 @@ def deep_job(cfg: StochQConfig, run: RunDir, agent: str, n: int, seed: int) -> d
     q = DeepQ(env.observation_space.shape[0], feats, stoch=agent == "stochdqn", lr=cfg.lr, gamma=cfg.gamma,
               batch_size=batch, buffer=cfg.buffer or 2 * batch, hidden=cfg.hidden, seed=derive_seed(seed, "init"))  # fmt: skip
     rng, ckdir = random.Random(derive_seed(seed, agent, n)), run.ckpt_dir / job_name(agent, n, seed)
-    loop = _resume(q, ckdir, rng) or {"eps": 1.0, "steps": 0, "log": []}
+    loop = resume_agent(q, ckdir, rng) or {"eps": 1.0, "steps": 0, "log": []}
     eps, steps, log = loop["eps"], loop["steps"], loop["log"]
     tensor = lambda x: torch.as_tensor(x, dtype=torch.float32)  # noqa: E731
     bar = progress(total=cfg.episodes, initial=len(log), desc=job_name(agent, n, seed), leave=False)
@@ -175,7 +150,7 @@ def deep_job(cfg: StochQConfig, run: RunDir, agent: str, n: int, seed: int) -> d
         bar.update(1)
         bar.set_postfix({"return": f"{total:.0f}"})
         if (ep + 1) % cfg.ckpt_every == 0 and ep + 1 < cfg.episodes:
-            _save(q, ckdir, ep + 1, rng, {"eps": eps, "steps": steps, "log": log})
+            save_agent(q, ckdir, ep + 1, rng, {"eps": eps, "steps": steps, "log": log})
     bar.close()
     tests = []
     for i in range(
@@ -190,80 +165,6 @@ def deep_job(cfg: StochQConfig, run: RunDir, agent: str, n: int, seed: int) -> d
         tests.append(total)
     return {"agent": agent, "n": n, "seed": seed, "episodes": log, "test_returns": tests,
             "test_return": sum(tests) / len(tests), "batch_size": batch}  # fmt: skip
-
-
-def write_job(cfg: StochQConfig, run: RunDir, task, agent: str, seed: int) -> dict[str, Any]:
-    """Learn which facts to write (`env: write`): each step writes `write.sessions` fresh sessions with the
-    chosen subsets in one batched inner loop; the greedy policy (exact max) is evaluated on the held-out sessions
-    every `ckpt_every` steps and at the end. Resumes from its checkpoint."""
-    from retain.rl.write_select import state, text
-
-    w, n = cfg.write, len(task.actions)
-    batch = cfg.batch_size or 2 * max(1, (n - 1).bit_length())
-    q = DeepQ(len(state(task.heldout[0], w.max_facts)), task.features, stoch=agent == "stochdqn", lr=cfg.lr,
-              gamma=0.0, batch_size=batch, buffer=cfg.buffer or 2 * batch, hidden=cfg.hidden,
-              seed=derive_seed(seed, "init"))  # fmt: skip
-    rng, ckdir = random.Random(derive_seed(seed, agent, "write")), run.ckpt_dir / job_name(agent, n, seed)
-    loop = _resume(q, ckdir, rng) or {"eps": 1.0, "log": []}
-    eps, log = loop["eps"], loop["log"]
-    bar = progress(total=cfg.episodes, initial=len(log), desc=job_name(agent, n, seed), leave=False)
-    for step in range(len(log), cfg.episodes):
-        sessions = task.draw(w.sessions, random.Random(derive_seed(seed, "write", step)))
-        states = [state(s, w.max_facts) for s in sessions]
-        t0, evaluated, acts = time.perf_counter(), q.evaluated, []
-        for st in states:
-            acts.append(q.act(st, eps, rng))
-            eps = max(cfg.epsilon_min, eps * cfg.epsilon_decay)
-        spent = time.perf_counter() - t0
-        rewards = task.recall(sessions, [text(s, task.actions[a]) for s, a in zip(sessions, acts)],
-                              [derive_seed(seed, "adapter", step, i) for i in range(len(sessions))])  # fmt: skip
-        t0 = time.perf_counter()
-        for st, a, r in zip(states, acts, rewards):  # one write is one step: the target is the reward
-            q.learn((st, a, r, st, 1.0), rng)
-        q.sync()
-        spent += time.perf_counter() - t0
-        record = {"episode": step, "return": sum(rewards) / len(rewards), "step_seconds": spent / len(sessions),
-                  "evaluated_per_step": (q.evaluated - evaluated) / len(sessions)}  # fmt: skip
-        if (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.episodes:
-            record["heldout"] = heldout_recall(task, [greedy(q, st) for st in task.heldout_states], seed)
-        log.append(record)
-        bar.update(1)
-        bar.set_postfix({"reward": f"{record['return']:.2f}"})
-        if (step + 1) % cfg.ckpt_every == 0 and step + 1 < cfg.episodes:
-            _save(q, ckdir, step + 1, rng, {"eps": eps, "log": log})
-    bar.close()
-    return {"agent": agent, "n": n, "seed": seed, "episodes": log, "test_return": log[-1]["heldout"]}
-
-
-def greedy(q: DeepQ, st: torch.Tensor) -> int:
-    """The exact argmax of Q over every action (evaluation, as the reference tests its agents)."""
-    with torch.no_grad():
-        return int(q.net.grid(st[None], q.features).argmax())
-
-
-def heldout_recall(task, acts: list[int], seed: int) -> float:
-    """Mean recall of the held-out sessions written with the chosen subsets (the same adapter seeds for all)."""
-    from retain.rl.write_select import text
-
-    texts = [text(s, task.actions[a]) for s, a in zip(task.heldout, acts)]
-    return sum(
-        task.recall(task.heldout, texts, [derive_seed("heldout", i) for i in range(len(texts))])
-    ) / len(texts)
-
-
-def write_baselines(task) -> dict[str, float]:
-    """Held-out recall of the fixed writers: the first `budget` facts, every fact (no budget), the asked facts."""
-    from retain.rl.write_select import text
-
-    k, m = task.cfg.budget, task.cfg.max_facts
-    seeds = [derive_seed("heldout", i) for i in range(len(task.heldout))]
-    out = {}
-    for name, pick in (("first_k", lambda s: tuple(range(k))), ("all_facts", lambda s: tuple(range(len(s.facts)))),
-                       ("best_subset", task.best)):  # fmt: skip
-        texts = [text(s, pick(s)) for s in task.heldout]
-        out[name] = sum(task.recall(task.heldout, texts, seeds)) / len(texts)
-    out["budget"], out["max_facts"] = k, m
-    return out
 
 
 def table_job(cfg: StochQConfig, agent: str, n: int, seed: int) -> dict[str, Any]:

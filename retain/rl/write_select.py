@@ -15,11 +15,17 @@ from __future__ import annotations
 
 import itertools
 import random
+import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
 from retain.errors import RetainError
+from retain.rl.stochq import DeepQ, resume_agent, save_agent
+from retain.runs.progress import progress
+from retain.runs.rundir import RunDir
+from retain.runs.seed import derive_seed
 from retain.world import render as R
 from retain.world.world import ATTRIBUTES, Session
 
@@ -89,7 +95,6 @@ class WriteTask:
         from retain.models.build import load_model_and_tokenizer
         from retain.models.text import TextFormat, use_format
         from retain.rl.episode import fresh_sessions
-        from retain.runs.seed import derive_seed
 
         base = resolve_base(cfg.base)
         if base.world is None:
@@ -126,3 +131,71 @@ class WriteTask:
         asked = [i for i, f in enumerate(session.facts[: self.cfg.max_facts])
                  if f.attribute in self.cfg.ask and f.entity in session.new_entities]  # fmt: skip
         return tuple(asked[: self.cfg.budget]) or (0,)
+
+
+def write_job(cfg, run: RunDir, task: WriteTask, agent: str, seed: int) -> dict[str, Any]:
+    """Learn which facts to write (`env: write`): each step writes `write.sessions` fresh sessions with the
+    chosen subsets in one batched inner loop; the greedy policy (exact max) is evaluated on the held-out sessions
+    every `ckpt_every` steps and at the end. Resumes from its checkpoint."""
+    w, n = cfg.write, len(task.actions)
+    batch = cfg.batch_size or 2 * max(1, (n - 1).bit_length())
+    q = DeepQ(len(state(task.heldout[0], w.max_facts)), task.features, stoch=agent == "stochdqn", lr=cfg.lr,
+              gamma=0.0, batch_size=batch, buffer=cfg.buffer or 2 * batch, hidden=cfg.hidden,
+              seed=derive_seed(seed, "init"))  # fmt: skip
+    rng, ckdir = random.Random(derive_seed(seed, agent, "write")), run.ckpt_dir / f"{agent}-n{n}-s{seed}"
+    loop = resume_agent(q, ckdir, rng) or {"eps": 1.0, "log": []}
+    eps, log = loop["eps"], loop["log"]
+    bar = progress(total=cfg.episodes, initial=len(log), desc=f"{agent}-n{n}-s{seed}", leave=False)
+    for step in range(len(log), cfg.episodes):
+        sessions = task.draw(w.sessions, random.Random(derive_seed(seed, "write", step)))
+        states = [state(s, w.max_facts) for s in sessions]
+        t0, evaluated, acts = time.perf_counter(), q.evaluated, []
+        for st in states:
+            acts.append(q.act(st, eps, rng))
+            eps = max(cfg.epsilon_min, eps * cfg.epsilon_decay)
+        spent = time.perf_counter() - t0
+        rewards = task.recall(sessions, [text(s, task.actions[a]) for s, a in zip(sessions, acts)],
+                              [derive_seed(seed, "adapter", step, i) for i in range(len(sessions))])  # fmt: skip
+        t0 = time.perf_counter()
+        for st, a, r in zip(states, acts, rewards):  # one write is one step: the target is the reward
+            q.learn((st, a, r, st, 1.0), rng)
+        q.sync()
+        spent += time.perf_counter() - t0
+        record = {"episode": step, "return": sum(rewards) / len(rewards), "step_seconds": spent / len(sessions),
+                  "evaluated_per_step": (q.evaluated - evaluated) / len(sessions)}  # fmt: skip
+        if (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.episodes:
+            record["heldout"] = heldout_recall(task, [greedy(q, st) for st in task.heldout_states], seed)
+        log.append(record)
+        bar.update(1)
+        bar.set_postfix({"reward": f"{record['return']:.2f}"})
+        if (step + 1) % cfg.ckpt_every == 0 and step + 1 < cfg.episodes:
+            save_agent(q, ckdir, step + 1, rng, {"eps": eps, "log": log})
+    bar.close()
+    return {"agent": agent, "n": n, "seed": seed, "episodes": log, "test_return": log[-1]["heldout"]}
+
+
+def greedy(q: DeepQ, st: torch.Tensor) -> int:
+    """The exact argmax of Q over every action (evaluation, as the reference tests its agents)."""
+    with torch.no_grad():
+        return int(q.net.grid(st[None], q.features).argmax())
+
+
+def heldout_recall(task, acts: list[int], seed: int) -> float:
+    """Mean recall of the held-out sessions written with the chosen subsets (the same adapter seeds for all)."""
+    texts = [text(s, task.actions[a]) for s, a in zip(task.heldout, acts)]
+    return sum(
+        task.recall(task.heldout, texts, [derive_seed("heldout", i) for i in range(len(texts))])
+    ) / len(texts)
+
+
+def write_baselines(task) -> dict[str, float]:
+    """Held-out recall of the fixed writers: the first `budget` facts, every fact (no budget), the asked facts."""
+    k, m = task.cfg.budget, task.cfg.max_facts
+    seeds = [derive_seed("heldout", i) for i in range(len(task.heldout))]
+    out = {}
+    for name, pick in (("first_k", lambda s: tuple(range(k))), ("all_facts", lambda s: tuple(range(len(s.facts)))),
+                       ("best_subset", task.best)):  # fmt: skip
+        texts = [text(s, pick(s)) for s in task.heldout]
+        out[name] = sum(task.recall(task.heldout, texts, seeds)) / len(texts)
+    out["budget"], out["max_facts"] = k, m
+    return out
