@@ -37,7 +37,9 @@ def main() -> None:
     for png in ("returns.png", "step_time.png"):
         shutil.copy(out / png, Path("docs/img") / f"{name}_{png}")
     table = cfg.env == "table"
-    final = "greedy value / V*" if table else f"greedy return, {cfg.test_episodes} test episodes"
+    write = cfg.env == "write"
+    final = ("greedy value / V*" if table else f"held-out recall, {cfg.write.heldout} sessions" if write
+             else f"greedy return, {cfg.test_episodes} test episodes")  # fmt: skip
     lines = [
         f"| agent | n | ms per step | Q values read per step | {final} |",
         "| --- | ---: | ---: | ---: | ---: |",
@@ -68,8 +70,10 @@ def main() -> None:
                    f"{gain * 100:+.1f} pt (target >= +{GAIN * 100:.0f} pt): {'met' if gain >= GAIN else 'not met'}. "
                    "For comparison, not the same run: ReST-EM's learned writer reached 0.688 held-out recall under a "
                    "32-token budget on the same kind of sessions and questions (section rl_ask).")  # fmt: skip
+    span = (f"training steps of {cfg.write.sessions} written sessions" if write
+            else f"episodes of <= {cfg.max_steps} steps")  # fmt: skip
     body = (f"`{args.config}` on `{cfg.env}`: agents {', '.join(cfg.agents)}, seeds {cfg.seeds}, {cfg.episodes} "
-            f"episodes of <= {cfg.max_steps} steps, torch threads {cfg.threads}. Run directory `{out}`, report "
+            f"{span}, torch threads {cfg.threads}. Run directory `{out}`, report "
             f"`{out / 'report.md'}`. Means over seeds; time per step is the agent's choice and update.\n\n"
             + "\n".join(lines) + verdict
             + f"\n\n![returns](img/{name}_returns.png) ![time per step](img/{name}_step_time.png)")  # fmt: skip
