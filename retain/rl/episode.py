@@ -28,6 +28,16 @@ QUESTION_KEYS = (*ATTRIBUTES, "update", "two_hop")
 """What a session's questions can be restricted to: a recall attribute, the update, the two-hop question."""
 
 
+def inner_default() -> MediumConfig:
+    """The inner loop's medium: a rank-2 MLP LoRA, 40 steps at lr 3e-3 (one write per episode)."""
+    return MediumConfig(kind="lora", name="inner", rank=2, targets="mlp", steps=40, lr=3e-3)
+
+
+def taken_names(world: World) -> set[str]:
+    """Names fresh sessions must not use: the world's entities and its own sessions' new people."""
+    return set(world.entities) | {n for s in world.sessions for n in s.new_entities}
+
+
 def fresh_sessions(world: World, n: int, rng: random.Random, reserved: set[str],
                    ask: list[str] | None = None) -> list[Session]:  # fmt: skip
     """`n` sessions about people not in `reserved` (which grows by them), with their questions: all of them,

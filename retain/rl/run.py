@@ -46,10 +46,6 @@ from retain.world import render as R
 from retain.world.world import Session, World
 
 
-def _inner_default() -> MediumConfig:
-    return MediumConfig(kind="lora", name="inner", rank=2, targets="mlp", steps=40, lr=3e-3)
-
-
 @dataclass
 class RLConfig:
     """An RL run: which base model, which algorithm, how big an iteration, how the inner loop writes."""
@@ -86,7 +82,7 @@ class RLConfig:
     """How the policy samples its self-edits during RL (held-out self-edits are greedy)."""
     max_new_tokens: int = 96
     """Most tokens of a self-edit."""
-    inner: MediumConfig = field(default_factory=_inner_default)
+    inner: MediumConfig = field(default_factory=E.inner_default)
     """The inner loop: a fresh LoRA per self-edit (kind lora; rank, targets, steps, lr, batch_size, augment)."""
     horizon: int = 0
     """Long horizon: after the self-edit, the adapter also writes this many later sessions (their oracle
@@ -161,7 +157,7 @@ def build_pools(world: World | None, cfg: RLConfig) -> Pools:
         return file_pools(cfg, plain=world is None)
     if world is None:
         raise RetainError(f"base {cfg.base} is a model folder without a world; give the sessions: --set data=FILE.jsonl")
-    reserved = set(world.entities) | {n for s in world.sessions for n in s.new_entities}
+    reserved = E.taken_names(world)
     rng = random.Random(derive_seed(cfg.seed, "rl", "heldout"))
     heldout = E.fresh_sessions(world, cfg.heldout, rng, reserved, cfg.ask)
     followers = [[R.oracle_notes(s) for s in E.fresh_sessions(world, cfg.horizon, rng, reserved)]

@@ -23,6 +23,7 @@ from retain.config import resume_config
 from retain.errors import RetainError
 from retain.eval.exact_match import exact_match
 from retain.eval.qa import decode_answer, encode
+from retain.models.text import text_format
 from retain.rl.algorithms import completion_logprobs
 from retain.rl.episode import with_eos
 from retain.rl.score import Attempts, score_loss, self_correction
@@ -146,30 +147,18 @@ class Task:
         if cfg.people in ("known", "mixed"):
             self.heldout, self.train = known[:k], known[k:]
         if cfg.people in ("fresh", "mixed"):  # never in the weights: attempt 1 can only guess
-            fresh = X.fresh_people(
-                world, len(known), random.Random(derive_seed(cfg.seed, "fresh")), reserved_names(world)
-            )
+            fresh = X.fresh_people(world, len(known), random.Random(derive_seed(cfg.seed, "fresh")), reserved_names(world))
             self.heldout, self.train = self.heldout + fresh[:k], self.train + fresh[k:]
         people = self.heldout + self.train
         if not self.train:
-            raise RetainError(
-                f"heldout_people {cfg.heldout_people} leaves no training people of {len(people)}"
-            )
+            raise RetainError(f"heldout_people {cfg.heldout_people} leaves no training people of {len(people)}")
         ids = tok(cfg.instruction, add_special_tokens=False)["input_ids"]
         if tok.unk_token_id is not None and tok.unk_token_id in ids:
-            unknown = [
-                w
-                for w in cfg.instruction.split()
-                if tok.unk_token_id in tok(w, add_special_tokens=False)["input_ids"]
-            ]
+            unknown = [w for w in cfg.instruction.split() if tok.unk_token_id in tok(w, add_special_tokens=False)["input_ids"]]
             raise RetainError(f"instruction words {unknown} are unknown to the base's tokenizer; use words of its "
                               "vocabulary (the default: 'is that the value ? again .')")  # fmt: skip
         rng = random.Random(derive_seed(cfg.seed, "eval"))
-        qs = [
-            R.question(e.name, a, v, rng, cfg.templates == "heldout")
-            for e in self.heldout
-            for a, v in e.attrs.items()
-        ]
+        qs = [R.question(e.name, a, v, rng, cfg.templates == "heldout") for e in self.heldout for a, v in e.attrs.items()]
         rng.shuffle(qs)
         self.eval_questions = qs[: cfg.eval_n]
         self.bios = {e.name: R.bio(e, random.Random(derive_seed(cfg.seed, "bio", e.name))) for e in people}
@@ -184,18 +173,14 @@ class Task:
         return out
 
     def first(self, q) -> list[int]:
-        return encode(self.tok, f"Q: {q.text} A:")
+        """Attempt 1's prompt: the question closed-book, in the base's question format."""
+        return encode(self.tok, text_format(self.tok).prompt(q.text)[1])
 
     def second(self, q, first: list[int], answer: list[int]) -> list[int]:
         """Attempt 1's prompt and answer, (the memory,) the instruction, the question again."""
         memory = f" {self.bios[q.entity]}" if self.cfg.memory == "bio" else ""
-        return (
-            first
-            + answer
-            + self.tok(f"{memory} {self.cfg.instruction} Q: {q.text} A:", add_special_tokens=False)[
-                "input_ids"
-            ]
-        )
+        again = f"{memory} {self.cfg.instruction} {text_format(self.tok).prompt(q.text)[1]}"
+        return first + answer + self.tok(again, add_special_tokens=False)["input_ids"]
 
     def episodes(self, policy, qs: list, n: int, greedy: bool, seed: int):
         """`n` two-attempt episodes per question: prompts and answers of both attempts (ids, no eos)."""
@@ -219,9 +204,7 @@ def evaluate(task: Task, policy) -> dict[str, float]:
     return self_correction(task.right(qs, 1, y1), task.right(qs, 1, y2), [a == b for a, b in zip(y1, y2)])
 
 
-def step(
-    task: Task, policy, ref, opt, stage: str, alpha: float, rng: random.Random, seed: int
-) -> dict[str, float]:
+def step(task: Task, policy, ref, opt, stage: str, alpha: float, rng: random.Random, seed: int) -> dict[str, float]:
     """One on-policy iteration: sample episodes, reward both attempts, one gradient step (`alpha`: Stage II's
     shaping; 0 for naive multi-turn RL)."""
     cfg, tok, g = task.cfg, task.tok, task.cfg.group
@@ -260,9 +243,7 @@ def job(task: Task, base, run: RunDir, arm: str, seed: int) -> dict[str, Any]:
         policy.load_state_dict({k[7:]: v for k, v in state.items() if k.startswith("policy.")})
         unpack_optimizer(opt, state, meta["optim"])
         start = meta["step"]
-    run.keep_metrics(
-        lambda r: r.get("job") != name or (start > 0 and r["iteration"] <= start)
-    )  # redo the rest
+    run.keep_metrics(lambda r: r.get("job") != name or (start > 0 and r["iteration"] <= start))  # redo the rest
     if start == 0:
         run.log({"job": name, "arm": arm, "seed": seed, "iteration": 0, **evaluate(task, policy)})
     bar = progress(total=len(sched), initial=start, desc=name, leave=False)

@@ -23,7 +23,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from retain.errors import RetainError
-from retain.runs.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from retain.runs.checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    pack_optimizer,
+    save_checkpoint,
+    unpack_optimizer,
+)
 
 
 def log_n(n: int) -> int:
@@ -105,10 +111,11 @@ class QNet(nn.Module):
 
 
 class DeepQ:
-    """DQN (exact max over all n actions) or StochDQN (stochmax), with a small replay buffer and a target network.
+    """DQN (exact max over all n actions) or StochDQN (stochmax), with a replay buffer and a target network.
 
-    `features` (n, da) are the actions' inputs to the Q network. Every choice of randomness goes through
-    `rng` (Python) and `gen` (torch), so a run is a function of its seed and resumes exactly.
+    `features` (n, da) are the actions' inputs to the Q network. The networks are initialised from `seed`, and
+    every later random choice goes through the `rng` passed in, so a run is a function of its seeds and
+    resumes exactly (`state`, `load`).
     """
 
     def __init__(self, state_dim: int, features: torch.Tensor, *, stoch: bool, lr: float, gamma: float,
@@ -116,10 +123,7 @@ class DeepQ:
         if len(features) < 2:
             raise RetainError(f"an action space of {len(features)} action(s): Q-learning needs at least 2")
         torch.manual_seed(seed)
-        self.net, self.target = (
-            QNet(state_dim, features.shape[1], hidden),
-            QNet(state_dim, features.shape[1], hidden),
-        )
+        self.net, self.target = QNet(state_dim, features.shape[1], hidden), QNet(state_dim, features.shape[1], hidden)
         self.target.load_state_dict(self.net.state_dict())
         self.opt = torch.optim.Adam(self.net.parameters(), lr=lr)
         self.features, self.n, self.stoch = features.float(), len(features), stoch
@@ -128,9 +132,7 @@ class DeepQ:
         self.capacity, self.pos = buffer, 0
         self.evaluated = 0
 
-    def _max(
-        self, net: QNet, states: torch.Tensor, cands: list[int] | None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _max(self, net: QNet, states: torch.Tensor, cands: list[int] | None) -> tuple[torch.Tensor, torch.Tensor]:
         """Per state: the max of Q over the candidate actions (all of them when None) and its action."""
         acts = torch.arange(self.n) if cands is None else torch.as_tensor(cands)
         q = net.grid(states, self.features[acts])
@@ -160,9 +162,7 @@ class DeepQ:
         if len(self.buffer) < self.batch_size:
             return None
         batch = rng.sample(self.buffer, self.batch_size)
-        s, a, r, s2, done = (
-            torch.stack([torch.as_tensor(t[i], dtype=torch.float32) for t in batch]) for i in range(5)
-        )
+        s, a, r, s2, done = (torch.stack([torch.as_tensor(t[i], dtype=torch.float32) for t in batch]) for i in range(5))
         with torch.no_grad():
             v, _ = self._max(self.target, s2, self._cands(rng, [t[1] for t in batch]))
             y = r + self.gamma * v * (1 - done)
@@ -179,32 +179,34 @@ class DeepQ:
 
     def state(self) -> tuple[dict[str, torch.Tensor], dict]:
         """Everything a resumed agent needs (networks, optimiser, replay buffer) as (tensors, JSON-able meta)."""
-        from retain.runs.checkpoint import pack_optimizer
-
         o_t, o_m = pack_optimizer(self.opt)
         tensors = {**{f"net.{k}": v for k, v in self.net.state_dict().items()},
                    **{f"target.{k}": v for k, v in self.target.state_dict().items()}, **o_t}  # fmt: skip
         if self.buffer:
-            tensors |= {
-                "buf.s": torch.stack([b[0] for b in self.buffer]),
-                "buf.s2": torch.stack([b[3] for b in self.buffer]),
-            }
+            tensors |= {"buf.s": torch.stack([b[0] for b in self.buffer]), "buf.s2": torch.stack([b[3] for b in self.buffer])}
         meta = {"optim": o_m, "evaluated": self.evaluated, "pos": self.pos,
                 "buf": [[b[1], b[2], b[4]] for b in self.buffer]}  # fmt: skip
         return tensors, meta
 
     def load(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
         """Inverse of `state`."""
-        from retain.runs.checkpoint import unpack_optimizer
-
         self.net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
         self.target.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("target.")})
         unpack_optimizer(self.opt, tensors, meta["optim"])
-        self.buffer = [
-            (s, a, r, s2, d)
-            for s, s2, (a, r, d) in zip(tensors.get("buf.s", []), tensors.get("buf.s2", []), meta["buf"])
-        ]
+        buffered = zip(tensors.get("buf.s", []), tensors.get("buf.s2", []), meta["buf"])
+        self.buffer = [(s, a, r, s2, d) for s, s2, (a, r, d) in buffered]
         self.evaluated, self.pos = meta["evaluated"], meta["pos"]
+
+
+def job_name(agent: str, n: int, seed: int) -> str:
+    """A job of `retain stochq`: its checkpoint folder and its result file are named so."""
+    return f"{agent}-n{n}-s{seed}"
+
+
+def replay_sizes(n: int, batch_size: int | None, buffer: int | None) -> tuple[int, int]:
+    """The replay batch and buffer: as given, or the reference's 2 ceil(log2 n) and two batches."""
+    batch = batch_size or 2 * log_n(n)
+    return batch, buffer or 2 * batch
 
 
 def _rng_meta(rng: random.Random) -> list:

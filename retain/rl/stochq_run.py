@@ -21,7 +21,7 @@ import torch
 
 from retain.config import resume_config
 from retain.rl.control import discretised, policy_value, table_mdp, value_iteration
-from retain.rl.stochq import DeepQ, TabularQ, resume_agent, save_agent
+from retain.rl.stochq import DeepQ, TabularQ, job_name, replay_sizes, resume_agent, save_agent
 from retain.rl.write_select import WriteConfig, write_baselines, write_job
 from retain.runs.files import atomic_write_json, read_json
 from retain.runs.progress import progress
@@ -91,39 +91,22 @@ class StochQConfig:
         if not self.n_actions or min(self.n_actions) < 2:
             raise ValueError(f"n_actions must list sizes >= 2 (an action space of one action has nothing to choose), "
                              f"got {self.n_actions}")  # fmt: skip
-        for key in (
-            "episodes",
-            "max_steps",
-            "test_episodes",
-            "ckpt_every",
-            "hidden",
-            "target_every",
-            "n_states",
-        ):
+        for key in ("episodes", "max_steps", "test_episodes", "ckpt_every", "hidden", "target_every", "n_states"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be positive, got {getattr(self, key)}")
         for key in ("batch_size", "buffer"):
             if getattr(self, key) is not None and getattr(self, key) < 1:
                 raise ValueError(f"{key} must be positive or null, got {getattr(self, key)}")
-        if (
-            not 0 < self.gamma < 1
-            or self.lr <= 0
-            or not 0 < self.epsilon_decay <= 1
-            or not 0 <= self.epsilon_min <= 1
-        ):
+        if not 0 < self.gamma < 1 or self.lr <= 0 or not 0 < self.epsilon_decay <= 1 or not 0 <= self.epsilon_min <= 1:
             raise ValueError("need 0 < gamma < 1, lr > 0, 0 < epsilon_decay <= 1 and 0 <= epsilon_min <= 1")
-
-
-def job_name(agent: str, n: int, seed: int) -> str:
-    return f"{agent}-n{n}-s{seed}"
 
 
 def deep_job(cfg: StochQConfig, run: RunDir, agent: str, n: int, seed: int) -> dict[str, Any]:
     """Train one agent on the discretised task for `episodes`, then test it greedily; resumes from its checkpoint."""
     env, feats = discretised(cfg.env, n)
-    batch = cfg.batch_size or 2 * max(1, (n - 1).bit_length())
+    batch, buffer = replay_sizes(n, cfg.batch_size, cfg.buffer)
     q = DeepQ(env.observation_space.shape[0], feats, stoch=agent == "stochdqn", lr=cfg.lr, gamma=cfg.gamma,
-              batch_size=batch, buffer=cfg.buffer or 2 * batch, hidden=cfg.hidden, seed=derive_seed(seed, "init"))  # fmt: skip
+              batch_size=batch, buffer=buffer, hidden=cfg.hidden, seed=derive_seed(seed, "init"))  # fmt: skip
     rng, ckdir = random.Random(derive_seed(seed, agent, n)), run.ckpt_dir / job_name(agent, n, seed)
     loop = resume_agent(q, ckdir, rng) or {"eps": 1.0, "steps": 0, "log": []}
     eps, steps, log = loop["eps"], loop["steps"], loop["log"]
@@ -153,9 +136,7 @@ def deep_job(cfg: StochQConfig, run: RunDir, agent: str, n: int, seed: int) -> d
             save_agent(q, ckdir, ep + 1, rng, {"eps": eps, "steps": steps, "log": log})
     bar.close()
     tests = []
-    for i in range(
-        cfg.test_episodes
-    ):  # greedy with the agent's own maximisation, the same seeds for every agent
+    for i in range(cfg.test_episodes):  # greedy with the agent's own maximisation, the same seeds for every agent
         obs, _ = env.reset(seed=derive_seed("test", i))
         total, done, t = 0.0, False, 0
         while not done and t < cfg.max_steps:
@@ -171,12 +152,7 @@ def table_job(cfg: StochQConfig, agent: str, n: int, seed: int) -> dict[str, Any
     """Q-learning on a random table MDP (seeded by `seed`) for `episodes` of `max_steps`; the greedy policy's
     value is compared with the optimum (value iteration). Seconds, not minutes: no checkpoint."""
     mdp = table_mdp(cfg.n_states, n, derive_seed(seed, "mdp"))
-    q, rng, eps, log = (
-        TabularQ(cfg.n_states, n, cfg.gamma, stoch=agent == "stochq"),
-        random.Random(seed),
-        1.0,
-        [],
-    )
+    q, rng, eps, log = TabularQ(cfg.n_states, n, cfg.gamma, stoch=agent == "stochq"), random.Random(seed), 1.0, []
     v_star = value_iteration(mdp, cfg.gamma).max(1).values
     for ep in range(cfg.episodes):
         s, total, spent, before = rng.randrange(cfg.n_states), 0.0, 0.0, q.evaluated
@@ -214,9 +190,7 @@ def stochq(cfg: StochQConfig, out: str | None = None, resume: bool = False) -> d
         run.write_config(cfg)
     (run / "jobs").mkdir(exist_ok=True)
     results = []
-    for agent, n, seed in progress(
-        [(a, n, s) for n in sizes for s in cfg.seeds for a in cfg.agents], desc="jobs"
-    ):
+    for agent, n, seed in progress([(a, n, s) for n in sizes for s in cfg.seeds for a in cfg.agents], desc="jobs"):
         path = run / "jobs" / f"{job_name(agent, n, seed)}.json"
         if not path.exists():
             if cfg.env == "table":

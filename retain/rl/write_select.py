@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from retain.errors import RetainError
-from retain.rl.stochq import DeepQ, resume_agent, save_agent
+from retain.rl.stochq import DeepQ, job_name, replay_sizes, resume_agent, save_agent
 from retain.runs.progress import progress
 from retain.runs.rundir import RunDir
 from retain.runs.seed import derive_seed
@@ -91,27 +91,29 @@ class WriteTask:
 
     def __init__(self, cfg: WriteConfig, seed: int):
         from retain.continual.stream import resolve_base
-        from retain.memory.base import MediumConfig
         from retain.models.build import load_model_and_tokenizer
         from retain.models.text import TextFormat, use_format
-        from retain.rl.episode import fresh_sessions
+        from retain.rl.episode import inner_default, taken_names
 
         base = resolve_base(cfg.base)
         if base.world is None:
             raise RetainError(f"base '{cfg.base}' has no world; env write asks about the world's people")
-        self.cfg, self.world, self._fresh = cfg, base.world, fresh_sessions
+        self.cfg, self.world = cfg, base.world
         self.reader, self.tok = load_model_and_tokenizer(base.model_dir)
         use_format(self.tok, TextFormat.of(self.tok, "world"))
         self.reader.requires_grad_(False).eval()
-        self.inner = MediumConfig(kind="lora", name="inner", rank=2, targets="mlp", steps=40, lr=3e-3)
-        self.reserved = set(self.world.entities) | {n for s in self.world.sessions for n in s.new_entities}
+        self.inner = inner_default()
+        self.reserved = taken_names(self.world)
         self.heldout = self.draw(cfg.heldout, random.Random(derive_seed(seed, "write", "heldout")))
         self.actions = subsets(cfg.max_facts, cfg.budget)
         self.features = masks(self.actions, cfg.max_facts)
         self.heldout_states = [state(s, cfg.max_facts) for s in self.heldout]
 
     def draw(self, n: int, rng: random.Random) -> list[Session]:
-        out = self._fresh(self.world, n, rng, self.reserved, self.cfg.ask)
+        """`n` fresh sessions (their people kept out of later draws), each with at least `max_facts` facts."""
+        from retain.rl.episode import fresh_sessions
+
+        out = fresh_sessions(self.world, n, rng, self.reserved, self.cfg.ask)
         short = [len(s.facts) for s in out if len(s.facts) < self.cfg.max_facts]
         if short:
             raise RetainError(f"a session states {min(short)} facts, fewer than max_facts {self.cfg.max_facts}; "
@@ -126,6 +128,12 @@ class WriteTask:
                            [0] * len(sessions), 0.0, group=len(sessions))  # fmt: skip
         return out.recall
 
+    def heldout_recall(self, chosen: list[tuple[int, ...]]) -> float:
+        """Mean recall of the held-out sessions written with the `chosen` facts of each (the same adapter seeds
+        for every writer, learned or fixed)."""
+        texts = [text(s, c) for s, c in zip(self.heldout, chosen)]
+        return sum(self.recall(self.heldout, texts, [derive_seed("heldout", i) for i in range(len(texts))])) / len(texts)
+
     def best(self, session: Session) -> tuple[int, ...]:
         """The subset an oracle would write: the new people's asked facts (the first `budget` of them)."""
         asked = [i for i, f in enumerate(session.facts[: self.cfg.max_facts])
@@ -138,14 +146,13 @@ def write_job(cfg, run: RunDir, task: WriteTask, agent: str, seed: int) -> dict[
     chosen subsets in one batched inner loop; the greedy policy (exact max) is evaluated on the held-out sessions
     every `ckpt_every` steps and at the end. Resumes from its checkpoint."""
     w, n = cfg.write, len(task.actions)
-    batch = cfg.batch_size or 2 * max(1, (n - 1).bit_length())
-    q = DeepQ(len(state(task.heldout[0], w.max_facts)), task.features, stoch=agent == "stochdqn", lr=cfg.lr,
-              gamma=0.0, batch_size=batch, buffer=cfg.buffer or 2 * batch, hidden=cfg.hidden,
-              seed=derive_seed(seed, "init"))  # fmt: skip
-    rng, ckdir = random.Random(derive_seed(seed, agent, "write")), run.ckpt_dir / f"{agent}-n{n}-s{seed}"
+    batch, buffer = replay_sizes(n, cfg.batch_size, cfg.buffer)
+    q = DeepQ(len(task.heldout_states[0]), task.features, stoch=agent == "stochdqn", lr=cfg.lr, gamma=0.0,
+              batch_size=batch, buffer=buffer, hidden=cfg.hidden, seed=derive_seed(seed, "init"))  # fmt: skip
+    rng, ckdir = random.Random(derive_seed(seed, agent, "write")), run.ckpt_dir / job_name(agent, n, seed)
     loop = resume_agent(q, ckdir, rng) or {"eps": 1.0, "log": []}
     eps, log = loop["eps"], loop["log"]
-    bar = progress(total=cfg.episodes, initial=len(log), desc=f"{agent}-n{n}-s{seed}", leave=False)
+    bar = progress(total=cfg.episodes, initial=len(log), desc=job_name(agent, n, seed), leave=False)
     for step in range(len(log), cfg.episodes):
         sessions = task.draw(w.sessions, random.Random(derive_seed(seed, "write", step)))
         states = [state(s, w.max_facts) for s in sessions]
@@ -164,7 +171,7 @@ def write_job(cfg, run: RunDir, task: WriteTask, agent: str, seed: int) -> dict[
         record = {"episode": step, "return": sum(rewards) / len(rewards), "step_seconds": spent / len(sessions),
                   "evaluated_per_step": (q.evaluated - evaluated) / len(sessions)}  # fmt: skip
         if (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.episodes:
-            record["heldout"] = heldout_recall(task, [greedy(q, st) for st in task.heldout_states], seed)
+            record["heldout"] = task.heldout_recall([task.actions[greedy(q, st)] for st in task.heldout_states])
         log.append(record)
         bar.update(1)
         bar.set_postfix({"reward": f"{record['return']:.2f}"})
@@ -180,22 +187,10 @@ def greedy(q: DeepQ, st: torch.Tensor) -> int:
         return int(q.net.grid(st[None], q.features).argmax())
 
 
-def heldout_recall(task, acts: list[int], seed: int) -> float:
-    """Mean recall of the held-out sessions written with the chosen subsets (the same adapter seeds for all)."""
-    texts = [text(s, task.actions[a]) for s, a in zip(task.heldout, acts)]
-    return sum(
-        task.recall(task.heldout, texts, [derive_seed("heldout", i) for i in range(len(texts))])
-    ) / len(texts)
-
-
-def write_baselines(task) -> dict[str, float]:
+def write_baselines(task: WriteTask) -> dict[str, float]:
     """Held-out recall of the fixed writers: the first `budget` facts, every fact (no budget), the asked facts."""
-    k, m = task.cfg.budget, task.cfg.max_facts
-    seeds = [derive_seed("heldout", i) for i in range(len(task.heldout))]
-    out = {}
-    for name, pick in (("first_k", lambda s: tuple(range(k))), ("all_facts", lambda s: tuple(range(len(s.facts)))),
-                       ("best_subset", task.best)):  # fmt: skip
-        texts = [text(s, pick(s)) for s in task.heldout]
-        out[name] = sum(task.recall(task.heldout, texts, seeds)) / len(texts)
-    out["budget"], out["max_facts"] = k, m
-    return out
+    k = task.cfg.budget
+    out = {name: task.heldout_recall([pick(s) for s in task.heldout])
+           for name, pick in (("first_k", lambda s: tuple(range(k))), ("all_facts", lambda s: tuple(range(len(s.facts)))),
+                              ("best_subset", task.best))}  # fmt: skip
+    return out | {"budget": k, "max_facts": task.cfg.max_facts}
