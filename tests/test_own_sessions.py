@@ -306,3 +306,57 @@ def test_grounded_self_study_keeps_questions_whose_answer_was_read_and_focus_cue
         "Kim Lund moved to Oslo.\n\nQ: Capital of France?\nA: Paris\n")  # fmt: skip
     with pytest.raises(ValueError, match="focus cue"):
         MediumConfig(kind="lora", objective="distill", focus="cue")
+
+
+def test_answer_spans_are_the_dates_numbers_and_names_a_sentence_states():
+    from retain.memory.names import answer_spans, cloze_question, topic_names
+
+    topic = topic_names("Hugo Lind was born in Seville. Hugo Lind is an expert in linguistics. Ana Ruiz met him.")
+    assert topic == {"Hugo Lind"}
+    assert answer_spans("The birthday of Hugo Lind is 11 March 1981.", topic) == ["11 March 1981", "Hugo Lind"]
+    assert answer_spans("User: Otto Lorenz guided Hugo Lind as a mentor.", topic) == ["Otto Lorenz", "Hugo Lind"]
+    assert answer_spans("Hugo Lind is an expert in linguistics.", topic) == ["linguistics", "Hugo Lind"]
+    assert answer_spans("We meet every Thursday at 7 pm; the budget is $4,800.") == ["7 pm", "$4,800", "Thursday"]
+    assert answer_spans("Assistant: Noted.") == [] and answer_spans("I made soup yesterday.", topic) == []
+    assert cloze_question("The birthday of Hugo Lind is 11 March 1981.", "11 March 1981") == "The birthday of Hugo Lind is when?"
+    assert cloze_question("User: Otto Lorenz guided Hugo Lind.", "Otto Lorenz") == "Who guided Hugo Lind?"
+
+
+def test_answer_first_self_study_asks_each_answer_back_and_keeps_what_reading_confirms(plain_base, user_sessions, monkeypatch):
+    import random
+
+    from retain.memory import MediumConfig, make_memory
+    from retain.memory import distill as D
+    from retain.memory.writers import WriterConfig, make_writer
+    from retain.models.build import load_model_and_tokenizer
+    from retain.models.text import TextFormat, use_format
+
+    model, tok = load_model_and_tokenizer(plain_base)
+    use_format(tok, TextFormat.of(tok, "plain", [("Capital of France?", "Paris")]))
+    m = make_writer(WriterConfig(), model, tok)(load_user_sessions(user_sessions)[0])
+    mem = make_memory(MediumConfig(kind="lora", objective="distill", queries="answer_first", grounded=True,
+                                   n_queries=5), model, tok)  # fmt: skip
+    enc = lambda s: tok(s, add_special_tokens=False)["input_ids"]  # noqa: E731
+    # answers in turn: Kim Lund, Fjord Labs (first of each sentence), then Oslo. Round one keeps only the second
+    # question (the first holds its answer, the third is read as Bergen); round two adds the first and third.
+    rounds = iter([[enc(" Kim Lund went there?"), enc(" does she work?"), enc(" did Kim move?")],
+                   [enc(" Kim Lund"), enc(" Fjord Labs"), enc(" Bergen")],
+                   [enc(" moved?"), enc(" does she work?"), enc(" did Kim move?")],
+                   [enc(" Kim"), enc(" Fjord Labs"), enc(" Oslo")]])  # fmt: skip
+    prompts = []
+
+    def fake(memory, batch, rng, stops=None, greedy=False):
+        prompts.append([tok.decode(p) for p in batch])
+        return next(rounds), 1
+
+    monkeypatch.setattr(D, "sample", fake)
+    queries, spent = D.query_ids("answer_first", mem, m, mem.teacher_context(m), 5, random.Random(0))
+    texts = [tok.decode(q) for q in queries]
+    assert texts[:3] == ["Q: Who moved to Oslo?\nA: Kim Lund\n", "Q: She works at what?\nA: Fjord Labs\n",
+                         "Q: Kim Lund moved to what?\nA: Oslo\n"]  # every answer asked back first  # fmt: skip
+    assert texts[3].endswith(" does she work?\nA: Fjord Labs\n") and texts[4].endswith(" moved?\nA: Kim Lund\n")
+    assert len(texts) == 5 and spent == 4
+    assert prompts[0][2].startswith("<|endoftext|>Kim Lund moved to Oslo.\n\nQ: ")  # asked after its sentence
+    assert prompts[1][1].startswith("<|endoftext|>She works at Fjord Labs.\n\nQ: ")  # and read back from it
+    with pytest.raises(ValueError, match="remove cue"):
+        MediumConfig(kind="lora", objective="distill", queries="answer_first", cue="alone")

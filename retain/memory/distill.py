@@ -28,7 +28,16 @@ import torch.nn.functional as F
 
 from retain.errors import RetainError
 from retain.eval.exact_match import contains
-from retain.memory.names import focus, names, sentences
+from retain.memory.names import (
+    answer_spans,
+    cloze_question,
+    focus,
+    names,
+    question_words,
+    sentences,
+    topic_names,
+    unlabelled,
+)
 from retain.models.device import autocast, device_of
 from retain.models.generate import generate
 from retain.runs import distributed
@@ -122,6 +131,8 @@ def query_ids(kind: str, memory, material, context: list[int], n: int,
         return [enc(fmt.qa_text(q.text, q.answer)) for q in material.questions], 0
     if not memory.bos and memory.prefix() is None:
         context = list(fmt.start) + context  # a prefix medium before its first write: nothing holds the start
+    if kind == "answer_first":
+        return answer_first_queries(memory, material, n, rng)
     if fmt.style != "world":
         return plain_queries(memory, material, context, n, rng)
     seeds = [enc(fmt.seeds[i % len(fmt.seeds)]) for i in range(n)]
@@ -192,6 +203,51 @@ def plain_queries(memory, material, context: list[int], n: int, rng: random.Rand
         if len(kept) >= n:
             break
     return (kept[:n] or [q for q, _, _ in rows]), spent
+
+
+def answer_first_queries(memory, material, n: int, rng: random.Random) -> tuple[list[list[int]], int]:
+    """Self-study with each answer picked first (`queries: answer_first`, plain and chat text). Every date,
+    number and name a session's sentences state (`answer_spans`) is an answer, asked for twice:
+    - the sentence asked back with the answer replaced by a question word (`cloze_question`: "Hugo Lindqvist
+      has a flat in what?"), the identity-mapped cloze question of Lewis et al. 2019, so every stated fact
+      has a question whatever the model can write;
+    - questions the model writes after the sentence and a question word fitting the answer's type, kept
+      (with `grounded`) only when the model reading that sentence answers them with that answer (round-trip
+      consistency, Alberti et al. 2019) and when they do not hold it; up to three rounds.
+    Queries are in the asked form (`Q: <question>\nA: <answer>\n`), distinct, the cloze ones first, `n` at
+    most. No ground truth is read: the answers are spans of the transcript. Returns the queries and the
+    forward tokens spent."""
+    fmt, tok = memory.fmt, memory.tokenizer
+    enc = lambda s: tok(s, add_special_tokens=False)["input_ids"]  # noqa: E731
+    topic = topic_names(material.transcript)
+    spans = [(s, answer_spans(s, topic)) for s in sentences(material.transcript)]
+    pairs = [(s, a[r]) for r in range(max((len(a) for _, a in spans), default=0)) for s, a in spans if r < len(a)]
+    if not pairs:
+        raise RetainError(f"session {material.session + 1}: queries answer_first found no date, number or name to "
+                          "ask about in its text; use queries: self_study")  # fmt: skip
+    seed, lead, newline = enc(fmt.seeds[0]), enc(fmt.answer_lead), enc("\n")
+    query = lambda question, a: seed + question + lead + enc(fmt.answer_text(a)) + newline  # noqa: E731
+    kept = list({tuple(query(enc(" " + cloze_question(s, a)), a)): None for s, a in pairs})
+    seen, spent = {tok.decode(q) for q in kept}, 0
+    todo = [p for _ in range(-(-max(n - len(kept), 0) // len(pairs))) for p in pairs]  # every answer in turn
+    for _ in range(3 if memory.cfg.grounded else 1):
+        if len(kept) >= n or not todo:
+            break
+        words = [enc(" " + rng.choice(question_words(a))) for _, a in todo]
+        asked, more = sample(memory, [list(fmt.start) + enc(unlabelled(s) + "\n\n") + seed + w
+                                      for (s, _), w in zip(todo, words)], rng, stops=fmt.stops)  # fmt: skip
+        asked = [w + q for w, q in zip(words, asked)]
+        readers = [list(fmt.start) + enc(unlabelled(s) + "\n\n") + seed + q + lead for (s, _), q in zip(todo, asked)]
+        said, more2 = sample(memory, readers, rng, stops=fmt.stops, greedy=True)
+        spent += more + more2
+        for (_, a), q, o in zip(todo, asked, said):
+            question, reply = tok.decode(q).strip(), tok.decode(o).strip()
+            agree = contains(reply, a) or (reply and contains(a, reply))
+            text = tok.decode(query(q, a))
+            if not contains(question, a) and (agree or not memory.cfg.grounded) and text not in seen:
+                seen.add(text)
+                kept.append(query(q, a))
+    return [list(q) for q in kept[:n]], spent
 
 
 def sample(memory, prompts: list[list[int]], rng: random.Random, stops: list[int] | None = None,
