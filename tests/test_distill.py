@@ -79,6 +79,29 @@ def test_prefix_of_the_whole_session_reproduces_the_teacher(base):
     assert float(D.student_loss(part, deep, layers, weight=1.0)) > float(D.student_loss(part, deep)) + 0.05
 
 
+def test_distill_on_answer_teaches_only_the_tokens_after_the_answer_lead(base):
+    model, tok, world = base
+    enc = lambda s: tok(s, add_special_tokens=False)["input_ids"]  # noqa: E731
+    ctx = [tok.bos_token_id] + enc(world.sessions[0].transcript)
+    lead = enc(text_format(tok).answer_lead)
+    query = enc(" Q: Where?") + lead + enc(" Lisbon") + [tok.eos_token_id]
+    mem = make_memory(MediumConfig(kind="lora", rank=2, objective="distill"), model, tok)
+    whole = D.teach(mem, ctx, [query], k=5)[0][0]
+    mem.cfg.distill_on = "answer"
+    answer = D.teach(mem, ctx, [query], k=5)[0][0]
+    first = len(enc(" Q: Where?")) + len(lead)
+    assert whole.first == 1 and answer.first == first and answer.top_idx.shape[0] == len(query) - first
+    assert torch.equal(answer.top_idx, whole.top_idx[first - 1 :])  # the same positions of the same teacher
+    assert D.answer_start(enc(" Notes: Lisbon"), lead) == 1  # no lead: the whole query
+    # the student is scored on the answer alone: the whole session as a prefix is the teacher there too
+    prefix = make_memory(MediumConfig(kind="kv_prefix", prompt_tokens=len(ctx)), mem.model.get_base_model(), tok)
+    prefix.initialise(ctx)
+    assert float(D.student_loss(prefix, [answer])) < 1e-4
+    part = make_memory(MediumConfig(kind="kv_prefix", prompt_tokens=8), mem.model.get_base_model(), tok)
+    part.initialise(ctx)
+    assert float(D.student_loss(part, [answer])) != pytest.approx(float(D.student_loss(part, [whole])), rel=1e-3)
+
+
 def test_kv_prefix_shapes_bytes_and_composition_under_gqa(base):
     model, tok, world = base
     cfg = model.config

@@ -360,3 +360,15 @@ def test_answer_first_self_study_asks_each_answer_back_and_keeps_what_reading_co
     assert prompts[1][1].startswith("<|endoftext|>She works at Fjord Labs.\n\nQ: ")  # and read back from it
     with pytest.raises(ValueError, match="remove cue"):
         MediumConfig(kind="lora", objective="distill", queries="answer_first", cue="alone")
+
+
+def test_answer_first_runs_on_a_plain_model_and_is_refused_on_the_worlds(plain_base, smoke_base, user_sessions, tmp_path):
+    media = "media=[{kind: lora, steps: 2, batch_size: 2, objective: distill, queries: answer_first, grounded: true, n_queries: 4, query_tokens: 4}]"
+    continual(plain_cfg(plain_base, user_sessions, media, "sessions=1"), out=tmp_path / "run")
+    asked = json.loads((tmp_path / "run" / "media" / "lora.queries.json").read_text())["0"]
+    assert asked[:2] == ["Q: Who moved to Oslo?\nA: Kim Lund\n", "Q: She works at what?\nA: Fjord Labs\n"]
+    world = load_config(ContinualConfig, ROOT / "configs" / "smoke" / "continual.yaml",
+                        [f"base={smoke_base}", f"data={user_sessions}", media])  # fmt: skip
+    with pytest.raises(RetainError, match="answer_first is self-study for a pretrained model"):
+        continual(world, out=tmp_path / "world")
+    assert not (tmp_path / "world").exists()

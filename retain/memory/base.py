@@ -33,7 +33,7 @@ _APPLIES: dict[frozenset[str], tuple[str, ...]] = {
     frozenset({"context"}): ("budget_tokens", "retrieve", "shots", "shot_kind"),
     _WRITING: ("focus", "source", "dtype"),
     _WEIGHTS: ("steps", "lr", "batch_size", "augment", "replay", "base_replay", "objective", "queries", "n_queries",
-               "cue", "query_tokens", "query_temperature", "grounded", "query_turns", "base_queries", "base_study",
+               "distill_on", "cue", "query_tokens", "query_temperature", "grounded", "query_turns", "base_queries", "base_study",
                "top_k", "teacher_temperature", "hidden_weight", "hidden_layers"),
     frozenset({"lora"}): ("rank", "alpha", "targets", "adapters", "merge", "merge_beta", "merge_density", "memory_rank"),
     frozenset({"soft_prompt", "kv_prefix"}): ("prompt_tokens",),
@@ -41,7 +41,7 @@ _APPLIES: dict[frozenset[str], tuple[str, ...]] = {
 }  # fmt: skip
 APPLIES: dict[str, frozenset[str]] = {key: kinds for kinds, keys in _APPLIES.items() for key in keys}
 """The medium kinds each `MediumConfig` key applies to (kind and name apply to all)."""
-DISTILL_ONLY = ("queries", "n_queries", "cue", "query_tokens", "query_temperature", "grounded", "query_turns",
+DISTILL_ONLY = ("queries", "n_queries", "distill_on", "cue", "query_tokens", "query_temperature", "grounded", "query_turns",
                 "base_study", "hidden_weight", "hidden_layers")  # fmt: skip
 """Weight-medium keys that only `objective: distill` reads (an sft medium refuses them)."""
 
@@ -140,6 +140,11 @@ class MediumConfig:
     questions with answers (oracle: an upper bound, never the default)."""
     n_queries: int = 32
     """distill: query sequences drawn per session."""
+    distill_on: Literal["query", "answer"] = "query"
+    """distill: the query tokens the student is taught on: all of them (query), or only those after the
+    query's last answer lead (`\\nA:`; answer), so that the question is what the student reads, not what it
+    learns to say, as Cartridges distils only the assistant's turns of its synthetic conversations. A query
+    without a lead is taught whole."""
     cue: Literal["none", "sentence", "alone"] = "none"
     """distill, self_study: before each ` Q:` seed the medium re-reads one transcript sentence that names
     someone (each in turn), so the questions it writes cover every such sentence; the cue is not part of the

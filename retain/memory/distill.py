@@ -57,6 +57,8 @@ class Teacher:
     """(layers, n - 1, d) the teacher's hidden states at the chosen layers (bf16), when they are matched."""
     head: list[int] = field(default_factory=list)
     """What the student reads before `ids` (after the start token): plain text's shots; no loss on it."""
+    first: int = 1
+    """The index in `ids` of the first token distilled (1: all of them; `distill_on: answer`: the answer's)."""
 
 
 def decoder_layers(model) -> torch.nn.ModuleList:
@@ -310,6 +312,7 @@ def teach(memory, context: list[int] | list[list[int]], queries: list[list[int]]
     will read before each query (kept with it)."""
     contexts = context if context and isinstance(context[0], list) else [context] * len(queries)
     pairs = [(c, q) for c, q in zip(contexts, queries) if len(q) >= 2]
+    lead = memory.tokenizer(memory.fmt.answer_lead, add_special_tokens=False)["input_ids"]
     out, spent, layers = [], 0, list(layers)
     for b in range(0, len(pairs), batch_size):
         chunk = pairs[b : b + batch_size]
@@ -319,12 +322,22 @@ def teach(memory, context: list[int] | list[list[int]], queries: list[list[int]]
             logits = memory.logits(ids, mask)
         spent += int(mask.sum())
         for i, (c, q) in enumerate(chunk):
-            lo = len(c)  # the position of q[0] predicts q[1]
-            logp = F.log_softmax(logits[i, lo : lo + len(q) - 1].float() / temperature, dim=-1)
+            first = answer_start(q, lead) if memory.cfg.distill_on == "answer" else 1
+            lo = len(c) + first - 1  # the position of q[first - 1] predicts q[first]
+            logp = F.log_softmax(logits[i, lo : len(c) + len(q) - 1].float() / temperature, dim=-1)
             top = logp.topk(k, dim=-1)
-            hidden = at(store, layers, i, ids.shape[1], lo, lo + len(q) - 1).bfloat16() if layers else None
-            out.append(Teacher(q, top.indices, top.values, hidden, list(head)))
+            hidden = at(store, layers, i, ids.shape[1], lo, len(c) + len(q) - 1).bfloat16() if layers else None
+            out.append(Teacher(q, top.indices, top.values, hidden, list(head), first))
     return out, spent
+
+
+def answer_start(query: list[int], lead: list[int]) -> int:
+    """The index of the first answer token in `query`: right after its last answer lead (`\\nA:`), or 1 (all
+    of it) when it has none, or nothing after it."""
+    for i in range(len(query) - len(lead) - 1, 0, -1):
+        if query[i : i + len(lead)] == lead:
+            return i + len(lead)
+    return 1
 
 
 def focused_contexts(memory, transcript: str, queries: list[list[int]]) -> list[list[int]]:
@@ -349,10 +362,11 @@ def student_loss(memory, batch: list[Teacher], layers: list[int] = (), weight: f
     layers = list(layers) if deep else []
     with captured(memory.model, layers) as store:
         logits = memory.logits(ids, mask)
-    offs = [len(bos) + len(t.head) for t in batch]
-    student = torch.cat([logits[i, o : o + len(t.ids) - 1] for i, (o, t) in enumerate(zip(offs, batch))])
+    offs = [len(bos) + len(t.head) + t.first - 1 for t in batch]  # where each distilled span's predictions start
+    ends = [len(bos) + len(t.head) + len(t.ids) - 1 for t in batch]
+    student = torch.cat([logits[i, o:e] for i, (o, e) in enumerate(zip(offs, ends))])
     loss = topk_kl(student, torch.cat([t.top_idx for t in batch]), torch.cat([t.top_logp for t in batch]))
     if deep:
-        h_s = torch.cat([at(store, layers, i, ids.shape[1], offs[i], offs[i] + len(batch[i].ids) - 1) for i in deep], 1)
+        h_s = torch.cat([at(store, layers, i, ids.shape[1], offs[i], ends[i]) for i in deep], 1)
         loss = loss + weight * hidden_loss(h_s, torch.cat([batch[i].hidden for i in deep], 1))
     return loss

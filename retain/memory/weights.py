@@ -218,8 +218,8 @@ class WeightMemory(Memory):
                 pool = pools[1] if u < cfg.replay and pools[1] else (
                     pools[2] if cfg.replay <= u < cfg.replay + cfg.base_replay and pools[2] else pools[0])
                 batch.append(rng.choice(pool))
-            mine, total = distributed.my_share(batch), sum(len(t.ids) - 1 for t in batch)
-            share = sum(len(t.ids) - 1 for t in mine) / total  # of the positions the KL averages over
+            mine, total = distributed.my_share(batch), sum(len(t.ids) - t.first for t in batch)
+            share = sum(len(t.ids) - t.first for t in mine) / total  # of the positions the KL averages over
             loss = D.student_loss(self, mine, layers, cfg.hidden_weight) * share
             return loss, sum(len(t.head) + len(t.ids) for t in batch)
 
