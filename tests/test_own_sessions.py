@@ -356,6 +356,8 @@ def test_answer_first_self_study_asks_each_answer_back_and_keeps_what_reading_co
                          "Q: Kim Lund moved to what?\nA: Oslo\n"]  # every answer asked back first  # fmt: skip
     assert texts[3].endswith(" does she work?\nA: Fjord Labs\n") and texts[4].endswith(" moved?\nA: Kim Lund\n")
     assert len(texts) == 5 and spent == 4
+    cloze, spent = D.query_ids("cloze", mem, m, mem.teacher_context(m), 5, random.Random(0))
+    assert [tok.decode(q) for q in cloze] == texts[:3] and spent == 0  # the sentences asked back, nothing sampled
     assert prompts[0][2].startswith("<|endoftext|>Kim Lund moved to Oslo.\n\nQ: ")  # asked after its sentence
     assert prompts[1][1].startswith("<|endoftext|>She works at Fjord Labs.\n\nQ: ")  # and read back from it
     with pytest.raises(ValueError, match="remove cue"):

@@ -330,8 +330,8 @@ def prepare(cfg: ContinualConfig) -> tuple[Base, Stream, TextFormat, list[Medium
     config = model_config(base.model_dir)
     for m in media:
         m.check_model(config)
-        if m.queries == "answer_first" and m.objective == "distill" and style == "world":
-            raise RetainError(f"media '{m.name}': queries answer_first is self-study for a pretrained model reading "
+        if m.queries in ("cloze", "answer_first") and m.objective == "distill" and style == "world":
+            raise RetainError(f"media '{m.name}': queries {m.queries} is self-study for a pretrained model reading "
                               "plain text; the world's model asks with queries: self_study")  # fmt: skip
     tok = load_tokenizer(base.model_dir)
     fmt = TextFormat.of(tok, style, [(q.text, q.answer) for q in stream.format_shots], cfg.eval.max_new_tokens)

@@ -133,11 +133,12 @@ class MediumConfig:
     objective: Literal["sft", "distill"] = "sft"
     """Weight media: next-token loss on the material (sft), or KL to the model with the session transcript in
     context on query sequences (distill; docs/distill.md)."""
-    queries: Literal["self_study", "answer_first", "spans", "oracle"] = "self_study"
+    queries: Literal["self_study", "cloze", "answer_first", "spans", "oracle"] = "self_study"
     """distill: the query sequences: the model's own questions, answers and notes about the session
-    (self_study); in plain text, the model's questions on each date, number and name the session states, each
-    answer picked first (answer_first; docs/real.md); spans of the transcript (spans); or the world's
-    questions with answers (oracle: an upper bound, never the default)."""
+    (self_study); in plain text, each date, number and name the session states asked back as its sentence
+    with a question word in its place (cloze), and with the model's own questions for those answers up to
+    `n_queries` (answer_first; docs/real.md); spans of the transcript (spans); or the world's questions with
+    answers (oracle: an upper bound, never the default)."""
     n_queries: int = 32
     """distill: query sequences drawn per session."""
     distill_on: Literal["query", "answer"] = "query"
@@ -226,8 +227,8 @@ class MediumConfig:
         if self.focus == "cue" and (self.cue == "none" or self.kind == "context"):
             raise ValueError(f"media '{self.name}': focus cue is the distillation teacher reading the sentence a "
                              "query was cued by; set cue: sentence or alone (or focus: entity)")  # fmt: skip
-        if self.queries == "answer_first" and (self.cue != "none" or self.query_turns > 1):
-            raise ValueError(f"media '{self.name}': queries answer_first asks one question per answer it picks "
+        if self.queries in ("cloze", "answer_first") and (self.cue != "none" or self.query_turns > 1):
+            raise ValueError(f"media '{self.name}': queries {self.queries} asks one question per answer it picks "
                              "from the session's sentences: remove cue and query_turns")  # fmt: skip
         if self.route != "none" and self.kind != "kv_prefix":
             raise ValueError(f"media '{self.name}': route applies to kv_prefix blocks only; remove it for {self.kind}")

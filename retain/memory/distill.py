@@ -133,8 +133,8 @@ def query_ids(kind: str, memory, material, context: list[int], n: int,
         return [enc(fmt.qa_text(q.text, q.answer)) for q in material.questions], 0
     if not memory.bos and memory.prefix() is None:
         context = list(fmt.start) + context  # a prefix medium before its first write: nothing holds the start
-    if kind == "answer_first":
-        return answer_first_queries(memory, material, n, rng)
+    if kind in ("cloze", "answer_first"):  # cloze: the sentences asked back alone, nothing the model writes
+        return answer_first_queries(memory, material, n if kind == "answer_first" else 0, rng)
     if fmt.style != "world":
         return plain_queries(memory, material, context, n, rng)
     seeds = [enc(fmt.seeds[i % len(fmt.seeds)]) for i in range(n)]
@@ -216,24 +216,24 @@ def answer_first_queries(memory, material, n: int, rng: random.Random) -> tuple[
     - questions the model writes after the sentence and a question word fitting the answer's type, kept
       (with `grounded`) only when the model reading that sentence answers them with that answer (round-trip
       consistency, Alberti et al. 2019) and when they do not hold it; up to three rounds.
-    Queries are in the asked form (`Q: <question>\nA: <answer>\n`), distinct, the cloze ones first, `n` at
-    most. No ground truth is read: the answers are spans of the transcript. Returns the queries and the
-    forward tokens spent."""
+    Queries are in the asked form (`Q: <question>\nA: <answer>\n`), distinct: every cloze question, then the
+    model's up to `n` in all (`n` = 0: cloze questions alone, `queries: cloze`). No ground truth is read: the
+    answers are spans of the transcript. Returns the queries and the forward tokens spent."""
     fmt, tok = memory.fmt, memory.tokenizer
     enc = lambda s: tok(s, add_special_tokens=False)["input_ids"]  # noqa: E731
     topic = topic_names(material.transcript)
     spans = [(s, answer_spans(s, topic)) for s in sentences(material.transcript)]
     pairs = [(s, a[r]) for r in range(max((len(a) for _, a in spans), default=0)) for s, a in spans if r < len(a)]
     if not pairs:
-        raise RetainError(f"session {material.session + 1}: queries answer_first found no date, number or name to "
-                          "ask about in its text; use queries: self_study")  # fmt: skip
+        raise RetainError(f"session {material.session + 1} states no date, number or name to ask about; use "
+                          "queries: self_study")  # fmt: skip
     seed, lead, newline = enc(fmt.seeds[0]), enc(fmt.answer_lead), enc("\n")
     query = lambda question, a: seed + question + lead + enc(fmt.answer_text(a)) + newline  # noqa: E731
     kept = list({tuple(query(enc(" " + cloze_question(s, a)), a)): None for s, a in pairs})
-    seen, spent = {tok.decode(q) for q in kept}, 0
+    seen, spent, cloze = {tok.decode(q) for q in kept}, 0, len(kept)
     todo = [p for _ in range(-(-max(n - len(kept), 0) // len(pairs))) for p in pairs]  # every answer in turn
     for _ in range(3 if memory.cfg.grounded else 1):
-        if len(kept) >= n or not todo:
+        if len(kept) >= n:
             break
         words = [enc(" " + rng.choice(question_words(a))) for _, a in todo]
         asked, more = sample(memory, [list(fmt.start) + enc(unlabelled(s) + "\n\n") + seed + w
@@ -249,7 +249,7 @@ def answer_first_queries(memory, material, n: int, rng: random.Random) -> tuple[
             if not contains(question, a) and (agree or not memory.cfg.grounded) and text not in seen:
                 seen.add(text)
                 kept.append(query(q, a))
-    return [list(q) for q in kept[:n]], spent
+    return [list(q) for q in kept[: max(n, cloze)]], spent
 
 
 def sample(memory, prompts: list[list[int]], rng: random.Random, stops: list[int] | None = None,
