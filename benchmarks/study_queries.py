@@ -39,7 +39,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default="configs/real/smollm2.yaml")
     ap.add_argument("--set", action="append", default=[], dest="overrides", help="config override, repeatable")
-    ap.add_argument("--section", default=None, help="RESULTS.md section (default: study_queries_<config>)")
+    ap.add_argument("--section", default=None, help="RESULTS.md section (default: study_queries_<config stem>)")
     ap.add_argument("--out", default=None, help="also write every query, per medium and session, to this JSON")
     args = ap.parse_args()
 
@@ -81,13 +81,13 @@ def main() -> None:
             per_session.append(f"{got}/{len(qs)}")
         rows.append(f"| {m.name} | {hits / max(total, 1):.2f} ({hits}/{total}) | {' '.join(per_session)} | "
                     f"{n / len(materials):.0f} | {distinct / max(n, 1):.2f} | {seconds:.0f} |")
-    examples = "\n".join(f"    {q!r}" for q in next(iter(asked[media[0].name].values()))[:8])
+    examples = "\n\n".join(f"`{name}`:\n\n" + "\n".join(f"    {q!r}" for q in by["0"][:6]) for name, by in asked.items())
     body = (f"Base `{cfg.base}`, {len(materials)} sessions of `{cfg.data}`. A session question is covered when some "
             "query's answer contains its gold answer (SQuAD-normalised, whole words). Queries are asked by the bare "
             "model for every session.\n\n"
             "| medium | covered | per session | queries per session | distinct | seconds |\n"
             "| --- | ---: | --- | ---: | ---: | ---: |\n" + "\n".join(rows)
-            + f"\n\nThe first queries of `{media[0].name}` on session 1:\n\n{examples}")  # fmt: skip
+            + f"\n\nThe first queries on session 1:\n\n{examples}")  # fmt: skip
     if args.out:
         Path(args.out).write_text(json.dumps(asked, indent=1))
     write_section(args.section or f"study_queries_{Path(args.config).stem}", "Self-study query coverage", body)
