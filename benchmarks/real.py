@@ -94,6 +94,7 @@ def main() -> None:
 
     from retain.config import load_config
     from retain.continual.loop import ContinualConfig, continual, prepare, summarize
+    from retain.continual.report import liti_table
 
     out = Path(args.out)
     cfg = load_config(ContinualConfig, args.config, args.overrides)
@@ -122,7 +123,10 @@ def main() -> None:
             f"{s['base_questions']} kept base-probe questions. EM is SQuAD's normalised exact match, F1 its token F1, "
             f"both over every session's questions after the last write. Run directory `{out}`, report "
             f"`{out / 'report.md'}`.\n\n{table(s, results, questions)}\n\nRecall of each session after the last "
-            f"write (EM):\n\n{matrices(results)}\n\nTargets:\n\n" + "\n".join(verdicts(s, minutes, args.reference))
+            f"write (EM):\n\n{matrices(results)}\n\n"
+            + (f"LiTI, the final memory moved towards the base model (EM / kept-probe accuracy, base 1.00):\n\n"
+               f"{front}\n\n" if (front := liti_table(results)) else "")
+            + "Targets:\n\n" + "\n".join(verdicts(s, minutes, args.reference))
             + (f"\n\nLeft out:\n\n{notes}" if notes else "")
             + (f"\n\nNot finished when recorded (`--as-is`): {', '.join(missing)}; the run resumes with the same "
                "command." if missing else ""))  # fmt: skip

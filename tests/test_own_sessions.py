@@ -266,7 +266,7 @@ def test_the_smoke_twin_runs_on_smollm2_and_resumes(tmp_path):
     s = json.loads((run / "summary.json").read_text())
     assert s["grading"] == "text" and s["base_questions"] > 5
     assert s["media"]["context"]["acc_f1"] > s["media"]["none"]["acc_f1"]  # reading the sessions helps
-    (run / "media" / "lora-distill-self_study.json").unlink()
+    (run / "media" / "lora-distill-cloze.json").unlink()
     assert cli(["run", "--out", str(run), "--resume"]) == 0
 
 
@@ -362,6 +362,8 @@ def test_answer_first_self_study_asks_each_answer_back_and_keeps_what_reading_co
     assert prompts[1][1].startswith("<|endoftext|>She works at Fjord Labs.\n\nQ: ")  # and read back from it
     with pytest.raises(ValueError, match="remove cue"):
         MediumConfig(kind="lora", objective="distill", queries="answer_first", cue="alone")
+    with pytest.raises(ValueError, match="cloze samples nothing from the model; remove n_queries, grounded"):
+        MediumConfig(kind="lora", objective="distill", queries="cloze", n_queries=8, grounded=True)
 
 
 def test_answer_first_runs_on_a_plain_model_and_is_refused_on_the_worlds(plain_base, smoke_base, user_sessions, tmp_path):

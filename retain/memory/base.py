@@ -227,6 +227,11 @@ class MediumConfig:
         if self.focus == "cue" and (self.cue == "none" or self.kind == "context"):
             raise ValueError(f"media '{self.name}': focus cue is the distillation teacher reading the sentence a "
                              "query was cued by; set cue: sentence or alone (or focus: entity)")  # fmt: skip
+        sampled = [k for k in ("n_queries", "grounded", "query_temperature", "query_tokens")
+                   if self.queries == "cloze" and getattr(self, k) != defaults[k]]  # fmt: skip
+        if sampled:
+            raise ValueError(f"media '{self.name}': queries cloze samples nothing from the model; remove "
+                             f"{', '.join(sampled)} (or use queries: answer_first)")  # fmt: skip
         if self.queries in ("cloze", "answer_first") and (self.cue != "none" or self.query_turns > 1):
             raise ValueError(f"media '{self.name}': queries {self.queries} asks one question per answer it picks "
                              "from the session's sentences: remove cue and query_turns")  # fmt: skip
