@@ -33,7 +33,7 @@ from retain.eval.exact_match import grade
 from retain.fermi.arch import from_hf_config
 from retain.fermi.formulas import kv_bytes_per_token
 from retain.memory import MediumConfig, Memory, make_memory
-from retain.memory.base import APPLIES, WriteCost
+from retain.memory.base import ANSWER_SPANS, APPLIES, WriteCost
 from retain.memory.stacked import Stack, StackedLora, stack_key, write_stacked
 from retain.memory.writers import WriterConfig, make_writer
 from retain.models.build import load_model_and_tokenizer, load_tokenizer, model_config
@@ -330,7 +330,7 @@ def prepare(cfg: ContinualConfig) -> tuple[Base, Stream, TextFormat, list[Medium
     config = model_config(base.model_dir)
     for m in media:
         m.check_model(config)
-        if m.queries in ("cloze", "answer_first") and m.objective == "distill" and style == "world":
+        if m.queries in ANSWER_SPANS and m.objective == "distill" and style == "world":
             raise RetainError(f"media '{m.name}': queries {m.queries} is self-study for a pretrained model reading "
                               "plain text; the world's model asks with queries: self_study")  # fmt: skip
     tok = load_tokenizer(base.model_dir)

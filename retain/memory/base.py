@@ -44,6 +44,8 @@ APPLIES: dict[str, frozenset[str]] = {key: kinds for kinds, keys in _APPLIES.ite
 DISTILL_ONLY = ("queries", "n_queries", "distill_on", "cue", "query_tokens", "query_temperature", "grounded", "query_turns",
                 "base_study", "hidden_weight", "hidden_layers")  # fmt: skip
 """Weight-medium keys that only `objective: distill` reads (an sft medium refuses them)."""
+ANSWER_SPANS = ("cloze", "answer_first")
+"""Query kinds that ask back each answer a session's sentences state (plain text only)."""
 
 
 @functools.cache
@@ -232,7 +234,7 @@ class MediumConfig:
         if sampled:
             raise ValueError(f"media '{self.name}': queries cloze samples nothing from the model; remove "
                              f"{', '.join(sampled)} (or use queries: answer_first)")  # fmt: skip
-        if self.queries in ("cloze", "answer_first") and (self.cue != "none" or self.query_turns > 1):
+        if self.queries in ANSWER_SPANS and (self.cue != "none" or self.query_turns > 1):
             raise ValueError(f"media '{self.name}': queries {self.queries} asks one question per answer it picks "
                              "from the session's sentences: remove cue and query_turns")  # fmt: skip
         if self.route != "none" and self.kind != "kv_prefix":

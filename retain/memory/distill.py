@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from retain.errors import RetainError
 from retain.eval.exact_match import contains
+from retain.memory.base import ANSWER_SPANS
 from retain.memory.names import (
     answer_spans,
     cloze_question,
@@ -133,7 +134,7 @@ def query_ids(kind: str, memory, material, context: list[int], n: int,
         return [enc(fmt.qa_text(q.text, q.answer)) for q in material.questions], 0
     if not memory.bos and memory.prefix() is None:
         context = list(fmt.start) + context  # a prefix medium before its first write: nothing holds the start
-    if kind in ("cloze", "answer_first"):  # cloze: the sentences asked back alone, nothing the model writes
+    if kind in ANSWER_SPANS:  # cloze: the sentences asked back alone, nothing the model writes
         return answer_first_queries(memory, material, n if kind == "answer_first" else 0, rng)
     if fmt.style != "world":
         return plain_queries(memory, material, context, n, rng)
@@ -232,15 +233,14 @@ def answer_first_queries(memory, material, n: int, rng: random.Random) -> tuple[
     kept = list({tuple(query(enc(" " + cloze_question(s, a)), a)): None for s, a in pairs})
     seen, spent, cloze = {tok.decode(q) for q in kept}, 0, len(kept)
     todo = [p for _ in range(-(-max(n - len(kept), 0) // len(pairs))) for p in pairs]  # every answer in turn
+    heads = [list(fmt.start) + enc(unlabelled(s) + "\n\n") + seed for s, _ in todo]  # where a question is asked
     for _ in range(3 if memory.cfg.grounded else 1):
         if len(kept) >= n:
             break
         words = [enc(" " + rng.choice(question_words(a))) for _, a in todo]
-        asked, more = sample(memory, [list(fmt.start) + enc(unlabelled(s) + "\n\n") + seed + w
-                                      for (s, _), w in zip(todo, words)], rng, stops=fmt.stops)  # fmt: skip
+        asked, more = sample(memory, [h + w for h, w in zip(heads, words)], rng, stops=fmt.stops)
         asked = [w + q for w, q in zip(words, asked)]
-        readers = [list(fmt.start) + enc(unlabelled(s) + "\n\n") + seed + q + lead for (s, _), q in zip(todo, asked)]
-        said, more2 = sample(memory, readers, rng, stops=fmt.stops, greedy=True)
+        said, more2 = sample(memory, [h + q + lead for h, q in zip(heads, asked)], rng, stops=fmt.stops, greedy=True)
         spent += more + more2
         for (_, a), q, o in zip(todo, asked, said):
             question, reply = tok.decode(q).strip(), tok.decode(o).strip()
