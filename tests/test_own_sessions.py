@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from retain.cli.main import main as cli
-from retain.config import load_config
+from retain.config import ConfigError, load_config
 from retain.continual.loop import ContinualConfig, continual
 from retain.errors import RetainError
 from retain.eval.exact_match import contains, grade, squad_normalize, token_f1
@@ -265,6 +265,8 @@ def test_the_smoke_twin_runs_on_smollm2_and_resumes(tmp_path):
                 "--set", f"data={ROOT / 'data' / 'real' / 'notes.jsonl'}", "--out", str(run)]) == 0  # fmt: skip
     s = json.loads((run / "summary.json").read_text())
     assert s["grading"] == "text" and s["base_questions"] > 5
+    known = json.loads((run / "base_known.json").read_text())  # eval.known_prompts: 2
+    assert set(known) <= set(json.loads((run / "base_probe.json").read_text()))
     assert s["media"]["context"]["acc_f1"] > s["media"]["none"]["acc_f1"]  # reading the sessions helps
     (run / "media" / "lora-distill-cloze.json").unlink()
     assert cli(["run", "--out", str(run), "--resume"]) == 0
@@ -316,6 +318,8 @@ def test_answer_spans_are_the_dates_numbers_and_names_a_sentence_states():
     assert answer_spans("The birthday of Hugo Lind is 11 March 1981.", topic) == ["11 March 1981", "Hugo Lind"]
     assert answer_spans("User: Otto Lorenz guided Hugo Lind as a mentor.", topic) == ["Otto Lorenz", "Hugo Lind"]
     assert answer_spans("Hugo Lind is an expert in linguistics.", topic) == ["linguistics", "Hugo Lind"]
+    assert answer_spans("Hugo Lind is an expert in linguistics.", topic, reverse=False) == ["linguistics"]
+    assert answer_spans("Otto Lorenz guided Hugo Lind.", topic, reverse=False) == ["Otto Lorenz"]
     assert answer_spans("We meet every Thursday at 7 pm; the budget is $4,800.") == ["7 pm", "$4,800", "Thursday"]
     assert answer_spans("Assistant: Noted.") == [] and answer_spans("I made soup yesterday.", topic) == []
     assert cloze_question("The birthday of Hugo Lind is 11 March 1981.", "11 March 1981") == "The birthday of Hugo Lind is when?"
@@ -364,6 +368,8 @@ def test_answer_first_self_study_asks_each_answer_back_and_keeps_what_reading_co
         MediumConfig(kind="lora", objective="distill", queries="answer_first", cue="alone")
     with pytest.raises(ValueError, match="cloze samples nothing from the model; remove n_queries, grounded"):
         MediumConfig(kind="lora", objective="distill", queries="cloze", n_queries=8, grounded=True)
+    with pytest.raises(ValueError, match="queries self_study asks none of them: remove reverse"):
+        MediumConfig(kind="lora", objective="distill", reverse=False)
 
 
 def test_answer_first_runs_on_a_plain_model_and_is_refused_on_the_worlds(plain_base, smoke_base, user_sessions, tmp_path):
@@ -376,3 +382,31 @@ def test_answer_first_runs_on_a_plain_model_and_is_refused_on_the_worlds(plain_b
     with pytest.raises(RetainError, match="answer_first is self-study for a pretrained model"):
         continual(world, out=tmp_path / "world")
     assert not (tmp_path / "world").exists()
+
+
+def test_known_probe_questions_are_those_answered_right_under_every_few_shot_prompt(plain_base, user_sessions,
+                                                                                     tmp_path, monkeypatch):  # fmt: skip
+    import retain.continual.loop as L
+    from retain.models.build import load_model_and_tokenizer
+    from retain.models.text import TextFormat, text_format, use_format
+
+    model, tok = load_model_and_tokenizer(plain_base)
+    fmt = use_format(tok, TextFormat.of(tok, "plain", [("Capital of France?", "Paris")])).retain_format
+    asked = [Question(f"Q{i}?", f"a{i}", "probe", "", "") for i in range(3)]
+    pool = [Question(f"S{i}?", f"s{i}", "probe", "", "") for i in range(6)]
+    shown = []
+
+    def fake(memory, questions, contexts, batch_size=64):  # Q0 right under any shots, Q1 under the first draw only
+        shown.append([q for q, _ in text_format(memory.tokenizer).shots])
+        return [q.answer if q.text == "Q0?" or (q.text == "Q1?" and len(shown) == 1) else "no" for q in questions]
+
+    monkeypatch.setattr(L, "answers", fake)
+    cfg = plain_cfg(plain_base, user_sessions, "eval.known_prompts=3")
+    assert [q.text for q in L.known_everywhere(model, tok, asked, pool, "text", cfg)] == ["Q0?"]
+    assert len(shown) == 2 and all(len(s) == 1 and s[0].startswith("S") for s in shown)  # as many shots, other ones
+    assert text_format(tok) is fmt  # the run's own shots are back
+    with pytest.raises(RetainError, match="eval.known_prompts 2 asks the probe again"):
+        continual(plain_cfg(plain_base, user_sessions, "eval.known_prompts=2", "eval.shots=0"), out=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(ConfigError, match="eval.known_prompts must be positive"):
+        plain_cfg(plain_base, user_sessions, "eval.known_prompts=0")

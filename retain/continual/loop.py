@@ -16,9 +16,10 @@ is a pretraining run (the world) or any local causal LM folder with sessions fro
 from __future__ import annotations
 
 import math
+import random
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -63,8 +64,16 @@ class EvalConfig:
     format a pretrained model needs to answer in a few words). None: 0 in world style, 4 otherwise."""
     max_new_tokens: int | None = None
     """Most tokens of an answer. None: 8 in world style, 24 otherwise."""
+    known_prompts: int = 1
+    """Plain base: a kept probe question is also *known* when the bare model answers it right under this many
+    few-shot prompts, the run's own and `known_prompts - 1` with other shots from the many-shot pool
+    (Gekhman et al. 2024's HighlyKnown: greedy right whatever the examples). The drop is then reported on the
+    known questions beside all kept ones: a question the model answers right by a coin's margin flips under
+    any write. 1: no such split."""
 
     def __post_init__(self) -> None:
+        if self.known_prompts < 1:
+            raise ValueError(f"eval.known_prompts must be positive, got {self.known_prompts}")
         for key in ("base_n", "skill_n", "batch_size"):
             if getattr(self, key) < (1 if key == "batch_size" else 0):
                 raise ValueError(f"eval.{key} must be {'positive' if key == 'batch_size' else '>= 0'}, "
@@ -148,6 +157,9 @@ class Suites:
     base_grading: str = "world"
     heldout: list[list[int]] = field(default_factory=list)
     """Token ids of held-out paragraphs: perplexity drift (plain base)."""
+    known: list[bool] = field(default_factory=list)
+    """Per base question, whether the bare model knows it under every prompt (`eval.known_prompts`); empty:
+    no split."""
 
 
 def fact_bits(world: World, q: Question) -> float:
@@ -158,6 +170,11 @@ def fact_bits(world: World, q: Question) -> float:
 
 def _mean(xs: list[float]) -> float | None:
     return sum(xs) / len(xs) if xs else None
+
+
+def known_acc(ev: dict, suites: Suites) -> float | None:
+    """Accuracy of an evaluation on the base questions the bare model knows (`Suites.known`), or None."""
+    return _mean([h for h, k in zip(ev["base_hits"], suites.known) if k]) if suites.known else None
 
 
 def answers(memory: Memory, questions: list[Question], contexts: list | None = None, batch_size: int = 64) -> list[str]:
@@ -258,6 +275,8 @@ def record(cfg: ContinualConfig, memory: Memory, materials, suites: Suites, worl
         "acc": CL.acc(rows), "acc_f1": CL.acc(rows_f1), "bwt": CL.bwt(rows), "fwt": CL.fwt(rows, before["sessions"]),
         "forgetting": CL.forgetting(rows), "just_written": CL.just_written(rows),
         "base_acc": final["base_acc"], "base_acc_drop": before["base_acc"] - final["base_acc"],
+        "base_known_acc": known_acc(final, suites), "base_known_drop": (known_acc(before, suites) - known_acc(final, suites)
+                                                                        if suites.known else None),
         "hits": final["hits"],  # per session question (in session order), right after the last write
         "answers": final["answers"],
         "base_lost": [{"question": q.text, "answer": q.answer, "now": a}
@@ -315,6 +334,10 @@ def prepare(cfg: ContinualConfig) -> tuple[Base, Stream, TextFormat, list[Medium
     shots = cfg.eval.shots if cfg.eval.shots is not None else (0 if style == "world" else 4)
     stream = build_stream(base, cfg.sessions, cfg.data, cfg.eval.base_n, cfg.eval.skill_n, shots, cfg.seed,
                           cfg.base_probe, cfg.heldout_text)  # fmt: skip
+    if cfg.eval.known_prompts > 1 and (base.world is not None or not shots or len(stream.shots) < shots):
+        raise RetainError(f"eval.known_prompts {cfg.eval.known_prompts} asks the probe again with other shots: it "
+                          f"needs a plain base with eval.shots > 0 and a many-shot pool of at least that many "
+                          f"questions (here {len(stream.shots)}); set eval.known_prompts: 1")  # fmt: skip
     if cfg.writer.kind == "oracle" and stream.world is None:
         raise RetainError("writer oracle writes the world's facts of each session; sessions from a file have none: "
                           "use writer.kind transcript or model")  # fmt: skip
@@ -346,6 +369,25 @@ def known_base(memory: Memory, stream: Stream, batch_size: int) -> list[Question
     its drop measures what the writes took away, not what the model never knew."""
     said = answers(memory, stream.base, [None] * len(stream.base), batch_size)
     return [q for q, a in zip(stream.base, said) if grade(a, q, stream.base_grading)["em"]]
+
+
+def known_everywhere(model, tok, questions: list[Question], pool: list[Question], grading: str,
+                     cfg: ContinualConfig) -> list[Question]:  # fmt: skip
+    """Of `questions` (answered right with the run's shots), those the bare model also answers right with
+    each of `eval.known_prompts - 1` other sets of as many shots, drawn from `pool` (never an evaluated
+    question)."""
+    fmt = text_format(tok)
+    n = len(fmt.shots)
+    memory, right = make_memory(MediumConfig(kind="none"), model, tok), [True] * len(questions)
+    try:
+        for i in range(1, cfg.eval.known_prompts):
+            shots = random.Random(derive_seed(cfg.seed, "known", i)).sample(pool, n)
+            use_format(tok, replace(fmt, shots=[(q.text, q.answer) for q in shots]))
+            said = answers(memory, questions, [None] * len(questions), cfg.eval.batch_size)
+            right = [r and bool(grade(a, q, grading)["em"]) for r, a, q in zip(right, said, questions)]
+    finally:
+        use_format(tok, fmt)
+    return [q for q, r in zip(questions, right) if r]
 
 
 def continual(cfg: ContinualConfig, out: str | None = None, resume: bool = False) -> dict[str, Any]:
@@ -454,6 +496,17 @@ def fixed_questions(cfg: ContinualConfig, base: Base, stream: Stream, model, tok
             atomic_write_json(kept_path, [q.text for q in suites.base])
     if main:
         print(f"base probe: the model answers {len(suites.base)} of {len(stream.base)} general questions; those are kept")
+    if cfg.eval.known_prompts > 1:
+        known_path = run / "base_known.json"
+        known = distributed.broadcast(read_json(known_path) if main and known_path.exists() else None)
+        if known is None:
+            known = [q.text for q in known_everywhere(model, tok, suites.base, stream.shots, suites.base_grading, cfg)]
+            if main:
+                atomic_write_json(known_path, known)
+        suites.known = [q.text in set(known) for q in suites.base]
+        if main:
+            print(f"base probe: {sum(suites.known)} of them answered right under {cfg.eval.known_prompts} "
+                  "few-shot prompts (known)")  # fmt: skip
     texts: list[str] = []
     if any(m.base_replay > 0 for m in cfg.media):
         path = run / "replay.json"
@@ -472,12 +525,13 @@ def summarize(results: dict[str, dict], model_dir: Path) -> dict[str, Any]:
     """Per medium, the headline numbers, and how they compare with keeping every session in context: its
     KV cache costs `kv_bytes_per_token` whatever the budget, and its recall is the best context medium's (with
     retrieval, if one retrieves: the strictest in-context reference)."""
-    keys = ["acc", "acc_f1", "bwt", "fwt", "forgetting", "just_written", "base_acc", "base_acc_drop", "skill_acc",
+    keys = ["acc", "acc_f1", "bwt", "fwt", "forgetting", "just_written", "base_acc", "base_acc_drop", "base_known_acc",
+            "base_known_drop", "skill_acc",
             "ppl_drift", "bytes_per_token", "bits_per_param", "params", "nbytes", "write_seconds",
             "answer_seconds"]  # fmt: skip
     kv = kv_bytes_per_token(from_hf_config(model_config(model_dir).to_dict()))
     out: dict[str, Any] = {"kv_bytes_per_token": kv,
-                           "media": {n: {"kind": r["kind"], **{k: r[k] for k in keys}} for n, r in results.items()}}
+                           "media": {n: {"kind": r["kind"], **{k: r.get(k) for k in keys}} for n, r in results.items()}}
     ctx = max((r for r in results.values() if r["kind"] == "context"), key=lambda r: r["acc"], default=None)
     for r in out["media"].values():
         r["bytes_ratio_vs_kv"] = kv / r["bytes_per_token"] if r["bytes_per_token"] else None
@@ -500,6 +554,7 @@ def main(cfg: ContinualConfig, out: str | None = None, resume: bool = False) -> 
         drop = 0.0 - m["base_acc_drop"] * 100 + 0.0  # + 0.0 turns -0.0 into 0.0
         f1 = f"  F1 {m['acc_f1']:.3f}" if text else ""
         ppl = f"  ppl {m['ppl_drift'] * 100:+5.1f}%" if m.get("ppl_drift") is not None else ""
+        known = f" (known {0.0 - m['base_known_drop'] * 100 + 0.0:+5.1f})" if m.get("base_known_drop") is not None else ""
         print(f"  {name:{width}s} {'EM' if text else 'ACC'} {m['acc']:.3f}{f1}  BWT {m['bwt']:+.3f}  "
-              f"base {drop:+5.1f} pt{ppl}  {m['bytes_per_token']:7.1f} B/token  write {m['write_seconds']:3.0f} s")
+              f"base {drop:+5.1f} pt{known}{ppl}  {m['bytes_per_token']:7.1f} B/token  write {m['write_seconds']:3.0f} s")
     print(f"report: {s['report']}")

@@ -33,7 +33,7 @@ _APPLIES: dict[frozenset[str], tuple[str, ...]] = {
     frozenset({"context"}): ("budget_tokens", "retrieve", "shots", "shot_kind"),
     _WRITING: ("focus", "source", "dtype"),
     _WEIGHTS: ("steps", "lr", "batch_size", "augment", "replay", "base_replay", "objective", "queries", "n_queries",
-               "distill_on", "cue", "query_tokens", "query_temperature", "grounded", "query_turns", "base_queries", "base_study",
+               "reverse", "distill_on", "cue", "query_tokens", "query_temperature", "grounded", "query_turns", "base_queries", "base_study",
                "top_k", "teacher_temperature", "hidden_weight", "hidden_layers"),
     frozenset({"lora"}): ("rank", "alpha", "targets", "adapters", "merge", "merge_beta", "merge_density", "memory_rank"),
     frozenset({"soft_prompt", "kv_prefix"}): ("prompt_tokens",),
@@ -41,7 +41,7 @@ _APPLIES: dict[frozenset[str], tuple[str, ...]] = {
 }  # fmt: skip
 APPLIES: dict[str, frozenset[str]] = {key: kinds for kinds, keys in _APPLIES.items() for key in keys}
 """The medium kinds each `MediumConfig` key applies to (kind and name apply to all)."""
-DISTILL_ONLY = ("queries", "n_queries", "distill_on", "cue", "query_tokens", "query_temperature", "grounded", "query_turns",
+DISTILL_ONLY = ("queries", "n_queries", "reverse", "distill_on", "cue", "query_tokens", "query_temperature", "grounded", "query_turns",
                 "base_study", "hidden_weight", "hidden_layers")  # fmt: skip
 """Weight-medium keys that only `objective: distill` reads (an sft medium refuses them)."""
 ANSWER_SPANS = ("cloze", "answer_first")
@@ -143,6 +143,11 @@ class MediumConfig:
     answers (oracle: an upper bound, never the default)."""
     n_queries: int = 32
     """distill: query sequences drawn per session."""
+    reverse: bool = True
+    """distill, cloze and answer_first: also ask back the names of whom the session is about ("Who is an
+    expert in linguistics?" for "Hugo Lindqvist is an expert in linguistics."). Off, only what is said about
+    them is asked: the reverse questions teach that a general "Who ...?" is answered with a session's name
+    (docs/real.md)."""
     distill_on: Literal["query", "answer"] = "query"
     """distill: the query tokens the student is taught on: all of them (query), or only those after the
     query's last answer lead (`\\nA:`; answer), so that the question is what the student reads, not what it
@@ -234,6 +239,9 @@ class MediumConfig:
         if sampled:
             raise ValueError(f"media '{self.name}': queries cloze samples nothing from the model; remove "
                              f"{', '.join(sampled)} (or use queries: answer_first)")  # fmt: skip
+        if not self.reverse and self.queries not in ANSWER_SPANS:
+            raise ValueError(f"media '{self.name}': reverse: false leaves out questions that queries cloze and "
+                             f"answer_first ask; queries {self.queries} asks none of them: remove reverse")  # fmt: skip
         if self.queries in ANSWER_SPANS and (self.cue != "none" or self.query_turns > 1):
             raise ValueError(f"media '{self.name}': queries {self.queries} asks one question per answer it picks "
                              "from the session's sentences: remove cue and query_turns")  # fmt: skip

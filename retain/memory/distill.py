@@ -223,7 +223,7 @@ def answer_first_queries(memory, material, n: int, rng: random.Random) -> tuple[
     fmt, tok = memory.fmt, memory.tokenizer
     enc = lambda s: tok(s, add_special_tokens=False)["input_ids"]  # noqa: E731
     topic = topic_names(material.transcript)
-    spans = [(s, answer_spans(s, topic)) for s in sentences(material.transcript)]
+    spans = [(s, answer_spans(s, topic, memory.cfg.reverse)) for s in sentences(material.transcript)]
     pairs = [(s, a[r]) for r in range(max((len(a) for _, a in spans), default=0)) for s, a in spans if r < len(a)]
     if not pairs:
         raise RetainError(f"session {material.session + 1} states no date, number or name to ask about; use "

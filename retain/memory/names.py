@@ -96,12 +96,13 @@ _FUNCTION = frozenset(
 """Capitalised only because they open a sentence: never an answer on their own."""
 
 
-def answer_spans(sentence: str, topic: set[str] = frozenset()) -> list[str]:
+def answer_spans(sentence: str, topic: set[str] = frozenset(), reverse: bool = True) -> list[str]:
     """The short spans of `sentence` a question about it could have as its answer: dates, numbers and amounts,
     and names (runs of capitalised words, without the function word that opens a sentence), the `topic` names
-    (whom the session is about) last; when the sentence names only topic names, also its last word if that is a
-    lower-case content word ("linguistics" of "Hugo Lindqvist is an expert in linguistics."). A speaker's label
-    ("User:") is not part of the sentence. Self-study asks the question after its answer."""
+    (whom the session is about) last, unless `reverse` is off; when the sentence names only topic names, also
+    its last word if that is a lower-case content word ("linguistics" of "Hugo Lindqvist is an expert in
+    linguistics."). A speaker's label ("User:") is not part of the sentence. Self-study asks the question after
+    its answer."""
     body = unlabelled(sentence)
     dates = [m.group() for m in _DATE.finditer(body)]
     numbers = [m.group().strip().rstrip(",.") for m in _NUMBER.finditer(body)]
@@ -119,7 +120,7 @@ def answer_spans(sentence: str, topic: set[str] = frozenset()) -> list[str]:
         last = re.findall(r"[A-Za-z][\w'-]*", body)[-1:]
         if last and last[0].islower() and len(last[0]) > 3 and last[0] not in _FUNCTION:
             spans.append(last[0])
-    return list(dict.fromkeys(spans + about))
+    return list(dict.fromkeys(spans + (about if reverse else [])))
 
 
 def cloze_question(sentence: str, answer: str) -> str:
