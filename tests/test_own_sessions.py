@@ -172,7 +172,7 @@ def test_a_session_file_runs_on_the_world_base_with_its_base_questions(smoke_bas
 @pytest.mark.parametrize("change,needle", [
     ("writer.kind=oracle", "writer oracle writes the world's facts"),
     ("sessions=9", "sessions=9 but .* holds 3"),
-    ("eval.shots=200", "too few for 200 shots"),
+    ("eval.shots=400", "too few for 400 shots"),
 ])  # fmt: skip
 def test_what_a_session_file_cannot_give_fails_before_the_run_dir(plain_base, user_sessions, tmp_path, change, needle):
     with pytest.raises(RetainError, match=needle):
