@@ -7,7 +7,7 @@ and not; this counts the lost ones on each side.
 
     python -m benchmarks.probe_margin --run runs/real-smollm2-cloze-full
 
-Writes its section of docs/RESULTS.md and `probe_margin.png` in the run directory.
+Writes its section of docs/RESULTS.md and its histogram to docs/img/<section>.png.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import json
 import statistics
 from pathlib import Path
 
-from benchmarks.results import write_section
+from benchmarks.results import RESULTS, write_section
 
 THIN = 0.1  # a margin below this is a near tie
 
@@ -102,9 +102,12 @@ def main() -> None:
     if known is not None:
         summary += (f" Known (right under every few-shot prompt): {len(known)}, of them near ties: "
                     f"{len(known & thin)}; lost by some medium: {len(every_lost & known)}.")  # fmt: skip
-    plot(margin, every_lost, run / "probe_margin.png")
-    body = f"Run `{run}`; histogram `{run / 'probe_margin.png'}`.\n\n{summary}\n\n" + "\n".join(lines)
-    write_section(args.section or f"probe_margin_{run.name}", f"Base-probe margins: {run.name}", body)
+    section = args.section or f"probe_margin_{run.name}"
+    (RESULTS.parent / "img").mkdir(exist_ok=True)
+    plot(margin, every_lost, RESULTS.parent / "img" / f"{section}.png")
+    body = (f"Run `{run}`.\n\n{summary}\n\n" + "\n".join(lines)
+            + f"\n\n![first-token margins of the kept probe questions](img/{section}.png)")  # fmt: skip
+    write_section(section, f"Base-probe margins: {run.name}", body)
     print(summary)
 
 

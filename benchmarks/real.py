@@ -87,7 +87,7 @@ def verdicts(summary: dict, minutes: float, reference: str) -> list[str]:
         ok = ratio >= VS_CONTEXT and (m["bytes_ratio_vs_kv"] or 0) >= BYTES_RATIO and round(m["base_acc_drop"], 9) <= BASE_DROP
         out.append(f"- {name}: EM {m['acc']:.3f} = {ratio:.2f} x `{reference}` (every session in context, EM "
                    f"{ctx['acc']:.3f}; F1 {f1:.2f} x), {m['bytes_ratio_vs_kv']:.1f}x fewer bytes than its KV cache, "
-                   f"base drop {m['base_acc_drop'] * 100:+.1f} pt on the kept probe: "
+                   f"base {pt(m['base_acc_drop'])} on the kept probe: "
                    f"{'met' if ok else 'not met'} (targets >= {VS_CONTEXT} x, >= {BYTES_RATIO}x, <= 5 pt)"
                    + ("" if m.get("base_known_drop") is None else
                       f"; on the known probe questions {pt(m['base_known_drop'])} "
