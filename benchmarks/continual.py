@@ -15,7 +15,7 @@ import json
 import time
 from pathlib import Path
 
-from benchmarks.results import write_section
+from benchmarks.results import resumable, write_section
 
 SECONDS = 15 * 60
 IN_CONTEXT = 0.9  # in-context recall (ACC)
@@ -96,11 +96,10 @@ def run_config(config: str, out: Path, overrides: list[str]) -> dict:
     if not (out / "summary.json").exists():
         t0 = time.perf_counter()
         try:
-            continual(cfg, str(out), resume=(out / "config.yaml").exists())
+            with resumable(out):
+                continual(cfg, str(out), resume=(out / "config.yaml").exists())
         except RetainError as e:  # bad input: one line, as the CLI says it
             raise SystemExit(f"error: {e}") from None
-        except KeyboardInterrupt:
-            raise SystemExit(f"\ninterrupted: finished writes are saved in {out}; the same command resumes") from None
         (out / "seconds.txt").write_text(f"{time.perf_counter() - t0:.1f}\n")
     return json.loads((out / "summary.json").read_text())
 

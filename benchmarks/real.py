@@ -19,7 +19,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from benchmarks.results import write_section
+from benchmarks.results import resumable, write_section
 
 MINUTES = 60  # the whole run on 2 cores
 VS_CONTEXT = 0.8  # the distilled LoRA keeps >= 0.8 x the recall of every session in context
@@ -123,7 +123,8 @@ def main() -> None:
                       Path(cfg.base))  # fmt: skip
         s |= {"notes": prepare(cfg)[1].notes, "base_questions": len(json.loads((out / "base_probe.json").read_text()))}
     else:
-        s = continual(ContinualConfig() if resume else cfg, out=str(out), resume=resume)
+        with resumable(out):
+            s = continual(ContinualConfig() if resume else cfg, out=str(out), resume=resume)
     ran = time.perf_counter() - t0
     cfg = load_config(ContinualConfig, out / "config.yaml")
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]

@@ -12,9 +12,20 @@ import re
 import shlex
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "RESULTS.md"
+
+
+@contextmanager
+def resumable(out: Path | str):
+    """A benchmark's run into `out`: Ctrl-C ends it with one line saying the same command resumes, not a
+    traceback (finished work is already on disk)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise SystemExit(f"\ninterrupted: finished work is saved in {out}; the same command resumes") from None
 
 
 def cpu_name() -> str:

@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 
 from benchmarks.pretrain_base import SECONDS, TARGETS
-from benchmarks.results import write_section
+from benchmarks.results import resumable, write_section
 
 DROP = 0.05  # held-out-template and session-reading accuracy within 5 points of world seed 0
 ROWS = [
@@ -50,7 +50,8 @@ def main() -> None:
             started = (out / "ckpt").is_dir() and any((out / "ckpt").iterdir())
             if (out / "config.yaml").exists() and not started:  # stopped before its first checkpoint
                 shutil.rmtree(out)
-            pretrain(cfg, out=out, resume=started)
+            with resumable(out):
+                pretrain(cfg, out=out, resume=started)
         runs[seed] = (out, json.loads((out / "summary.json").read_text()))
     ref = runs[min(runs)][1]
     lines = [
