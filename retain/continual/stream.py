@@ -29,7 +29,7 @@ from retain.world.world import Question, Session, World
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 PROBE = DATA / "probe" / "general_qa.jsonl"
-"""The shipped base probe: 160 general-knowledge questions with short answers, written for the project."""
+"""The shipped base probe: 330 general-knowledge questions with short answers, written for the project."""
 HELDOUT = DATA / "probe" / "heldout.txt"
 """The shipped held-out prose for perplexity drift, written for the project."""
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
