@@ -51,7 +51,7 @@ def table(summary: dict, results: dict, questions: list) -> str:
         drift = m.get("ppl_drift")
         lines.append(f"| {name} | {m['acc']:.3f} | {m['acc_f1']:.3f} | "
                      + " | ".join(f"{pk[k][0]:.2f}" for k in kinds)
-                     + f" | {m['bwt']:+.3f} | {0.0 - m['base_acc_drop'] * 100 + 0.0:+.1f} pt | {pt(m.get('base_known_drop'))} | "
+                     + f" | {m['bwt']:+.3f} | {pt(m['base_acc_drop'])} | {pt(m.get('base_known_drop'))} | "
                      f"{'-' if drift is None else f'{drift * 100:+.1f}%'} | {m['nbytes']:,} | "
                      f"{'-' if ratio is None else f'{ratio:.1f}'} | {m['write_seconds']:.0f} |")  # fmt: skip
     return "\n".join(lines)

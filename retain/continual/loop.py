@@ -489,7 +489,8 @@ def fixed_questions(cfg: ContinualConfig, base: Base, stream: Stream, model, tok
     main, kept_path = distributed.is_main(), run / "base_probe.json"
     kept = distributed.broadcast(read_json(kept_path) if main and kept_path.exists() else None)
     if kept is not None:
-        suites.base = [q for q in stream.base if q.text in set(kept)]
+        kept = set(kept)
+        suites.base = [q for q in stream.base if q.text in kept]
     else:
         suites.base = known_base(make_memory(MediumConfig(kind="none"), model, tok), stream, cfg.eval.batch_size)
         if main:
@@ -503,7 +504,8 @@ def fixed_questions(cfg: ContinualConfig, base: Base, stream: Stream, model, tok
             known = [q.text for q in known_everywhere(model, tok, suites.base, stream.shots, suites.base_grading, cfg)]
             if main:
                 atomic_write_json(known_path, known)
-        suites.known = [q.text in set(known) for q in suites.base]
+        known = set(known)
+        suites.known = [q.text in known for q in suites.base]
         if main:
             print(f"base probe: {sum(suites.known)} of them answered right under {cfg.eval.known_prompts} "
                   "few-shot prompts (known)")  # fmt: skip
@@ -550,11 +552,11 @@ def main(cfg: ContinualConfig, out: str | None = None, resume: bool = False) -> 
         return
     width = max(len(n) for n in s["media"])
     text = s["grading"] == "text"
+    points = lambda drop: 0.0 - drop * 100 + 0.0  # noqa: E731  (+ 0.0 turns -0.0 into 0.0)
     for name, m in s["media"].items():
-        drop = 0.0 - m["base_acc_drop"] * 100 + 0.0  # + 0.0 turns -0.0 into 0.0
         f1 = f"  F1 {m['acc_f1']:.3f}" if text else ""
         ppl = f"  ppl {m['ppl_drift'] * 100:+5.1f}%" if m.get("ppl_drift") is not None else ""
-        known = f" (known {0.0 - m['base_known_drop'] * 100 + 0.0:+5.1f})" if m.get("base_known_drop") is not None else ""
+        known = f" (known {points(m['base_known_drop']):+5.1f})" if m.get("base_known_drop") is not None else ""
         print(f"  {name:{width}s} {'EM' if text else 'ACC'} {m['acc']:.3f}{f1}  BWT {m['bwt']:+.3f}  "
-              f"base {drop:+5.1f} pt{known}{ppl}  {m['bytes_per_token']:7.1f} B/token  write {m['write_seconds']:3.0f} s")
+              f"base {points(m['base_acc_drop']):+5.1f} pt{known}{ppl}  {m['bytes_per_token']:7.1f} B/token  write {m['write_seconds']:3.0f} s")
     print(f"report: {s['report']}")
