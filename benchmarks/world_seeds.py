@@ -3,6 +3,7 @@
 
     python -m benchmarks.world_seeds --out runs/worlds                  # seeds 0 1 2 3 into runs/worlds/seed{i}
     python -m benchmarks.world_seeds --out runs/worlds --reuse 0=runs/base   # seed 0 read from an existing run
+    python -m benchmarks.world_seeds --out runs/worlds-2500 --set train.steps=2500 --section world_seeds_2500
 
 A seed whose run holds a summary is only read back; one left half-way resumes.
 """
@@ -36,6 +37,8 @@ def main() -> None:
     ap.add_argument(
         "--reuse", action="append", default=[], help="SEED=RUN_DIR: read that seed from a finished run"
     )
+    ap.add_argument("--set", action="append", default=[], dest="overrides", help="override for every seed")
+    ap.add_argument("--section", default="world_seeds", help="name of the RESULTS.md section")
     args = ap.parse_args()
 
     from retain.config import load_config
@@ -46,7 +49,7 @@ def main() -> None:
     for seed in args.seeds:
         out = reuse.get(seed, Path(args.out) / f"seed{seed}")
         if not (out / "summary.json").exists():
-            cfg = load_config(PretrainConfig, args.config, [f"world.seed={seed}", f"seed={seed}"])
+            cfg = load_config(PretrainConfig, args.config, [*args.overrides, f"world.seed={seed}", f"seed={seed}"])
             started = (out / "ckpt").is_dir() and any((out / "ckpt").iterdir())
             if (out / "config.yaml").exists() and not started:  # stopped before its first checkpoint
                 shutil.rmtree(out)
@@ -66,13 +69,14 @@ def main() -> None:
             f"| {seed} | `{out}` | " + " | ".join(cells) + f" | {'met' if all(met) else 'not met'} |"
         )
     body = (
-        f"`{args.config}` with `world.seed` and `seed` set to each world seed. "
+        f"`{args.config}`{''.join(f' --set {o}' for o in args.overrides)} with `world.seed` and `seed` set to "
+        "each world seed. "
         f"Targets: closed-book >= {TARGETS['closed_book_acc']}, open-book >= {TARGETS['open_book_acc']}, within "
         f"{SECONDS // 60} minutes, held-out-template and session-reading accuracy within {DROP * 100:.0f} points "
         f"of world seed {min(runs)}. `seconds` is the training wall time as the run logged it.\n\n"
         + "\n".join(lines)
     )
-    write_section("world_seeds", "The base model on four worlds", body)
+    write_section(args.section, "The base model on four worlds", body)
 
 
 if __name__ == "__main__":

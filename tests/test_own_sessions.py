@@ -410,3 +410,39 @@ def test_known_probe_questions_are_those_answered_right_under_every_few_shot_pro
     assert not (tmp_path / "run").exists()
     with pytest.raises(ConfigError, match="eval.known_prompts must be positive"):
         plain_cfg(plain_base, user_sessions, "eval.known_prompts=0")
+
+
+def test_base_asked_replays_the_probe_pools_pairs_with_the_shots_in_front(plain_base, user_sessions):
+    import random
+
+    from retain.continual.rehearsal import TextRehearsal
+    from retain.memory import MediumConfig, make_memory
+    from retain.memory.writers import WriterConfig, make_writer
+    from retain.models.build import load_model_and_tokenizer
+    from retain.models.text import TextFormat, use_format
+
+    source = TextRehearsal(["The sea is wide and deep."], ["Q: Capital of Peru?\nA: Lima"])
+    pools = {}
+    for asked in (False, True):
+        model, tok = load_model_and_tokenizer(plain_base)
+        use_format(tok, TextFormat.of(tok, "plain", [("Capital of France?", "Paris")]))
+        m = make_writer(WriterConfig(), model, tok)(load_user_sessions(user_sessions)[0])
+        cfg = MediumConfig(kind="lora", objective="distill", queries="cloze", base_replay=0.4, base_queries=16,
+                           base_asked=asked)  # fmt: skip
+        pools[asked], spent = make_memory(cfg, model, tok, base_text=source).base_pool(m, random.Random(0))
+        assert len(pools[asked]) == 16 and spent > 0
+    enc = lambda s: tok(s, add_special_tokens=False)["input_ids"]  # noqa: E731
+    shots = enc("Q: Capital of France?\nA: Paris\n")
+    pair, text = enc("Q: Capital of Peru?\nA: Lima"), enc("The sea is wide and deep.")
+    # the same draws; read bare without base_asked, the pairs behind the shots with it, the texts bare in both
+    assert sorted(t.ids == pair for t in pools[False]) == sorted(t.ids == pair for t in pools[True])
+    assert all(t.head == [] and t.ids in (pair, text) for t in pools[False])
+    assert {(tuple(t.head), tuple(t.ids)) for t in pools[True]} == {(tuple(shots), tuple(pair)), ((), tuple(text))}
+    with torch.no_grad():  # the asked pair's teacher read the shots: its top-k differs from the bare pair's
+        bare = next(t for t in pools[False] if t.ids == pair)
+        behind = next(t for t in pools[True] if t.ids == pair)
+        assert not torch.equal(bare.top_logp, behind.top_logp)
+    with pytest.raises(ValueError, match="base_asked"):
+        MediumConfig(kind="lora", objective="distill", base_asked=True)
+    with pytest.raises(ValueError, match="base_asked"):
+        MediumConfig(kind="lora", base_replay=0.3, base_asked=True)  # sft reads no base_asked

@@ -57,6 +57,10 @@ class Rehearsal:
         pool = (people, [e for e in people if e.split == "known_qa"])
         return lambda rng: self.draw(rng, pool)
 
+    def asked(self, text: str) -> bool:
+        """The world asks a question with nothing in front: its QA pairs are replayed as they are."""
+        return False
+
     def draw(self, rng: random.Random, pool: tuple[list[Entity], list[Entity]]) -> str:
         people, qa = pool
         if rng.random() < 0.5 or not qa:  # a biography without the updated facts
@@ -73,12 +77,15 @@ class TextRehearsal:
     """Base-knowledge text for replay on a model without a world: half the model's own text (sampled once from
     the bare model after its start token at temperature 1, `own_texts`: what it writes when nothing is asked,
     so replaying it holds the model near itself on whatever it knows), half question-answer pairs from the
-    probe's pool (never the evaluated questions). Nothing here changes with the sessions read."""
+    probe's pool (never the evaluated questions). Nothing here changes with the sessions read: every text is
+    settled, none is stale. A `retain.memory.base.ReplaySource`, not indexed by name."""
+
+    indexed = False
 
     def __init__(self, texts: list[str], pairs: list[str]):
         if not texts and not pairs:
             raise ValueError("TextRehearsal needs texts or question-answer pairs")
-        self.texts, self.pairs = texts, pairs
+        self.texts, self.pairs, self._pairs = texts, pairs, frozenset(pairs)
 
     def upto(self, session: int) -> None:
         """Nothing to leave out: no session updates what this text says."""
@@ -86,6 +93,18 @@ class TextRehearsal:
     def __call__(self, rng: random.Random) -> str:
         pool = self.pairs if self.pairs and (not self.texts or rng.random() < 0.5) else self.texts
         return rng.choice(pool)
+
+    settled = __call__
+
+    def stale(self, text: str) -> bool:
+        return False
+
+    def about(self, names: set[str]) -> None:
+        return None
+
+    def asked(self, text: str) -> bool:
+        """Whether `text` is one of the probe pool's question-answer pairs (not the model's own text)."""
+        return text in self._pairs
 
 
 def own_texts(model, tokenizer, n: int, tokens: int, seed: int) -> list[str]:

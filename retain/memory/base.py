@@ -34,7 +34,7 @@ _APPLIES: dict[frozenset[str], tuple[str, ...]] = {
     _WRITING: ("focus", "source", "dtype"),
     _WEIGHTS: ("steps", "lr", "batch_size", "augment", "replay", "base_replay", "objective", "queries", "n_queries",
                "reverse", "distill_on", "cue", "query_tokens", "query_temperature", "grounded", "query_turns", "base_queries", "base_study",
-               "top_k", "teacher_temperature", "hidden_weight", "hidden_layers"),
+               "base_asked", "top_k", "teacher_temperature", "hidden_weight", "hidden_layers"),
     frozenset({"lora"}): ("rank", "alpha", "targets", "adapters", "merge", "merge_beta", "merge_density", "memory_rank"),
     frozenset({"soft_prompt", "kv_prefix"}): ("prompt_tokens",),
     frozenset({"kv_prefix"}): ("prefix_init", "blocks", "route"),
@@ -42,7 +42,7 @@ _APPLIES: dict[frozenset[str], tuple[str, ...]] = {
 APPLIES: dict[str, frozenset[str]] = {key: kinds for kinds, keys in _APPLIES.items() for key in keys}
 """The medium kinds each `MediumConfig` key applies to (kind and name apply to all)."""
 DISTILL_ONLY = ("queries", "n_queries", "reverse", "distill_on", "cue", "query_tokens", "query_temperature", "grounded", "query_turns",
-                "base_study", "hidden_weight", "hidden_layers")  # fmt: skip
+                "base_study", "base_asked", "hidden_weight", "hidden_layers")  # fmt: skip
 """Weight-medium keys that only `objective: distill` reads (an sft medium refuses them)."""
 ANSWER_SPANS = ("cloze", "answer_first")
 """Query kinds that ask back each answer a session's sentences state (plain text only)."""
@@ -56,7 +56,8 @@ def _defaults(cls: type) -> dict[str, object]:
 
 @dataclass
 class MediumConfig:
-    """One memory medium of a continual run. Keys that do not apply to a kind are ignored by it."""
+    """One memory medium of a continual run. A key set away from its default on a kind it does not apply to
+    (`APPLIES`) is refused, naming the key and the kinds that read it."""
 
     kind: Literal["none", "context", "lora", "soft_prompt", "kv_prefix", "full"] = "lora"
     """none (the base model alone), context (material kept in the prompt), lora, soft_prompt, kv_prefix (a
@@ -179,6 +180,10 @@ class MediumConfig:
     which holds up its answers to questions about people it knows only from biographies (docs/distill.md). In
     plain text the bare model asks itself general questions after the shots instead (no text) and answers
     them: closed-book pairs in the form every question is asked (docs/real.md)."""
+    base_asked: bool = False
+    """distill with base_replay on a plain model: the replayed question-answer pairs of the probe's pool are
+    read as every question is asked, the shots in front (the student's head, where the session's queries
+    pull), instead of as bare text; the bare model with the same head is their teacher (docs/real.md)."""
     top_k: int = 20
     """distill: the teacher's k most likely next tokens per position (the rest of its mass is one bucket)."""
     teacher_temperature: float = 1.0
@@ -229,6 +234,8 @@ class MediumConfig:
             raise ValueError(f"media '{self.name}': hidden_weight must be >= 0, got {self.hidden_weight}")
         if not 0.0 <= self.base_study <= 1.0:
             raise ValueError(f"media '{self.name}': base_study must be in [0, 1], got {self.base_study}")
+        if self.base_asked and not self.base_replay:
+            raise ValueError(f"media '{self.name}': base_asked replays base-knowledge pairs; set base_replay > 0")
         if not 0.0 <= self.replay + self.base_replay < 1.0 or self.replay < 0 or self.base_replay < 0:
             raise ValueError(f"media '{self.name}': replay + base_replay must be in [0, 1)")
         if self.focus == "cue" and (self.cue == "none" or self.kind == "context"):
@@ -279,8 +286,9 @@ class ReplaySource(Protocol):
     """Base-knowledge text for replay (`source(rng)`: one text), and what it knows of the sessions read so far:
     `settled(rng)` draws a text about someone no read session updates (safe to study: the bare model's
     answers about them cannot be stale), `stale(text)` says whether a text names someone a read session
-    updates, and `about(names)` is a drawer of texts about those known people (None: none is known), when the
-    source is `indexed` by name."""
+    updates, `about(names)` is a drawer of texts about those known people (None: none is known), when the
+    source is `indexed` by name, and `asked(text)` says whether a text is a question with its answer, which
+    `base_asked` replays as every question is asked (the medium's head in front)."""
 
     indexed: bool
 
@@ -288,6 +296,7 @@ class ReplaySource(Protocol):
     def settled(self, rng: random.Random) -> str: ...
     def stale(self, text: str) -> bool: ...
     def about(self, names: set[str]) -> Callable[[random.Random], str] | None: ...
+    def asked(self, text: str) -> bool: ...
 
 
 @dataclass
@@ -310,10 +319,13 @@ class PlainReplay:
     def about(self, names: set[str]) -> None:
         return None
 
+    def asked(self, text: str) -> bool:
+        return False
+
 
 def as_replay(source: ReplaySource | Callable[[random.Random], str] | None) -> ReplaySource | None:
     """`source` as a `ReplaySource` (a plain function wrapped in `PlainReplay`)."""
-    if source is None or all(hasattr(source, m) for m in ("indexed", "settled", "stale", "about")):
+    if source is None or all(hasattr(source, m) for m in ("indexed", "settled", "stale", "about", "asked")):
         return source
     return PlainReplay(source)
 

@@ -233,18 +233,20 @@ class WeightMemory(Memory):
             k = round(cfg.base_study * cfg.base_queries)
             world = self.fmt.style == "world"
             studied = [self.base_text.settled(rng) for _ in range(k)] if world else []  # nobody a session updates
-            read = [self.tokenizer(self.base_text(rng), add_special_tokens=False)["input_ids"]
-                    for _ in range(cfg.base_queries - k)]  # fmt: skip
+            drawn = [self.base_text(rng) for _ in range(cfg.base_queries - k)]
+            enc = lambda texts: [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]  # noqa: E731
             teach = lambda context, queries, head=(): D.teach(self, context, queries, cfg.top_k, head=head,  # noqa: E731
                                                               temperature=cfg.teacher_temperature)
             with self.bare():  # the teacher of base knowledge is the model without any memory
                 if world:
                     study, spent = D.base_study(self, studied, rng) if k else ([], 0)
-                    self.base_teachers, more = teach(self.start, study + read)
+                    self.base_teachers, more = teach(self.start, study + enc(drawn))
                 else:  # a pretrained model asks itself general questions, answered in the asked form
                     study, spent = D.general_study(self, k, rng) if k else ([], 0)
+                    pairs = [t for t in drawn if cfg.base_asked and self.base_text.asked(t)]
+                    read = enc([t for t in drawn if not (cfg.base_asked and self.base_text.asked(t))])
                     head = self.student_head()
-                    (asked, more), (texts, more2) = teach(self.start + head, study, head), teach(self.start, read)
+                    (asked, more), (texts, more2) = teach(self.start + head, study + enc(pairs), head), teach(self.start, read)
                     self.base_teachers, more = asked + texts, more + more2
             return self.fresh(self.base_teachers), spent + more
         return self.fresh(self.base_teachers), 0
