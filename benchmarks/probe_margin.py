@@ -3,7 +3,8 @@ of each kept question's answer (p(top 1) - p(top 2) at the answer's first positi
 front), and which of them each memory medium lost. A question answered right by a coin's margin flips under
 any write; a drop made of such flips is noise around the model's knowledge, not knowledge lost. With
 `eval.known_prompts` the run also split the kept questions into known (right under every few-shot prompt)
-and not; this counts the lost ones on each side.
+and not; this counts the lost ones on each side, and gives the drop on the kept questions that are not
+near ties (margin >= 0.1): what a write costs of what the bare model answers firmly.
 
     python -m benchmarks.probe_margin --run runs/real-smollm2-cloze-full
 
@@ -84,15 +85,17 @@ def main() -> None:
     records = {p.stem: json.loads(p.read_text()) for p in sorted((run / "media").glob("*.json"))
                if not p.name.endswith(".queries.json")}  # fmt: skip
     thin = {q for q, m in margin.items() if m < THIN}
-    lines = ["| medium | lost | of them near ties (margin < 0.1) | median margin of the lost | lost known |",
-             "| --- | ---: | ---: | ---: | ---: |"]  # fmt: skip
+    firm = len(margin) - len(thin)
+    lines = ["| medium | lost | of them near ties (margin < 0.1) | median margin of the lost | lost known | "
+             f"drop without the near ties (of {firm}) |", "| --- | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
     every_lost: set[str] = set()
     for name, r in records.items():
         lost = {x["question"] for x in r.get("base_lost", [])} & set(margin)
         every_lost |= lost
         med = f"{statistics.median(margin[q] for q in lost):.2f}" if lost else "-"
+        drop = f"{-100 * len(lost - thin) / firm:+.1f} pt" if firm else "-"
         lines.append(f"| {name} | {len(lost)} | {len(lost & thin)} | {med} | "
-                     f"{'-' if known is None else len(lost & known)} |")  # fmt: skip
+                     f"{'-' if known is None else len(lost & known)} | {drop} |")  # fmt: skip
     never = [m for q, m in margin.items() if q not in every_lost]
     summary = (f"{len(margin)} kept probe questions, {len(thin)} of them near ties (bare model's first-token margin "
                f"< {THIN}); median margin {statistics.median(margin.values()):.2f}. Lost by some medium: "

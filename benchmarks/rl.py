@@ -42,6 +42,8 @@ def main() -> None:
         f"| policy's notes after RL (greedy) | {s['heldout_after']:.3f} | {s['length_after']:.1f} |",
         f"| oracle notes, whole (upper bound) | {s['heldout_oracle']:.3f} | - |",
         f"| raw transcript, whole | {s['heldout_transcript']:.3f} | - |",
+        f"| raw transcript, first {cfg.max_new_tokens} tokens (same budget) | {s['heldout_transcript_head']:.3f} | "
+        f"{cfg.max_new_tokens} |",
     ]
     eff = ""
     if "speedup" in s:
@@ -57,7 +59,9 @@ def main() -> None:
             f"{f', ReST-EM keeping {cfg.keep}' if cfg.algorithm == 'rest_em' else ''}.\n\n"
             + "\n".join(rows) + eff + "\n\n"
             f"- RL time {s['rl_seconds']:.0f} s (target <= 1800 s): {met(s['rl_seconds'] <= 1800)}\n"
-            f"- held-out gain {s['gain_pt']:+.1f} pt (target >= +10): {met(s['gain_pt'] >= 10)}")  # fmt: skip
+            f"- held-out gain {s['gain_pt']:+.1f} pt (target >= +10): {met(s['gain_pt'] >= 10)}; over the best "
+            f"equal-budget write that needs no learning (own notes or the transcript's first {cfg.max_new_tokens} "
+            f"tokens): {s['gain_equal_budget_pt']:+.1f} pt")  # fmt: skip
     body += "\n\n" + " ".join(f"![{alt}](img/{name})" for alt, name in publish_plots(out, args.section))
     write_section(args.section, f"RL outer loop ({args.config}, {cfg.algorithm})", body)
 

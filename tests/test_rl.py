@@ -179,11 +179,19 @@ def test_tiny_end_to_end_rl_run_writes_report_and_resumes(smoke_base, tmp_path):
     assert s["episodes"] == cfg.iterations * cfg.sessions * cfg.group
     assert s["batched_episodes_per_min"] > 0 and s["unbatched_episodes_per_min"] > 0
     assert "before RL" in (run / "report.md").read_text()
+    fixed = json.loads((run / "fixed.json").read_text())
+    heads, whole = fixed["transcript_head"]["texts"], fixed["transcript"]["texts"]
+    assert len(heads) == len(whole) and all(len(h) < len(t) for h, t in zip(heads, whole))  # cut to the budget
+    best_fixed = max(s["heldout_before"], s["heldout_transcript_head"])
+    assert s["gain_equal_budget_pt"] == pytest.approx(100 * (s["heldout_after"] - best_fixed))
     with pytest.raises(RetainError, match="already holds a run"):
         rl(cfg, out=run)
     (run / "summary.json").unlink()
+    del fixed["transcript_head"]  # a run from before the equal-budget baseline gets it on resume
+    (run / "fixed.json").write_text(json.dumps(fixed))
     again = rl(cfg, out=run, resume=True)  # finished: nothing is rerun, the same numbers come back
     assert again["heldout_after"] == s["heldout_after"]
+    assert again["heldout_transcript_head"] == s["heldout_transcript_head"]
 
 
 def test_an_interrupted_rl_run_resumes_from_its_last_iteration(smoke_base, tmp_path):

@@ -76,8 +76,11 @@ def write_report(run: RunDir, cfg: Any, fixed: dict, last: dict, pools: Any, sum
         (f"| oracle notes, whole (upper bound) | {s['heldout_oracle']:.3f} | - |" if s["heldout_oracle"] is not None
          else "| oracle notes | - (sessions from a file carry no facts) | - |"),
         f"| raw transcript, whole | {s['heldout_transcript']:.3f} | - |",
+        f"| raw transcript, its first {cfg.max_new_tokens} tokens (same budget) | {s['heldout_transcript_head']:.3f} | "
+        f"{cfg.max_new_tokens} |",
         "",
-        f"Gain from RL: {s['gain_pt']:+.1f} points (target >= +10).",
+        f"Gain from RL: {s['gain_pt']:+.1f} points over its own notes (target >= +10); "
+        f"{s['gain_equal_budget_pt']:+.1f} over the best write of the same budget that needs no learning.",
         "",
         "![reward and recall](rl_curve.png)",
         "",

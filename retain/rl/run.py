@@ -220,6 +220,12 @@ def evaluate(policy, reader, tok, cfg: RLConfig, pools: Pools, texts: list[str] 
     return {"recall": recall, "texts": texts, "lengths": lengths}
 
 
+def heads(tok, sessions: list[Session], cfg: RLConfig) -> list[str]:
+    """Each session's transcript cut to the self-edit's budget (`max_new_tokens`): the write RL must beat at
+    equal tokens, with nothing chosen."""
+    return [tok.decode(tok(s.transcript, add_special_tokens=False)["input_ids"][: cfg.max_new_tokens]) for s in sessions]
+
+
 def efficiency(reader, tok, cfg: RLConfig, sessions: list[Session], texts: list[list[str]],
                followers: list[list[str]]) -> dict[str, float]:  # fmt: skip
     """Episodes per minute of the inner loop on the same self-edits: G adapters in one batched loop, and
@@ -328,6 +334,9 @@ def rl(cfg: RLConfig, out: str | None = None, resume: bool = False) -> dict[str,
     fixed_path = run / "fixed.json"  # what does not change with the policy: upper bound, raw, before RL
     if fixed_path.exists():
         fixed = read_json(fixed_path)
+        if "transcript_head" not in fixed:  # a run from before the equal-budget baseline: add it, once
+            fixed["transcript_head"] = evaluate(policy, reader, tok, cfg, pools, heads(tok, pools.heldout, cfg))
+            atomic_write_json(fixed_path, fixed)
     else:
         first, first_followers = train_sessions(world, cfg, pools, 0)
         edits = E.write_edits(policy, tok, first[: cfg.efficiency_groups], cfg.group, cfg.decoding,
@@ -336,6 +345,7 @@ def rl(cfg: RLConfig, out: str | None = None, resume: bool = False) -> dict[str,
             "oracle": evaluate(policy, reader, tok, cfg, pools, [R.oracle_notes(s) for s in pools.heldout])
             if pools.train is None else None,  # a file's sessions carry no facts to write as notes
             "transcript": evaluate(policy, reader, tok, cfg, pools, [s.transcript for s in pools.heldout]),
+            "transcript_head": evaluate(policy, reader, tok, cfg, pools, heads(tok, pools.heldout, cfg)),
             "before": evaluate(policy, reader, tok, cfg, pools),
             "efficiency": efficiency(reader, tok, cfg, first[: cfg.efficiency_groups],
                                      [[E.text_of(tok, e) for e in es] for es in edits],
@@ -402,6 +412,9 @@ def summarize(cfg: RLConfig, fixed: dict, last: dict, records: list[dict], elaps
         "gain_pt": 100 * (after["recall"] - before["recall"]),
         "heldout_oracle": fixed["oracle"]["recall"] if fixed["oracle"] else None,
         "heldout_transcript": fixed["transcript"]["recall"],
+        "heldout_transcript_head": fixed["transcript_head"]["recall"],
+        # RL's gain over the best write of the same budget that needs no learning: its own notes or the cut transcript
+        "gain_equal_budget_pt": 100 * (after["recall"] - max(before["recall"], fixed["transcript_head"]["recall"])),
         "length_before": sum(before["lengths"]) / len(before["lengths"]),
         "length_after": sum(after["lengths"]) / len(after["lengths"]),
         "episodes": episodes,
