@@ -98,3 +98,106 @@ def test_bad_switches_are_one_line_errors(key, value, message):
         BackboneConfig(**SHAPE, **{key: value})
     with pytest.raises(ValueError, match="hyena_order must be >= 2"):
         BackboneConfig(**SHAPE, mixer="hyena", hyena_order=1)
+
+
+HF = dict(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=4, num_attention_heads=4,
+          num_key_value_heads=2, max_position_embeddings=64)  # fmt: skip
+
+
+def test_the_hugging_face_face_is_llama_under_padding_and_packing():
+    from retain.models.backbone import BackboneForCausalLM, BackboneLMConfig
+
+    llama = _llama()
+    model = BackboneForCausalLM(BackboneLMConfig(**HF)).eval()
+    model.load_state_dict(llama.state_dict(), strict=True)
+    ids, mask = _ids(12), torch.ones(2, 12, dtype=torch.long)
+    mask[0, :3] = 0  # left padding, as generation pads
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    with torch.no_grad():
+        ours = model(input_ids=ids, attention_mask=mask, position_ids=pos).logits
+        theirs = llama(input_ids=ids, attention_mask=mask, position_ids=pos).logits
+        assert torch.allclose(ours[0, 3:], theirs[0, 3:], atol=1e-5) and torch.allclose(ours[1], theirs[1], atol=1e-5)
+        packed = torch.tensor([list(range(5)) + list(range(7))] * 2)  # two documents, positions restarting
+        both = model(input_ids=ids, position_ids=packed).logits
+        assert torch.allclose(both[:, 5:], model(input_ids=ids[:, 5:]).logits, atol=1e-5)  # the second sees only itself
+
+
+@pytest.mark.parametrize("switches", [dict(kv_layers=2), dict(loop=2), dict(position="alibi"),
+                                      dict(position="nope", kv_layers=1, loop=3)])  # fmt: skip
+def test_every_switch_decodes_from_its_cache_as_it_reads_the_whole_sequence(switches):
+    from transformers import DynamicCache
+
+    from retain.fermi.arch import from_hf_config
+    from retain.models.backbone import BackboneForCausalLM, BackboneLMConfig
+    from retain.models.generate import kv_of, prefix_cache
+
+    model = BackboneForCausalLM(BackboneLMConfig(**HF, **switches)).eval()
+    ids = _ids(12)
+    with torch.no_grad():
+        whole = model(input_ids=ids).logits
+        first = model(input_ids=ids[:, :8], use_cache=True, cache=DynamicCache(config=model.config))
+        rest = model(input_ids=ids[:, 8:], use_cache=True, cache=first.cache)
+        assert torch.allclose(rest.logits, whole[:, 8:], atol=1e-5)
+        prefix = kv_of(model, ids[0, :8].tolist())  # a KV prefix, as the kv_prefix medium and generation use one
+        after = model(input_ids=ids[:1, 8:], cache=prefix_cache(prefix, 1, model.config), use_cache=True,
+                      position_ids=torch.arange(8, 12)[None], attention_mask=torch.ones(1, 12, dtype=torch.long))
+        assert torch.allclose(after.logits, whole[:1, 8:], atol=1e-5)
+    arch = from_hf_config(model.config.to_dict())  # the Fermi calculator reads the saved config
+    assert sum(k.numel() + v.numel() for k, v in prefix) * 4 == 8 * kv_bytes_per_token(arch, "fp32")
+
+
+def test_a_switched_model_config_builds_saves_and_loads_the_backbone(tmp_path):
+    from transformers import PreTrainedTokenizerFast
+
+    from retain.models.backbone import BackboneForCausalLM
+    from retain.models.build import build_model, load_model
+    from retain.models.config import ModelConfig
+
+    tok = PreTrainedTokenizerFast(tokenizer_object=__import__("tokenizers").Tokenizer(
+        __import__("tokenizers").models.WordLevel({"<pad>": 0, "<s>": 1, "</s>": 2, "a": 3}, unk_token="<pad>")),
+        pad_token="<pad>", bos_token="<s>", eos_token="</s>")  # fmt: skip
+    assert type(build_model(ModelConfig(size="tiny"), tok)).__name__ == "LlamaForCausalLM"
+    model = build_model(ModelConfig(size="tiny", position="nope", kv_layers=2, tie_embeddings=False), tok)
+    assert isinstance(model, BackboneForCausalLM) and len(model.cfg.owners()) == 2
+    model.save_pretrained(tmp_path)
+    again = load_model(tmp_path)  # Auto classes know the model type: no remote code
+    ids = torch.tensor([[1, 3, 3, 2]])
+    with torch.no_grad():
+        assert isinstance(again, BackboneForCausalLM) and torch.equal(again(input_ids=ids).logits, model(input_ids=ids).logits)
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("position", "sine", "model.position must be rope, nope or alibi"),
+    ("kv_layers", 5, "model.kv_layers must be between 1 and the model's 4 layers"),
+    ("loop", 0, "model.loop must be at least 1"),
+])  # fmt: skip
+def test_bad_model_switches_are_one_line(key, value, message):
+    from retain.models.config import ModelConfig
+
+    with pytest.raises(ValueError, match=message):
+        ModelConfig(size="tiny", **{key: value})
+    with pytest.raises(ValueError, match="a model.path is loaded as it is"):
+        ModelConfig(path="models/x", loop=2)
+
+
+@pytest.mark.slow  # ~30 s: a smoke pretraining and a continual run with three media
+def test_pretrain_and_a_continual_run_on_an_mlkv_nope_backbone(tmp_path):
+    from pathlib import Path
+
+    from retain.config import load_config
+    from retain.continual.loop import ContinualConfig, continual
+    from retain.models.build import load_model
+    from retain.train.pretrain import PretrainConfig, pretrain
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = load_config(PretrainConfig, root / "configs" / "smoke" / "pretrain.yaml",
+                      ["model.position=nope", "model.kv_layers=2", "train.steps=4"])  # fmt: skip
+    pretrain(cfg, out=tmp_path / "base")
+    assert load_model(tmp_path / "base" / "model").config.model_type == "retain_backbone"
+    run = load_config(ContinualConfig, root / "configs" / "smoke" / "continual.yaml",
+                      [f"base={tmp_path / 'base'}", "media=[{kind: context, budget_tokens: 400}, "
+                       "{kind: lora, steps: 1, batch_size: 2}, {kind: kv_prefix, prompt_tokens: 4, steps: 1, batch_size: 2}]",
+                       "eval.base_n=4", "eval.skill_n=2", "liti=[]"])  # fmt: skip
+    s = continual(run, out=tmp_path / "run")
+    assert (tmp_path / "run" / "report.md").exists() and set(s["media"]) == {"context", "lora", "kv_prefix"}
+    assert s["kv_bytes_per_token"] == 2 * 2 * 2 * 32 * 2  # 2 of 4 layers own K/V: 2 heads x 32 dims, bf16

@@ -34,6 +34,9 @@ class Arch:
     """RMSNorm weight vectors per layer (Gemma 2 has 4)."""
     n_kv_layers: int | None = None
     """MLKV: how many layers own K/V projections and cache entries; None means every layer."""
+    passes: int = 1
+    """Weight-shared passes through the stack (a looped model): parameters count once, each pass caches its
+    own K/V."""
     pretrain_tokens: float | None = None
     """Published pretraining token count, or None when the authors did not publish it."""
     source: str = ""
@@ -48,6 +51,8 @@ class Arch:
                 f"architecture '{self.name}': n_heads ({self.n_heads}) must be a multiple of "
                 f"n_kv_heads ({self.n_kv_heads})"
             )
+        if self.passes < 1:
+            raise RetainError(f"architecture '{self.name}': passes must be at least 1, got {self.passes}")
         if self.n_kv_layers is not None and not 1 <= self.n_kv_layers <= self.n_layers:
             raise RetainError(
                 f"architecture '{self.name}': n_kv_layers must be between 1 and n_layers ({self.n_layers}), "
@@ -58,6 +63,11 @@ class Arch:
     def kv_layers(self) -> int:
         """Layers that store K and V (all of them unless MLKV)."""
         return self.n_layers if self.n_kv_layers is None else self.n_kv_layers
+
+    @property
+    def cache_layers(self) -> int:
+        """K/V entries per token in the cache: the layers that own K/V, once per pass."""
+        return self.kv_layers * self.passes
 
     @property
     def attention_kind(self) -> str:
@@ -141,6 +151,7 @@ def from_hf_config(config: dict[str, Any], name: str = "hf-config", source: str 
         attention_bias=bool(cfg.get("attention_bias", model_type == "qwen2")),
         norms_per_layer=4 if model_type.startswith("gemma2") or model_type.startswith("gemma3") else 2,
         n_kv_layers=cfg.get("n_kv_layers"),
+        passes=int(cfg.get("loop") or 1),  # the project's backbone with weight-shared depth
         source=source or name,
     )
 

@@ -51,8 +51,8 @@ def resolve_targets(targets: str) -> tuple[str, ...]:
 
 
 def kv_bytes_per_token(arch: Arch, dtype: str = "bf16") -> float:
-    """KV-cache bytes per token in context: kv_layers x 2 x n_kv_heads x head_dim x bytes."""
-    return arch.kv_layers * 2 * arch.n_kv_heads * arch.head_dim * dtype_bytes(dtype)
+    """KV-cache bytes per token in context: kv_layers (x passes) x 2 x n_kv_heads x head_dim x bytes."""
+    return arch.cache_layers * 2 * arch.n_kv_heads * arch.head_dim * dtype_bytes(dtype)
 
 
 def lora_params(arch: Arch, rank: int, targets: str = "all-linear") -> int:
@@ -74,7 +74,7 @@ def soft_prompt_params(arch: Arch, prefix_tokens: int) -> int:
 
 def kv_prefix_params(arch: Arch, prefix_tokens: int) -> int:
     """P trainable key and value vectors per KV layer and KV head (a trained KV cache)."""
-    return prefix_tokens * arch.kv_layers * 2 * arch.n_kv_heads * arch.head_dim
+    return prefix_tokens * arch.cache_layers * 2 * arch.n_kv_heads * arch.head_dim
 
 
 def pretrain_bytes_per_token(arch: Arch, dtype: str = "bf16") -> float | None:

@@ -10,6 +10,10 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedModel
 
 from retain.errors import RetainError
+from retain.models.backbone import (  # registers model type retain_backbone
+    BackboneForCausalLM,
+    BackboneLMConfig,
+)
 from retain.models.config import SIZES, ModelConfig
 from retain.models.device import device
 
@@ -36,13 +40,25 @@ def llama_config(cfg: ModelConfig, vocab_size: int, pad_id: int, bos_id: int, eo
     )
 
 
-def build_model(cfg: ModelConfig, tokenizer, seed: int = 0) -> LlamaForCausalLM:
+def backbone_config(cfg: ModelConfig, vocab_size: int, pad_id: int, bos_id: int, eos_id: int) -> BackboneLMConfig:
+    """The Hugging Face config of the backbone with `cfg`'s switches, at a named size."""
+    llama = llama_config(cfg, vocab_size, pad_id, bos_id, eos_id)
+    return BackboneLMConfig(vocab_size=vocab_size, hidden_size=llama.hidden_size, intermediate_size=llama.intermediate_size,
+                            num_hidden_layers=llama.num_hidden_layers, num_attention_heads=llama.num_attention_heads,
+                            num_key_value_heads=llama.num_key_value_heads, position=cfg.position,
+                            kv_layers=cfg.kv_layers, loop=cfg.loop, rope_theta=cfg.rope_theta,
+                            max_position_embeddings=cfg.max_seq_len, tie_word_embeddings=cfg.tie_embeddings,
+                            pad_token_id=pad_id, bos_token_id=bos_id, eos_token_id=eos_id)  # fmt: skip
+
+
+def build_model(cfg: ModelConfig, tokenizer, seed: int = 0) -> PreTrainedModel:
     """A freshly initialised default model sized by `cfg.size` for `tokenizer`'s vocabulary, on the run's
-    device (initialised on the CPU, so the same seed gives the same weights on any device)."""
-    hf = llama_config(cfg, len(tokenizer), tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id)
+    device (initialised on the CPU, so the same seed gives the same weights on any device): Llama, or the
+    backbone when a switch (`position`, `kv_layers`, `loop`) is set."""
+    ids = (len(tokenizer), tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        model = LlamaForCausalLM(hf)
+        model = BackboneForCausalLM(backbone_config(cfg, *ids)) if cfg.switched else LlamaForCausalLM(llama_config(cfg, *ids))
     return model.to(device())
 
 

@@ -33,7 +33,30 @@ class ModelConfig:
     """Share the input embedding and the output head."""
     dropout: float = 0.0
     """Attention dropout during training."""
+    position: Literal["rope", "nope", "alibi"] = "rope"
+    """How attention sees positions: rope (Llama), nope (not at all) or alibi (a causal distance bias). Any
+    switch here away from its default builds the project's backbone (retain/models/backbone.py, the same
+    module names) instead of Hugging Face's Llama."""
+    kv_layers: int | None = None
+    """MLKV: how many of the layers own K/V (the others reuse the nearest lower owner's); None: all."""
+    loop: int = 1
+    """Weight-shared depth: the stack of layers runs this many times."""
 
     def __post_init__(self) -> None:
         if self.layers is not None and self.layers < 1:
             raise ValueError(f"model.layers must be at least 1, got {self.layers}")
+        if self.position not in ("rope", "nope", "alibi"):
+            raise ValueError(f"model.position must be rope, nope or alibi, got {self.position!r}")
+        n = self.layers or SIZES[self.size][1] if self.size in SIZES else None
+        if self.kv_layers is not None and n is not None and not 1 <= self.kv_layers <= n:
+            raise ValueError(f"model.kv_layers must be between 1 and the model's {n} layers, got {self.kv_layers}")
+        if self.loop < 1:
+            raise ValueError(f"model.loop must be at least 1, got {self.loop}")
+        if self.path and self.switched:
+            raise ValueError("model.position, kv_layers and loop shape a model built here; a model.path is "
+                             "loaded as it is: remove one or the other")  # fmt: skip
+
+    @property
+    def switched(self) -> bool:
+        """Whether a backbone switch is away from Llama's (the backbone is built instead)."""
+        return self.position != "rope" or self.kv_layers is not None or self.loop != 1

@@ -105,6 +105,8 @@ def prefix_cache(prefix: list[tuple[torch.Tensor, torch.Tensor]] | None, batch: 
     if not prefix:
         return DynamicCache(config=config)
     rows = [(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)) for k, v in prefix]
+    if config is not None and len(rows) != config.num_hidden_layers:  # the backbone: one per K/V owner per pass
+        config = None
     return DynamicCache(ddp_cache_data=rows, config=config)
 
 
