@@ -43,7 +43,10 @@ def shift(model, prefix: KV, offset: int) -> KV:
     R(offset) R(p), so rotating every stored key by R(offset) re-positions it (values carry no position)."""
     from transformers.models.llama.modeling_llama import rotate_half
 
-    rotary = next(m for n, m in model.named_modules() if n.endswith("rotary_emb"))
+    rotary = next((m for n, m in model.named_modules() if n.endswith("rotary_emb")), None)
+    if rotary is None:
+        raise RetainError(f"{type(model).__name__} has no rotary embedding module to move a KV prefix with; "
+                          "compose prefixes without re-positioning (no model), or use a Llama-family base")  # fmt: skip
     k0 = prefix[0][0]
     cos, sin = rotary(k0, torch.full((1, 1), offset, dtype=torch.long, device=k0.device))  # (1, 1, head_dim)
     cos, sin = cos[:, None].to(k0.dtype), sin[:, None].to(k0.dtype)
