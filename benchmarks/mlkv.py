@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 from pathlib import Path
 
-from benchmarks.results import RESULTS, resumable, write_section
+from benchmarks.results import RESULTS, pretrain_or_resume, write_section
 
 ROWS = ["closed_book_acc", "open_book_acc", "session_icl_acc", "heldout_template_acc", "seconds"]
 KEEP, BYTES = 0.9, 0.25  # the target: m = 2 keeps >= 0.9 of open-book at <= 1/4 of the KV bytes
@@ -66,20 +65,11 @@ def main() -> None:
     ap.add_argument("--section", default="mlkv", help="name of the RESULTS.md section")
     args = ap.parse_args()
 
-    from retain.config import load_config
-    from retain.train.pretrain import PretrainConfig, pretrain
-
     rows = []
     for m in args.kv_layers:
         out = Path(args.out) / f"m{m}"
-        if not (out / "summary.json").exists():
-            cfg = load_config(PretrainConfig, args.config, [*args.overrides, f"model.kv_layers={m}"])
-            started = (out / "ckpt").is_dir() and any((out / "ckpt").iterdir())
-            if (out / "config.yaml").exists() and not started:  # stopped before its first checkpoint
-                shutil.rmtree(out)
-            with resumable(out):
-                pretrain(cfg, out=out, resume=started)
-        rows.append((m, kv_bytes(out), json.loads((out / "summary.json").read_text())))
+        summary = pretrain_or_resume(args.config, [*args.overrides, f"model.kv_layers={m}"], out)
+        rows.append((m, kv_bytes(out), summary))
     (m0, b0, ref) = rows[0]
     lines = ["| m (layers owning K/V) | KV bytes / token | x of m = " + f"{m0} | " + " | ".join(ROWS)
              + " | open-book x of m = " + f"{m0} |", "| ---: | ---: | ---: |" + " ---: |" * (len(ROWS) + 1)]  # fmt: skip

@@ -126,3 +126,22 @@ def run_or_resume(cls: type, run, config: str, overrides: list[str], out: Path):
     cfg = load_config(cls, config, overrides)
     summary = run(cls() if resume else cfg, str(out), resume=resume)
     return summary, load_config(cls, out / "config.yaml")
+
+
+def pretrain_or_resume(config: str, overrides: list[str], out: Path) -> dict:
+    """`retain pretrain` of `config` with `overrides` into `out`: read back when finished, resumed from its last
+    checkpoint when stopped, started again when stopped before its first one (nothing to resume from).
+    Ctrl-C is one line. Returns the run's summary."""
+    import json
+    import shutil
+
+    from retain.config import load_config
+    from retain.train.pretrain import PretrainConfig, pretrain
+
+    if not (out / "summary.json").exists():
+        started = (out / "ckpt").is_dir() and any((out / "ckpt").iterdir())
+        if (out / "config.yaml").exists() and not started:
+            shutil.rmtree(out)
+        with resumable(out):
+            pretrain(load_config(PretrainConfig, config, overrides), out=out, resume=started)
+    return json.loads((out / "summary.json").read_text())

@@ -11,12 +11,10 @@ A seed whose run holds a summary is only read back; one left half-way resumes.
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
 from pathlib import Path
 
 from benchmarks.pretrain_base import SECONDS, TARGETS
-from benchmarks.results import resumable, write_section
+from benchmarks.results import pretrain_or_resume, write_section
 
 DROP = 0.05  # held-out-template and session-reading accuracy within 5 points of world seed 0
 ROWS = [
@@ -41,21 +39,11 @@ def main() -> None:
     ap.add_argument("--section", default="world_seeds", help="name of the RESULTS.md section")
     args = ap.parse_args()
 
-    from retain.config import load_config
-    from retain.train.pretrain import PretrainConfig, pretrain
-
     reuse = {int(k): Path(v) for k, v in (r.split("=", 1) for r in args.reuse)}
     runs = {}
     for seed in args.seeds:
         out = reuse.get(seed, Path(args.out) / f"seed{seed}")
-        if not (out / "summary.json").exists():
-            cfg = load_config(PretrainConfig, args.config, [*args.overrides, f"world.seed={seed}", f"seed={seed}"])
-            started = (out / "ckpt").is_dir() and any((out / "ckpt").iterdir())
-            if (out / "config.yaml").exists() and not started:  # stopped before its first checkpoint
-                shutil.rmtree(out)
-            with resumable(out):
-                pretrain(cfg, out=out, resume=started)
-        runs[seed] = (out, json.loads((out / "summary.json").read_text()))
+        runs[seed] = (out, pretrain_or_resume(args.config, [*args.overrides, f"world.seed={seed}", f"seed={seed}"], out))
     ref = runs[min(runs)][1]
     lines = [
         "| world seed | run | " + " | ".join(ROWS) + " | targets |",
