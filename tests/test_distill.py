@@ -413,7 +413,7 @@ def test_routed_base_replay_is_about_the_known_people_the_session_names(smoke_ba
     rehearsal, drawn = Rehearsal(world), []
 
     class Recorded:  # the loop's rehearsal (a ReplaySource), with every text drawn about someone kept
-        indexed, settled, stale = True, rehearsal.settled, rehearsal.stale
+        indexed, settled, stale, asked = True, rehearsal.settled, rehearsal.stale, rehearsal.asked
 
         def __call__(self, rng):
             return rehearsal(rng)

@@ -324,9 +324,13 @@ class PlainReplay:
 
 
 def as_replay(source: ReplaySource | Callable[[random.Random], str] | None) -> ReplaySource | None:
-    """`source` as a `ReplaySource` (a plain function wrapped in `PlainReplay`)."""
-    if source is None or all(hasattr(source, m) for m in ("indexed", "settled", "stale", "about", "asked")):
+    """`source` as a `ReplaySource` (a plain function wrapped in `PlainReplay`); one that has only some of the
+    protocol's members is refused, naming the missing ones, rather than wrapped and its own behaviour lost."""
+    members = ("indexed", "settled", "stale", "about", "asked")
+    if source is None or all(hasattr(source, m) for m in members):
         return source
+    if missing := [m for m in members if not hasattr(source, m)] if any(hasattr(source, m) for m in members) else []:
+        raise TypeError(f"{type(source).__name__} is a partial ReplaySource: it lacks {', '.join(missing)}")
     return PlainReplay(source)
 
 
