@@ -442,6 +442,17 @@ def test_base_asked_replays_the_probe_pools_pairs_with_the_shots_in_front(plain_
         bare = next(t for t in pools[False] if t.ids == pair)
         behind = next(t for t in pools[True] if t.ids == pair)
         assert not torch.equal(bare.top_logp, behind.top_logp)
+    from retain.memory.base import PlainReplay, as_replay
+
+    class Partial:  # a replay source written before `asked`: refused, not wrapped and its `about` lost
+        indexed, settled, stale, about = False, source.settled, source.stale, source.about
+
+        def __call__(self, rng):
+            return source(rng)
+
+    with pytest.raises(TypeError, match="lacks asked"):
+        as_replay(Partial())
+    assert as_replay(source) is source and isinstance(as_replay(source.__call__), PlainReplay)
     with pytest.raises(ValueError, match="base_asked"):
         MediumConfig(kind="lora", objective="distill", base_asked=True)
     with pytest.raises(ValueError, match="base_asked"):

@@ -326,10 +326,12 @@ class PlainReplay:
 def as_replay(source: ReplaySource | Callable[[random.Random], str] | None) -> ReplaySource | None:
     """`source` as a `ReplaySource` (a plain function wrapped in `PlainReplay`); one that has only some of the
     protocol's members is refused, naming the missing ones, rather than wrapped and its own behaviour lost."""
-    members = ("indexed", "settled", "stale", "about", "asked")
-    if source is None or all(hasattr(source, m) for m in members):
+    if source is None:
+        return None
+    missing = [m for m in ("indexed", "settled", "stale", "about", "asked") if not hasattr(source, m)]
+    if not missing:
         return source
-    if missing := [m for m in members if not hasattr(source, m)] if any(hasattr(source, m) for m in members) else []:
+    if len(missing) < 5:
         raise TypeError(f"{type(source).__name__} is a partial ReplaySource: it lacks {', '.join(missing)}")
     return PlainReplay(source)
 

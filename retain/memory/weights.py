@@ -243,10 +243,11 @@ class WeightMemory(Memory):
                     self.base_teachers, more = teach(self.start, study + enc(drawn))
                 else:  # a pretrained model asks itself general questions, answered in the asked form
                     study, spent = D.general_study(self, k, rng) if k else ([], 0)
-                    pairs = [t for t in drawn if cfg.base_asked and self.base_text.asked(t)]
-                    read = enc([t for t in drawn if not (cfg.base_asked and self.base_text.asked(t))])
+                    behind = [cfg.base_asked and self.base_text.asked(t) for t in drawn]  # read behind the shots
+                    pairs = enc([t for t, b in zip(drawn, behind) if b])
+                    read = enc([t for t, b in zip(drawn, behind) if not b])
                     head = self.student_head()
-                    (asked, more), (texts, more2) = teach(self.start + head, study + enc(pairs), head), teach(self.start, read)
+                    (asked, more), (texts, more2) = teach(self.start + head, study + pairs, head), teach(self.start, read)
                     self.base_teachers, more = asked + texts, more + more2
             return self.fresh(self.base_teachers), spent + more
         return self.fresh(self.base_teachers), 0

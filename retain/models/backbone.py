@@ -28,7 +28,8 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedConfig, PreTrainedModel
+from transformers import AutoConfig, AutoModelForCausalLM, DynamicCache, PreTrainedConfig, PreTrainedModel
+from transformers.cache_utils import DynamicLayer
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from retain.models.hyena import HyenaOperator
@@ -362,8 +363,6 @@ class BackboneForCausalLM(PreTrainedModel):
     def fit(self, cache) -> None:
         """A cache made for `num_hidden_layers` layers (as `DynamicCache(config=...)` makes one) holds one per
         K/V owner per pass instead: empty layers beyond that are dropped, missing ones added."""
-        from transformers.cache_utils import DynamicLayer
-
         if any(layer.is_initialized for layer in cache.layers[self.slots :]):
             raise ValueError(f"a cache of {len(cache.layers)} filled layers given to a backbone with {self.slots}")
         del cache.layers[self.slots :]
@@ -385,8 +384,6 @@ class BackboneForCausalLM(PreTrainedModel):
                 position_ids: torch.Tensor | None = None, cache=None, inputs_embeds: torch.Tensor | None = None,
                 labels: torch.Tensor | None = None, use_cache: bool | None = None, logits_to_keep: int = 0,
                 num_items_in_batch: torch.Tensor | None = None, **_: Any) -> CausalLMOutputWithPast:  # fmt: skip
-        from transformers import DynamicCache
-
         x = inputs_embeds if inputs_embeds is not None else self.model.embed_tokens(input_ids)
         B, T = x.shape[:2]
         if use_cache and cache is None:

@@ -47,7 +47,7 @@ class ModelConfig:
             raise ValueError(f"model.layers must be at least 1, got {self.layers}")
         if self.position not in ("rope", "nope", "alibi"):
             raise ValueError(f"model.position must be rope, nope or alibi, got {self.position!r}")
-        n = self.layers or SIZES[self.size][1] if self.size in SIZES else None
+        n = self.layers or (SIZES[self.size][1] if self.size in SIZES else None)
         if self.kv_layers is not None and n is not None and not 1 <= self.kv_layers <= n:
             raise ValueError(f"model.kv_layers must be between 1 and the model's {n} layers, got {self.kv_layers}")
         if self.loop < 1:
