@@ -164,6 +164,11 @@ def test_a_switched_model_config_builds_saves_and_loads_the_backbone(tmp_path):
     ids = torch.tensor([[1, 3, 3, 2]])
     with torch.no_grad():
         assert isinstance(again, BackboneForCausalLM) and torch.equal(again(input_ids=ids).logits, model(input_ids=ids).logits)
+        # a switch starts from the plain model's draw: m = L is the Llama of the same seed, m < L shares its MLPs
+        plain, same = build_model(ModelConfig(size="tiny"), tok, seed=3), build_model(ModelConfig(size="tiny", kv_layers=4), tok, seed=3)
+        assert isinstance(same, BackboneForCausalLM) and torch.allclose(same(input_ids=ids).logits, plain(input_ids=ids).logits, atol=1e-5)
+        fewer = build_model(ModelConfig(size="tiny", kv_layers=1), tok, seed=3).state_dict()
+        assert torch.equal(fewer["model.layers.2.mlp.up_proj.weight"], plain.state_dict()["model.layers.2.mlp.up_proj.weight"])
 
 
 @pytest.mark.parametrize("key,value,message", [

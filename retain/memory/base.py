@@ -25,6 +25,7 @@ from retain.fermi.formulas import DTYPE_BYTES
 from retain.models.device import autocast, device_of, to_model
 from retain.models.text import text_format
 from retain.train.data import right_pad
+from retain.train.optim import lr_at
 from retain.world.world import Fact, Question, Session
 
 _WEIGHTS = frozenset({"lora", "full", "soft_prompt", "kv_prefix"})
@@ -32,7 +33,7 @@ _WRITING = _WEIGHTS | {"context"}
 _APPLIES: dict[frozenset[str], tuple[str, ...]] = {
     frozenset({"context"}): ("budget_tokens", "retrieve", "shots", "shot_kind"),
     _WRITING: ("focus", "source", "dtype"),
-    _WEIGHTS: ("steps", "lr", "batch_size", "augment", "replay", "base_replay", "objective", "queries", "n_queries",
+    _WEIGHTS: ("steps", "lr", "warmup", "lr_schedule", "batch_size", "augment", "replay", "base_replay", "objective", "queries", "n_queries",
                "reverse", "distill_on", "cue", "query_tokens", "query_temperature", "grounded", "query_turns", "base_queries", "base_study",
                "base_asked", "top_k", "teacher_temperature", "hidden_weight", "hidden_layers"),
     frozenset({"lora"}): ("rank", "alpha", "targets", "adapters", "merge", "merge_beta", "merge_density", "memory_rank"),
@@ -84,7 +85,12 @@ class MediumConfig:
     steps: int = 60
     """Weight media: optimizer steps per write."""
     lr: float = 2e-3
-    """Weight media: learning rate of the write (constant)."""
+    """Weight media: learning rate of the write (its peak, with `warmup` or `lr_schedule: cosine`)."""
+    warmup: int = 0
+    """Weight media: steps of linear lr warm-up at the start of each write. Each write starts a fresh AdamW,
+    whose first steps move every trainable entry by about lr whatever its gradient (docs/real.md)."""
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    """Weight media: after the warm-up the lr stays (constant) or decays to 0 at the write's last step (cosine)."""
     batch_size: int = 8
     """Weight media: sequences per write step."""
     augment: Literal["none", "shuffle", "paraphrase"] = "shuffle"
@@ -222,6 +228,8 @@ class MediumConfig:
                     "base_queries", "query_tokens", "query_turns", "teacher_temperature", "query_temperature"):
             if getattr(self, key) <= 0:
                 raise ValueError(f"media '{self.name}': {key} must be positive, got {getattr(self, key)}")
+        if not 0 <= self.warmup < self.steps:
+            raise ValueError(f"media '{self.name}': warmup must be in [0, steps), got {self.warmup} with steps {self.steps}")
         if self.lr <= 0 or self.alpha <= 0:
             raise ValueError(f"media '{self.name}': lr and alpha must be positive, got {self.lr} and {self.alpha}")
         if self.memory_rank < 0:
@@ -273,6 +281,10 @@ class MediumConfig:
         if bad:
             raise RetainError(f"media '{self.name}': hidden_layers {bad} out of range for a model of {n} layers; "
                               f"use indices in {-n}..{n - 1}")  # fmt: skip
+
+    def lr_at(self, step: int) -> float:
+        """Weight media: the write's lr at `step` (0-based): `warmup` steps up to `lr`, then `lr_schedule`."""
+        return lr_at(step, self.steps, self.lr, self.warmup, 1.0 if self.lr_schedule == "constant" else 0.0)
 
     def matched_layers(self, config) -> list[int]:
         """The decoder layers whose hidden states a distill write matches (none when hidden_weight is 0)."""

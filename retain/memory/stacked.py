@@ -22,6 +22,7 @@ from retain.memory.base import Material, MediumConfig, Timer, WriteCost
 from retain.memory.weights import WeightMemory, sft_batch
 from retain.models.device import autocast, to_model
 from retain.runs.seed import derive_seed
+from retain.train.optim import set_lr
 
 Route = dict[str, "torch.Tensor | int | None"]
 
@@ -129,7 +130,7 @@ class Stack:
         storage.store(self.adapter(g), dtype)
 
 
-STACK_KEYS = ("kind", "objective", "adapters", "rank", "alpha", "targets", "steps", "lr")
+STACK_KEYS = ("kind", "objective", "adapters", "rank", "alpha", "targets", "steps", "lr", "warmup", "lr_schedule")
 """What LoRA media must share to be written as one stack (the rest, such as replay, augment, source,
 batch_size and dtype, may differ)."""
 
@@ -192,7 +193,8 @@ def write_stacked(media: list[StackedLora], material: Material) -> list[WriteCos
     tokens = [0] * len(media)
     stack.model.train()
     with Timer() as t:
-        for _ in range(media[0].cfg.steps):
+        for i in range(media[0].cfg.steps):
+            set_lr(opt, media[0].cfg.lr_at(i))
             ran = stack.step(tok, {m.g: m.batch_texts(mat, rng) for m, mat, rng in zip(media, mats, rngs)}, opt,
                              media[0].bos)  # fmt: skip
             tokens = [n + ran[m.g] for n, m in zip(tokens, media)]

@@ -30,6 +30,7 @@ from retain.models.text import text_format
 from retain.runs import distributed
 from retain.runs.seed import derive_seed
 from retain.train.data import right_pad
+from retain.train.optim import set_lr
 from retain.world import render as R
 
 
@@ -169,14 +170,15 @@ class WeightMemory(Memory):
         return self.loss(ids, mask, labels) * (int((labels[:, 1:] != -100).sum()) / total), tokens
 
     def optimize(self, step: Callable[[], tuple[torch.Tensor, int]]) -> int:
-        """`cfg.steps` AdamW steps (constant lr, bf16 autocast where the run's precision says) on the loss
+        """`cfg.steps` AdamW steps (lr as `cfg.lr_at` gives it, bf16 autocast where the run's precision says) on the loss
         `step()` returns with the tokens of its batch; returns the tokens of all steps. Under torchrun each
         rank's loss is its share of the batch's, and the gradients are summed over ranks before the step."""
         params = self.trainable()
         opt = torch.optim.AdamW(params, lr=self.cfg.lr, weight_decay=0.0)
         self.model.train()
         tokens = 0
-        for _ in range(self.cfg.steps):
+        for i in range(self.cfg.steps):
+            set_lr(opt, self.cfg.lr_at(i))
             with autocast(params[0].device.type):
                 loss, n = step()
             loss.backward()

@@ -54,11 +54,21 @@ def backbone_config(cfg: ModelConfig, vocab_size: int, pad_id: int, bos_id: int,
 def build_model(cfg: ModelConfig, tokenizer, seed: int = 0) -> PreTrainedModel:
     """A freshly initialised default model sized by `cfg.size` for `tokenizer`'s vocabulary, on the run's
     device (initialised on the CPU, so the same seed gives the same weights on any device): Llama, or the
-    backbone when a switch (`position`, `kv_layers`, `loop`) is set."""
+    backbone when a switch (`position`, `kv_layers`, `loop`) is set, starting from the weights of the Llama
+    of the same seed wherever a name and shape match, so that a switch is compared from the same draw (with
+    m = L, every weight)."""
     ids = (len(tokenizer), tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        model = BackboneForCausalLM(backbone_config(cfg, *ids)) if cfg.switched else LlamaForCausalLM(llama_config(cfg, *ids))
+        model = LlamaForCausalLM(llama_config(cfg, *ids))
+        if cfg.switched:  # the Llama of the same seed's weights wherever a name and shape match (docs/backbone.md)
+            backbone = BackboneForCausalLM(backbone_config(cfg, *ids))
+            plain = model.state_dict()
+            with torch.no_grad():
+                for name, p in backbone.state_dict().items():
+                    if name in plain and plain[name].shape == p.shape:
+                        p.copy_(plain[name])
+            model = backbone
     return model.to(device())
 
 
