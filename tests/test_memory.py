@@ -240,3 +240,23 @@ def test_shot_kinds_build_the_context_they_promise(smoke_base):
     assert " A: " not in ctx["unsupervised"] and ctx["unsupervised"].count("Q: ") == 3
     # "Qqq" is not in the vocabulary, so no answer of the model matches: reinforced ICL keeps no shot
     assert "Q: " not in ctx["reinforced"]
+
+
+@pytest.mark.parametrize("stacked", [False, True])
+def test_a_weight_write_follows_its_lr_schedule(smoke_base, monkeypatch, stacked):
+    """Warm-up then cosine decay, step by step, in the one-medium write and in the stacked one."""
+    import retain.memory.stacked as S
+    import retain.memory.weights as W
+
+    seen = []
+    monkeypatch.setattr(S if stacked else W, "set_lr", lambda opt, lr: seen.append(lr))
+    kw = dict(kind="lora", rank=2, targets="mlp", steps=4, batch_size=2, lr=1e-2, warmup=2, lr_schedule="cosine")
+    if stacked:
+        model, tok = load_model_and_tokenizer(smoke_base / "model")
+        mem = S.StackedLora(S.Stack(model, MediumConfig(**kw), [0]), 0, tok, MediumConfig(**kw))
+    else:
+        mem, _ = _memory(smoke_base, **kw)
+    mem.write(_material(smoke_base)[0])
+    assert seen == pytest.approx([5e-3, 1e-2, 1e-2, 5e-3])  # cosine reaches 0 one step after the last
+    with pytest.raises(ValueError, match="warmup must be in \\[0, steps\\)"):
+        MediumConfig(kind="lora", steps=4, warmup=4)
