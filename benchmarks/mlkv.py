@@ -6,6 +6,7 @@ MLKV paper's table (Pythia 160M: 52.8 average at every layer ... 41.1 at one KV 
 
     python -m benchmarks.mlkv --set model.layers=4 --kv-layers 4 2 1      # into runs/mlkv/m{m}
     python -m benchmarks.mlkv --kv-layers 3 1 --set train.steps=400 --section mlkv_try
+    python -m benchmarks.mlkv --kv-layers 3 1 --plain     # the plain Llama beside them, from the same draw
 
 A value whose run holds a summary is only read back; one left half-way resumes. Writes its section of
 docs/RESULTS.md and docs/img/<section>.png.
@@ -61,6 +62,8 @@ def main() -> None:
     ap.add_argument("--config", default="configs/pretrain.yaml")
     ap.add_argument("--out", default="runs/mlkv")
     ap.add_argument("--kv-layers", type=int, nargs="+", default=[4, 2, 1], help="values of m, the first the reference")
+    ap.add_argument("--plain", action="store_true",
+                    help="also pretrain the plain Llama of the config (into <out>/llama); every m starts from its draw")
     ap.add_argument("--set", action="append", default=[], dest="overrides", help="override for every run")
     ap.add_argument("--section", default="mlkv", help="name of the RESULTS.md section")
     args = ap.parse_args()
@@ -70,6 +73,8 @@ def main() -> None:
         out = Path(args.out) / f"m{m}"
         summary = pretrain_or_resume(args.config, [*args.overrides, f"model.kv_layers={m}"], out)
         rows.append((m, kv_bytes(out), summary))
+    if args.plain:
+        plain = pretrain_or_resume(args.config, args.overrides, Path(args.out) / "llama")
     (m0, b0, ref) = rows[0]
     lines = ["| m (layers owning K/V) | KV bytes / token | x of m = " + f"{m0} | " + " | ".join(ROWS)
              + " | open-book x of m = " + f"{m0} |", "| ---: | ---: | ---: |" + " ---: |" * (len(ROWS) + 1)]  # fmt: skip
@@ -77,6 +82,11 @@ def main() -> None:
         cells = [f"{s[k]:.0f}" if k == "seconds" else f"{s[k]:.3f}" for k in ROWS]
         lines.append(f"| {m} | {b:,.0f} | {b / b0:.2f} | " + " | ".join(cells)
                      + f" | {ratio(s['open_book_acc'], ref['open_book_acc']):.2f} |")  # fmt: skip
+    if args.plain:
+        b = kv_bytes(Path(args.out) / "llama")
+        cells = [f"{plain[k]:.0f}" if k == "seconds" else f"{plain[k]:.3f}" for k in ROWS]
+        lines.append(f"| Llama (no switch) | {b:,.0f} | {b / b0:.2f} | " + " | ".join(cells)
+                     + f" | {ratio(plain['open_book_acc'], ref['open_book_acc']):.2f} |")  # fmt: skip
     small = [(m, b, s) for m, b, s in rows if b / b0 <= BYTES]
     verdict = (f"At <= {BYTES:.2f} of the KV bytes (m = {', '.join(str(m) for m, *_ in small)}): open-book "
                + ", ".join(f"{ratio(s['open_book_acc'], ref['open_book_acc']):.2f}x" for *_, s in small)
@@ -88,8 +98,10 @@ def main() -> None:
     (RESULTS.parent / "img").mkdir(exist_ok=True)
     plot(rows, RESULTS.parent / "img" / f"{section}.png")
     body = (f"`{args.config}`{''.join(f' --set {o}' for o in args.overrides)} with `model.kv_layers` = m, run into "
-            f"`{args.out}/m<m>`. KV bytes per token are the Fermi calculator's, from each saved model config (bf16); "
-            f"`seconds` is the training wall time.\n\n" + "\n".join(lines) + f"\n\n{verdict}\n\n"
+            f"`{args.out}/m<m>`" + (f" (the plain Llama into `{args.out}/llama`)" if args.plain else "")
+            + ". Every m starts from the plain Llama's initial weights wherever a name and shape match "
+            "(retain/models/build.py). KV bytes per token are the Fermi calculator's, from each saved model config (bf16); "
+            "`seconds` is the training wall time.\n\n" + "\n".join(lines) + f"\n\n{verdict}\n\n"
             f"![accuracy against KV bytes per token](img/{section}.png)")  # fmt: skip
     write_section(section, "MLKV on the world: accuracy against KV cache bytes", body)
     print("\n".join(lines))
