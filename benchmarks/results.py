@@ -129,19 +129,11 @@ def run_or_resume(cls: type, run, config: str, overrides: list[str], out: Path):
 
 
 def pretrain_or_resume(config: str, overrides: list[str], out: Path) -> dict:
-    """`retain pretrain` of `config` with `overrides` into `out`: read back when finished, resumed from its last
-    checkpoint when stopped, started again when stopped before its first one (nothing to resume from).
-    Ctrl-C is one line. Returns the run's summary."""
-    import json
-    import shutil
-
+    """`retain pretrain` of `config` with `overrides` into `out` (retain.train.pretrain.pretrain_or_resume: read
+    back, resumed or started). Ctrl-C is one line. Returns the run's summary."""
     from retain.config import load_config
-    from retain.train.pretrain import PretrainConfig, pretrain
+    from retain.train.pretrain import PretrainConfig
+    from retain.train.pretrain import pretrain_or_resume as run
 
-    if not (out / "summary.json").exists():
-        started = (out / "ckpt").is_dir() and any((out / "ckpt").iterdir())
-        if (out / "config.yaml").exists() and not started:
-            shutil.rmtree(out)
-        with resumable(out):
-            pretrain(load_config(PretrainConfig, config, overrides), out=out, resume=started)
-    return json.loads((out / "summary.json").read_text())
+    with resumable(out):
+        return run(load_config(PretrainConfig, config, overrides), out)

@@ -103,6 +103,13 @@ COMMANDS: dict[str, Command] = {
         out=True,
         resume=True,
     ),
+    "overtrain": Command(
+        "catastrophic overtraining: pretrain at several token budgets, probe sensitivity, write a session into each",
+        "retain.overtrain.run:OvertrainConfig",
+        "retain.overtrain.run:main",
+        out=True,
+        resume=True,
+    ),
     "probe": Command(
         "measure a model: layer linearity (probe linearity) or sensitivity to weight perturbation (probe sensitivity)",
         "retain.probes.run:ProbeConfig",

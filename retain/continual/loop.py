@@ -108,8 +108,8 @@ class ContinualConfig:
     """Plain model: JSONL of general questions (`question`, `answer`) for base knowledge; None: the shipped
     160 (retain/data/probe/general_qa.jsonl)."""
     heldout_text: str | None = None
-    """Plain model: text whose perplexity drift is measured after every write; None: the shipped
-    retain/data/probe/heldout.txt."""
+    """Text (paragraphs split by blank lines) whose perplexity drift is measured after every write. None: the
+    shipped retain/data/probe/heldout.txt on a plain model, none on a pretraining run's."""
     device: str = "auto"
     """auto (the first CUDA GPU if any, else the CPU), cpu, cuda or cuda:N (retain/models/device.py)."""
     precision: Literal["auto", "fp32", "bf16"] = "auto"

@@ -86,7 +86,7 @@ class Stream:
     """world (the world's exact match) or text (SQuAD exact match and F1)."""
     base_grading: str
     heldout: list[str] = field(default_factory=list)
-    """Held-out paragraphs for perplexity drift (plain base)."""
+    """Held-out paragraphs for perplexity drift (a plain base; a world base when `heldout_text` is given)."""
     world: World | None = None
     """The world the sessions come from (None for a session file): oracle notes, bits, rehearsal."""
     notes: list[str] = field(default_factory=list)
@@ -139,7 +139,8 @@ def build_stream(base: Base, sessions: int | None, data: str | None, base_n: int
         base_qs, skills, many = world_suites(world, base_n, skill_n, seed)
         fmt_shots, many = many[:shots], many[shots:]
         return Stream(chosen, base_qs, skills, many, fmt_shots, "world" if data is None else "text", "world",
-                      world=world if data is None else None, notes=notes)  # fmt: skip
+                      heldout_paragraphs(heldout_text) if heldout_text else [], world if data is None else None,
+                      notes)  # fmt: skip
     probe = load_questions(base_probe or PROBE)
     random.Random(derive_seed(seed, "probe")).shuffle(probe)
     fmt_shots, rest = probe[:shots], probe[shots:]

@@ -12,6 +12,8 @@ run ends with the same weights as an uninterrupted one.
 
 from __future__ import annotations
 
+import json
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -268,6 +270,18 @@ def pretrain(cfg: PretrainConfig, out: str | None = None, resume: bool = False,
     write_pretrain_report(run, cfg, summary)
     print(_format_summary(summary, run.path))
     return summary
+
+
+def pretrain_or_resume(cfg: PretrainConfig, out: Path) -> dict[str, Any]:
+    """`cfg` pretrained into `out`, as a step of a larger study: read back when finished, resumed from its last
+    checkpoint when stopped, started again when stopped before its first one (nothing to resume from).
+    Returns the run's summary."""
+    if not (out / "summary.json").exists():
+        started = (out / "ckpt").is_dir() and any((out / "ckpt").iterdir())
+        if (out / "config.yaml").exists() and not started:
+            shutil.rmtree(out)
+        pretrain(cfg, out=str(out), resume=started)
+    return json.loads((out / "summary.json").read_text())
 
 
 def _save(run: RunDir, model, optimizer, step: int, elapsed: float, tokens_seen: int) -> Path:
