@@ -103,6 +103,13 @@ COMMANDS: dict[str, Command] = {
         out=True,
         resume=True,
     ),
+    "dna": Command(
+        "HyenaDNA: pretrain a Hyena model on a synthetic genome, then soft prompts against fine-tuning on a long-range task",
+        "retain.dna.train:DNAConfig",
+        "retain.dna.train:main",
+        out=True,
+        resume=True,
+    ),
     "overtrain": Command(
         "catastrophic overtraining: pretrain at several token budgets, probe sensitivity, write a session into each",
         "retain.overtrain.run:OvertrainConfig",

@@ -1,0 +1,52 @@
+"""report.md and accuracy.png of `retain dna`: the task's accuracy against soft-prompt length, beside
+fine-tuning and the frozen model alone, and the pretraining loss at each warm-up length."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from retain.runs.rundir import RunDir
+
+
+def write_report(run: RunDir, cfg, s: dict[str, Any]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    arms = s["arms"]
+    prompts = sorted((int(k.split("-")[1]), v["accuracy"]) for k, v in arms.items() if k.startswith("prompt-"))
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    ax.plot([p for p, _ in prompts], [a for _, a in prompts], "o-", label="soft prompt (model frozen)")
+    ax.axhline(arms["finetune"]["accuracy"], color="C1", ls="--", label="fine-tuned")
+    ax.axhline(arms["frozen"]["accuracy"], color="C2", ls=":", label="frozen, no prompt")
+    ax.axhline(0.5, color="grey", lw=0.5)
+    ax.set(xscale="log", xlabel="prompt tokens", ylabel="test accuracy", ylim=(0.4, 1.02),
+           title=f"Long-range repeat task ({cfg.genome.task_len} nt)")  # fmt: skip
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    run.savefig(fig, "accuracy.png")
+    plt.close(fig)
+    rows = "\n".join(f"| {k} | {v['accuracy']:.3f} | {v['trained']:,} | {v['seconds']:.0f} |" for k, v in arms.items())
+    stages = "\n".join(f"| {t['length']} | {t['loss']:.4f} | {t['seconds']:.0f} |" for t in s["stages"])
+    ratio = ", ".join(f"{k} {v:.2f}x" for k, v in s["prompt_vs_finetune"].items() if v is not None)
+    run.write_report(f"""# HyenaDNA on a synthetic genome: {cfg.name}
+
+A Hyena backbone ({cfg.model.n_layers} layers of {cfg.model.d_model}, order {cfg.model.order}, {s['params']:,}
+parameters, filters of {s['l_max']} positions) pretrained by next-nucleotide prediction on a {cfg.genome.length:,}-nt
+synthetic genome with repeats, at lengths {', '.join(map(str, cfg.lengths))} ({cfg.stage_steps} steps each, batch
+{cfg.batch_size}). The task: does the first {cfg.genome.k}-mer of a {cfg.genome.task_len}-nt sequence come back as its
+last? Label nucleotide A or N after [SEP]; {cfg.genome.n_train} training and {cfg.genome.n_test} test examples.
+
+| arm | test accuracy | trained values | seconds |
+| --- | ---: | ---: | ---: |
+{rows}
+
+Soft prompt against fine-tuning: {ratio}.
+
+![accuracy against prompt tokens](accuracy.png)
+
+| pretraining length | loss (last 20 steps) | seconds |
+| ---: | ---: | ---: |
+{stages}
+""")

@@ -1,0 +1,81 @@
+"""HyenaDNA at CPU scale: the character tokenizer, the genome's repeats, the long-range task's construction,
+one-line errors, and `retain dna` end to end through an interruption and `--resume`."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from retain.cli.main import main as cli
+from retain.dna.genome import LABELS, VOCAB, GenomeConfig, decode, encode, genome, task
+from retain.errors import RetainError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_tokenizer_is_the_reference_s_and_refuses_other_characters():
+    assert encode("acgtN") == [7, 8, 9, 10, 11] and VOCAB == 12 and LABELS == {"A": 7, "N": 11}
+    assert decode([1, 7, 11]) == "[SEP]AN"
+    with pytest.raises(RetainError, match="character 'U' at position 2 is not a nucleotide"):
+        encode("ACUG")
+
+
+def kmers(g: np.ndarray, k: int, window: int) -> int:
+    """How many positions start a k-mer that already occurred within `window` letters before."""
+    seen, hits = {}, 0
+    for i in range(len(g) - k):
+        key = g[i : i + k].tobytes()
+        if key in seen and i - seen[key] <= window:
+            hits += 1
+        seen[key] = i
+    return hits
+
+
+def test_the_genome_carries_copied_segments_the_chain_alone_does_not():
+    with_repeats = genome(GenomeConfig(length=20000, repeat_rate=0.02, mutation=0.0))
+    without = genome(GenomeConfig(length=20000, repeat_rate=0.0))
+    assert set(np.unique(with_repeats)) <= {0, 1, 2, 3}
+    assert kmers(with_repeats, 16, 1000) > 5 * max(1, kmers(without, 16, 1000))
+
+
+def test_the_repeat_task_returns_the_key_only_in_its_positive_examples():
+    cfg = GenomeConfig(length=2000, task_len=200, k=8)
+    x, y = task(cfg, 200, "train")
+    assert x.shape == (200, 200) and y.sum() == 100
+    head = lambda row: {row[i : i + cfg.k].tobytes() for i in range(32)}  # noqa: E731  (the key's offsets)
+    back = [row[-cfg.k :].tobytes() in head(row) for row in x]
+    assert all(b for b, label in zip(back, y) if label)
+    assert sum(b for b, label in zip(back, y) if not label) <= 5  # a fresh k-mer matches one of 32 by chance only
+    test_x, _ = task(cfg, 200, "test")
+    assert not any(np.array_equal(a, b) for a, b in zip(x, test_x))  # the splits are drawn apart
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("lengths", "[64, 32]", "lengths must rise"),
+    ("prompt_tokens", "[0]", "prompt_tokens must be positive"),
+    ("model.order", "1", "model.order must be >= 2"),
+    ("genome.k", "40", "need 2 <= k <= 16"),
+])  # fmt: skip
+def test_bad_dna_config_is_one_line_before_any_run(key, value, message, tmp_path, capsys):
+    assert cli(["dna", str(ROOT / "configs" / "smoke" / "dna.yaml"), "--set", f"{key}={value}", "--out", str(tmp_path / "d")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err and not (tmp_path / "d").exists()
+
+
+def test_retain_dna_runs_and_resumes_after_pretraining(tmp_path, monkeypatch):
+    import retain.dna.train as T
+
+    out, real = tmp_path / "d", T.arms
+    monkeypatch.setattr(T, "arms", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
+    assert cli(["dna", str(ROOT / "configs" / "smoke" / "dna.yaml"), "--out", str(out)]) == 130
+    assert len(list((out / "ckpt").glob("step-*"))) == 2  # one checkpoint per warm-up stage
+    monkeypatch.setattr(T, "arms", real)
+    assert cli(["dna", "--out", str(out), "--resume"]) == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert [t["length"] for t in s["stages"]] == [16, 32]
+    logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["stage"] for r in logged if "stage" in r] == [0, 1]  # resumed after pretraining: not trained again
+    assert set(s["arms"]) == {"frozen", "prompt-2", "prompt-4", "finetune"}
+    assert s["arms"]["prompt-2"]["trained"] == 2 * 32 and s["arms"]["finetune"]["trained"] > 10_000
+    assert (out / "accuracy.png").exists() and "soft prompt" in (out / "report.md").read_text().lower()
