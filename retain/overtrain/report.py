@@ -83,7 +83,7 @@ change on the known people's biographies after the write.
 
 ![sensitivity and base drop against pretraining tokens](overtrain.png)
 
-## The two-layer linear network
+### The two-layer linear network
 
 dim {lin['config']['dim']}, A's singular values {lin['config']['s_max']:g} ... {lin['config']['s_min']:g}, B shares
 {lin['config']['shared']} modes and turns the others by {lin['config']['angle']:g} rad, {lin['config']['ft_steps']}
