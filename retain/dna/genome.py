@@ -63,8 +63,11 @@ class GenomeConfig:
     k: int = 8
     """Length of the task's key k-mer."""
     n_train: int = 2000
+    """Task examples to train the prompts and the fine-tuning on."""
     n_test: int = 500
+    """Task examples the arms are scored on (drawn apart from the training ones)."""
     seed: int = 0
+    """Seed of the chain, the genome and the task."""
 
     def __post_init__(self) -> None:
         if self.length < 1000 or not 0 <= self.repeat_rate < 0.5 or not 0 <= self.mutation <= 1:

@@ -44,8 +44,11 @@ class DNAModelConfig:
     """The Hyena backbone (the reference's smallest, tiny-1k: 2 layers of 128, order 2)."""
 
     d_model: int = 128
+    """Width of the residual stream."""
     n_layers: int = 2
+    """Hyena blocks."""
     d_ff: int = 512
+    """Width of the gated MLP."""
     order: int = 2
     """Hyena order: N gates and N - 1 implicit long filters."""
 
@@ -69,17 +72,23 @@ class DNAConfig:
     weight_decay: float = 0.1
     """On matrices, not on the Hyena filters (the reference)."""
     finetune_steps: int = 300
+    """Steps of fine-tuning the whole model on the task."""
     finetune_lr: float = 1e-4
+    """Its lr (AdamW, constant)."""
     prompt_tokens: list[int] = field(default_factory=lambda: [2, 8, 32])
     """Soft prompt lengths tried on the frozen model."""
     prompt_steps: int = 300
+    """Steps of training each soft prompt."""
     prompt_lr: float = 1e-3
+    """Its lr (AdamW, constant; the paper's)."""
     task_batch: int = 16
     """Examples per fine-tuning or prompt step."""
     seed: int = 0
+    """Seed of the initialisation, the batches and the prompts."""
     device: str = "auto"
     """auto, cpu, cuda or cuda:N (retain/models/device.py)."""
     threads: int | None = None
+    """torch CPU threads (None: torch's default)."""
 
     def __post_init__(self) -> None:
         if not self.lengths or any(b <= a for a, b in zip(self.lengths, self.lengths[1:])) or self.lengths[0] < 8:

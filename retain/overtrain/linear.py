@@ -42,6 +42,7 @@ class LinearConfig:
     times: list[int] = field(default_factory=lambda: [round(10 ** (1 + 0.25 * i)) for i in range(15)])
     """Pretraining steps after which a copy is fine-tuned (10 ... 10^4.5)."""
     seed: int = 0
+    """Seed of the tasks' singular vectors and of the initial weights."""
 
     def __post_init__(self) -> None:
         if self.dim < 2 or not 0 <= self.shared < self.dim:
