@@ -125,7 +125,6 @@ def windows(g: torch.Tensor, L: int, n: int, seed: int) -> torch.Tensor:
 def pretrain(cfg: DNAConfig, run: RunDir, model: Backbone) -> list[dict[str, Any]]:
     """Next-nucleotide pretraining, one stage per length; a checkpoint after each stage, from which a resumed
     run goes on. Returns each stage's last mean loss and seconds."""
-    g = torch.from_numpy(to_ids(genome(cfg.genome)))
     opt = adamw(((n, p) for n, p in model.named_parameters() if ".filter." not in n), cfg.lr, cfg.weight_decay)
     opt.add_param_group({"params": [p for n, p in model.named_parameters() if ".filter." in n], "weight_decay": 0.0})
     total = cfg.stage_steps * len(cfg.lengths)
@@ -136,6 +135,7 @@ def pretrain(cfg: DNAConfig, run: RunDir, model: Backbone) -> list[dict[str, Any
         unpack_optimizer(opt, state, meta["optim"])
         stages, start = meta["stages"], len(meta["stages"])
         print(f"resumed {run.path} after stage {start} (length {cfg.lengths[start - 1]})")
+    g = torch.from_numpy(to_ids(genome(cfg.genome))) if start < len(cfg.lengths) else None  # only to train on
     model.train()
     for s in range(start, len(cfg.lengths)):
         L, t0, losses = cfg.lengths[s], time.perf_counter(), []
@@ -190,10 +190,11 @@ def accuracy(model: Backbone, ids: torch.Tensor, labels: torch.Tensor, prompt: t
     return hits / len(ids)
 
 
-def fit(cfg: DNAConfig, model: Backbone, params: list[torch.nn.Parameter], steps: int, lr: float, desc: str,
-        prompt: torch.Tensor | None = None) -> float:  # fmt: skip
-    """`steps` AdamW steps of next-token loss on the label after [SEP]; returns the seconds taken."""
-    ids, labels = examples(cfg, "train", cfg.genome.n_train)
+def fit(cfg: DNAConfig, model: Backbone, train: tuple[torch.Tensor, torch.Tensor], params: list[torch.nn.Parameter],
+        steps: int, lr: float, desc: str, prompt: torch.Tensor | None = None) -> float:  # fmt: skip
+    """`steps` AdamW steps of next-token loss on the label after [SEP] of the `train` examples; returns the
+    seconds taken."""
+    ids, labels = train
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     t0 = time.perf_counter()
     model.train()
@@ -213,7 +214,7 @@ def arms(cfg: DNAConfig, run: RunDir, model: Backbone) -> dict[str, dict[str, An
     result is kept in arms.json as it finishes, and read back on resume."""
     path = run / "arms.json"
     done = json.loads(path.read_text()) if path.exists() else {}
-    test = examples(cfg, "test", cfg.genome.n_test)
+    train, test = examples(cfg, "train", cfg.genome.n_train), examples(cfg, "test", cfg.genome.n_test)
     pretrained = {k: v.clone() for k, v in model.state_dict().items()}
     if "frozen" not in done:
         done["frozen"] = {"accuracy": accuracy(model, *test), "seconds": 0.0, "trained": 0}
@@ -225,13 +226,13 @@ def arms(cfg: DNAConfig, run: RunDir, model: Backbone) -> dict[str, dict[str, An
         g = torch.Generator().manual_seed(derive_seed(cfg.seed, name))
         init = model.model.embed_tokens.weight[torch.randint(7, VOCAB, (p,), generator=g).to(device())]  # letters' embeddings
         prompt = torch.nn.Parameter(init.detach().clone()[None])
-        seconds = fit(cfg, model, [prompt], cfg.prompt_steps, cfg.prompt_lr, name, prompt)
+        seconds = fit(cfg, model, train, [prompt], cfg.prompt_steps, cfg.prompt_lr, name, prompt)
         done[name] = {"accuracy": accuracy(model, *test, prompt.detach()), "seconds": seconds, "trained": prompt.numel()}
         atomic_write_json(path, done)
     if "finetune" not in done:
         model.requires_grad_(True)
         params = list(model.parameters())
-        seconds = fit(cfg, model, params, cfg.finetune_steps, cfg.finetune_lr, "finetune")
+        seconds = fit(cfg, model, train, params, cfg.finetune_steps, cfg.finetune_lr, "finetune")
         done["finetune"] = {"accuracy": accuracy(model, *test), "seconds": seconds, "trained": sum(p.numel() for p in params)}
         model.load_state_dict(pretrained)
         atomic_write_json(path, done)

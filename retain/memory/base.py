@@ -90,7 +90,8 @@ class MediumConfig:
     """Weight media: steps of linear lr warm-up at the start of each write. Each write starts a fresh AdamW,
     whose first steps move every trainable entry by about lr whatever its gradient (docs/real.md)."""
     lr_schedule: Literal["constant", "cosine"] = "constant"
-    """Weight media: after the warm-up the lr stays (constant) or decays along a cosine that reaches 0 one step after the last (as pretraining's)."""
+    """Weight media: after the warm-up the lr stays (constant) or decays along a cosine that reaches 0 one
+    step after the last (as pretraining's)."""
     batch_size: int = 8
     """Weight media: sequences per write step."""
     augment: Literal["none", "shuffle", "paraphrase"] = "shuffle"
