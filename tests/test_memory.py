@@ -260,3 +260,26 @@ def test_a_weight_write_follows_its_lr_schedule(smoke_base, monkeypatch, stacked
     assert seen == pytest.approx([5e-3, 1e-2, 1e-2, 5e-3])  # cosine reaches 0 one step after the last
     with pytest.raises(ValueError, match="warmup must be in \\[0, steps\\)"):
         MediumConfig(kind="lora", steps=4, warmup=4)
+
+
+def test_a_null_space_write_leaves_the_protected_text_as_it_was(smoke_base):
+    """null_space projects A off the inputs that base-knowledge text feeds each adapted module: with one short
+    text, its inputs span a few directions, all of them protected, so the MLP adapter changes nothing the text
+    reads (and so no later layer's input either), while the session's own text moves."""
+    kw = dict(kind="lora", rank=2, targets="mlp", steps=3, batch_size=2, lr=1e-2, dtype="fp32")
+    text = "Ada Lindqvist lives in Lyon."
+    material = _material(smoke_base)[0]
+    moved = {}
+    for null in (0.0, 0.999999):
+        mem, tok = _memory(smoke_base, null_space=null, **kw)
+        mem.write(material)
+        probe = [tok(t, add_special_tokens=False)["input_ids"] for t in (text, material.text[:200])]
+        with mem.bare():
+            bare = [mem.nll([p]) for p in probe]
+        moved[null] = [abs(mem.nll([p]) - b) for p, b in zip(probe, bare)]
+    assert moved[0.0][0] > 1e-4 and moved[0.0][1] > 1e-4  # without it the write moves both
+    assert moved[0.999999][0] < 1e-5 < 1e-3 < moved[0.999999][1]
+    U = mem.guarded
+    assert U and all(0 < u.shape[1] < u.shape[0] for u in U.values())  # a few protected directions of each module
+    with pytest.raises(ValueError, match="null_space is a fraction"):
+        MediumConfig(kind="lora", null_space=1.0)

@@ -36,7 +36,8 @@ _APPLIES: dict[frozenset[str], tuple[str, ...]] = {
     _WEIGHTS: ("steps", "lr", "warmup", "lr_schedule", "batch_size", "augment", "replay", "base_replay", "objective", "queries", "n_queries",
                "reverse", "distill_on", "cue", "query_tokens", "query_temperature", "grounded", "query_turns", "base_queries", "base_study",
                "base_asked", "top_k", "teacher_temperature", "hidden_weight", "hidden_layers"),
-    frozenset({"lora"}): ("rank", "alpha", "targets", "adapters", "merge", "merge_beta", "merge_density", "memory_rank"),
+    frozenset({"lora"}): ("rank", "alpha", "targets", "adapters", "merge", "merge_beta", "merge_density", "memory_rank",
+                          "null_space"),
     frozenset({"soft_prompt", "kv_prefix"}): ("prompt_tokens",),
     frozenset({"kv_prefix"}): ("prefix_init", "blocks", "route"),
 }  # fmt: skip
@@ -121,6 +122,11 @@ class MediumConfig:
     """lora per_session, merge ties: fraction of entries kept per tensor when trimming."""
     memory_rank: int = 0
     """lora per_session: rank of the consolidated memory adapter (0: rank). The bytes are counted at it."""
+    null_space: float = 0.0
+    """lora: keep the update out of what general text feeds each adapted module (AlphaEdit's null-space
+    projection, on LoRA's A): the input directions that carry this fraction of the energy of base-knowledge
+    text, read once by the bare model, are projected out of A after every step, so B A leaves those inputs'
+    outputs as they were. 0: off; e.g. 0.9. Needs base-knowledge text (the run passes it)."""
     prompt_tokens: int = 16
     """soft_prompt: number of trained virtual tokens; kv_prefix: number of KV positions P (at least 2: position
     0 is the frozen BOS sink, the other P - 1 are trained)."""
@@ -233,6 +239,8 @@ class MediumConfig:
             raise ValueError(f"media '{self.name}': warmup must be in [0, steps), got {self.warmup} with steps {self.steps}")
         if self.lr <= 0 or self.alpha <= 0:
             raise ValueError(f"media '{self.name}': lr and alpha must be positive, got {self.lr} and {self.alpha}")
+        if not 0.0 <= self.null_space < 1.0:
+            raise ValueError(f"media '{self.name}': null_space is a fraction of energy in [0, 1), got {self.null_space}")
         if self.memory_rank < 0:
             raise ValueError(f"media '{self.name}': memory_rank must be >= 0, got {self.memory_rank}")
         if not 0.0 < self.merge_beta <= 1.0 or not 0.0 < self.merge_density <= 1.0:

@@ -8,6 +8,7 @@ in what is trainable and in how a batch reaches the model.
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -15,6 +16,7 @@ from contextlib import contextmanager
 import torch
 import torch.nn.functional as F
 from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+from peft.tuners.lora import LoraLayer
 
 from retain.errors import RetainError
 from retain.fermi.formulas import lora_params, resolve_targets, soft_prompt_params
@@ -24,7 +26,7 @@ from retain.memory.base import Material, Memory, ReplaySource, Timer, WriteCost,
 from retain.memory.names import sentences
 from retain.merge import lora as LM
 from retain.merge import ops
-from retain.models.device import autocast
+from retain.models.device import autocast, device_of
 from retain.models.generate import kv_pairs
 from retain.models.text import text_format
 from retain.runs import distributed
@@ -175,6 +177,7 @@ class WeightMemory(Memory):
         rank's loss is its share of the batch's, and the gradients are summed over ranks before the step."""
         params = self.trainable()
         opt = torch.optim.AdamW(params, lr=self.cfg.lr, weight_decay=0.0)
+        self.constrain()
         self.model.train()
         tokens = 0
         for i in range(self.cfg.steps):
@@ -186,9 +189,14 @@ class WeightMemory(Memory):
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             opt.zero_grad(set_to_none=True)
+            self.constrain()
             tokens += n
         self.model.eval()
         return tokens
+
+    def constrain(self) -> None:
+        """Put the trainable parameters back where the medium allows them (before the first step and after each);
+        nothing by default."""
 
     def distill_steps(self, material: Material, rng: random.Random):
         """Queries and teacher top-k for this session (computed once), and the step function of the write:
@@ -262,6 +270,15 @@ class WeightMemory(Memory):
         return [t for t in teachers if not self.base_text.stale(self.tokenizer.decode(t.ids))]
 
 
+def top_directions(gram: torch.Tensor, energy: float) -> torch.Tensor:
+    """The orthonormal eigenvectors (columns) of the symmetric `gram` with the largest eigenvalues, as few as
+    carry `energy` of its trace."""
+    values, vectors = torch.linalg.eigh(gram.double())
+    values, vectors = values.flip(0).clamp(min=0), vectors.flip(1)
+    k = int((values.cumsum(0) < energy * values.sum()).sum()) + 1
+    return vectors[:, :k].to(gram.dtype)
+
+
 class LoraMemory(WeightMemory):
     """A PEFT LoRA adapter; the base weights stay frozen. `adapters: single` trains one adapter on every
     session in turn (continued training); `per_session` trains a fresh rank-r adapter on each session (on the
@@ -278,6 +295,53 @@ class LoraMemory(WeightMemory):
         super().__init__(get_peft_model(model, memory), tokenizer, cfg, **kw)
         self.svd_errors: list[float] = []
         """Per consolidation, the largest relative error of the truncated SVD over the adapted modules."""
+        self.guarded: dict[str, torch.Tensor] | None = None
+        """null_space: per adapted module, the orthonormal input directions A is kept off (computed once)."""
+
+    def constrain(self) -> None:
+        """null_space: every adapter's A (the one being trained and the memory alike) projected off the
+        directions that carry `null_space` of the general inputs' energy, so B A x = 0 for those inputs."""
+        if not self.cfg.null_space:
+            return
+        if self.guarded is None:
+            self.guarded = self.general_directions()
+        with torch.no_grad():
+            for name, module in self.model.named_modules():
+                if name in self.guarded:
+                    U = self.guarded[name]
+                    for lin in module.lora_A.values():
+                        lin.weight -= (lin.weight @ U) @ U.T
+
+    @torch.no_grad()
+    def general_directions(self, texts: int = 256) -> dict[str, torch.Tensor]:
+        """Per adapted module, the top eigenvectors of X^T X over `texts` base-knowledge texts read by the
+        bare model (X: the module's inputs at every real position), as many as carry `null_space` of the
+        trace. Uncentred, as AlphaEdit's K0 K0^T."""
+        if self.base_text is None:
+            raise RetainError(f"media '{self.cfg.name}': null_space needs base-knowledge text to protect, and "
+                              "this run passes none; remove null_space")  # fmt: skip
+        layers = {n: m for n, m in self.model.named_modules() if isinstance(m, LoraLayer)}
+        grams: dict[str, torch.Tensor] = {}
+        keep: list[torch.Tensor] = []  # the current batch's real positions
+
+        def add(name, module, args):
+            x = args[0][keep[0].to(args[0].device)].float()
+            grams[name] = grams.get(name, 0) + x.T @ x
+
+        rng = random.Random(derive_seed(self.seed, "null_space", self.cfg.name))
+        drawn = [self.base_text(rng) for _ in range(texts)]
+        hooks = [m.base_layer.register_forward_pre_hook(functools.partial(add, n)) for n, m in layers.items()]
+        try:
+            with self.bare():
+                for i in range(0, len(drawn), self.cfg.batch_size):
+                    ids, mask, _ = self.encode(drawn[i : i + self.cfg.batch_size])
+                    keep[:] = [mask.bool()]
+                    with autocast(device_of(self.model)):
+                        self.logits(ids, mask)
+        finally:
+            for h in hooks:
+                h.remove()
+        return {n: top_directions(g, self.cfg.null_space) for n, g in grams.items()}
 
     def write(self, material: Material) -> WriteCost:
         if self.cfg.adapters == "single":
