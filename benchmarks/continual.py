@@ -138,8 +138,12 @@ def distill_verdicts(media: dict, records: dict, one: float) -> list[str]:
         twin = next((n for n, x in records.items() if x["config"]["kind"] == c["kind"]
                      and x["config"].get("objective") == "sft" and x["config"].get("source") == "transcript"
                      and media[n]["nbytes"] == m["nbytes"]), None)  # fmt: skip
-        beats = f"{'beats' if twin and m['acc'] > media[twin]['acc'] else 'does not beat'} {twin} " \
-                f"({media[twin]['acc']:.3f}) at equal bytes" if twin else "no sft-on-transcript twin in the run"
+        beats = (
+            f"{'beats' if twin and m['acc'] > media[twin]['acc'] else 'does not beat'} {twin} "
+            f"({media[twin]['acc']:.3f}) at equal bytes"
+            if twin
+            else "no sft-on-transcript twin in the run"
+        )
         out.append(f"- {name}: ACC {m['acc']:.3f} = {m['acc'] / one:.2f} x one-session in-context and "
                    f"{m['acc'] / ctx['acc'] if ctx and ctx['acc'] else float('nan'):.2f} x the best context medium (target "
                    f">= {DISTILL_VS_CONTEXT}); just written {m['just_written']:.3f}; {m['bytes_ratio_vs_kv']:.1f}x "
@@ -169,15 +173,18 @@ def main() -> None:
         body += f"\n\nACC after the last write by kind of question (how many in brackets):\n\n{kinds}"
 
     if liti_table(records):
-        body += ("\n\nLiTI: each final memory moved towards the base model, theta_init + eta (theta - theta_init); "
-                 f"cells are ACC / base-knowledge accuracy (plot: `{out}/liti_front.png`).\n\n{liti_table(records)}")
+        body += (
+            "\n\nLiTI: each final memory moved towards the base model, theta_init + eta (theta - theta_init); "
+            f"cells are ACC / base-knowledge accuracy (plot: `{out}/liti_front.png`).\n\n{liti_table(records)}"
+        )
     if any(r["config"].get("objective") == "distill" for r in records.values()):
         one = one_session_in_context(args.base, len(next(iter(records.values()))["R"]))
         body += "\n\nDistillation targets:\n" + "\n".join(distill_verdicts(s["media"], records, one))
     svd = {n: max(r["svd_errors"]) for n, r in records.items() if r.get("svd_errors")}
     if svd:
         body += "\n\nLargest truncated-SVD error of a consolidation (relative Frobenius): " + ", ".join(
-            f"{n} {e:.3f}" for n, e in svd.items())
+            f"{n} {e:.3f}" for n, e in svd.items()
+        )
     stem = Path(args.config).stem
     write_section(stem, f"Continual loop: every medium over the sessions ({args.config})", body)
 

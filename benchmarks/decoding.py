@@ -202,8 +202,11 @@ def report(results: list[dict], fits: dict, args, out: Path, tasks) -> str:
             margins = [float(c) for c in cells if c != "outside"]
             if margins and min(margins) > 2 * r[task]["fact_acc_sd"]:
                 above.append(f"{r['family']} {r['config']['adaptive']} on {task}")
-    lines += ["", "Above the fixed-temperature curve on both diversity measures by more than twice the seeds' standard "
-              f"deviation: {', '.join(above) if above else 'none'}."]
+    lines += [
+        "",
+        "Above the fixed-temperature curve on both diversity measures by more than twice the seeds' standard "
+        f"deviation: {', '.join(above) if above else 'none'}.",
+    ]
     ex = next(r for r in results if r["family"] == "adaptive frozen")
     lines += ["", f"Example ({ex['label']}, frozen head): {ex['biographies']['examples'][0]}"]
     return "\n".join(lines)

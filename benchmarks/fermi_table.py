@@ -1,6 +1,6 @@
 """The Fermi table for every preset, and the seed's Llama 3 70B example, into docs/RESULTS.md.
 
-    python -m benchmarks.fermi_table
+python -m benchmarks.fermi_table
 """
 
 from benchmarks.results import write_section

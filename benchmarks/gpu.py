@@ -68,7 +68,11 @@ def pretrain_throughput(out: Path, steps: int, quick: bool) -> dict:
     s = pretrain(load_config(PretrainConfig, ROOT / "configs" / "pretrain.yaml", sets), out=out)
     logs = [r for r in RunDir(out).metrics() if "train/loss" in r]
     a, b = logs[1], logs[-1]  # from step 10: the first steps warm the allocator and kernels up
-    return {"params": s["params"], "steps": steps, "tokens_per_s": (b["tokens"] - a["tokens"]) / (b["seconds"] - a["seconds"])}
+    return {
+        "params": s["params"],
+        "steps": steps,
+        "tokens_per_s": (b["tokens"] - a["tokens"]) / (b["seconds"] - a["seconds"]),
+    }
 
 
 def lora_rows(world, tok, n: int) -> list[list[int]]:
@@ -154,10 +158,15 @@ def inner_loop(model_dir: Path, world, steps: int) -> dict:
 def continual_run(model_dir: Path, out: Path) -> dict:
     from retain.continual.loop import ContinualConfig, continual
 
-    cfg = load_config(ContinualConfig, ROOT / "configs" / "smoke" / "real.yaml", [f"base={model_dir}", f"device={device()}"])
+    cfg = load_config(
+        ContinualConfig, ROOT / "configs" / "smoke" / "real.yaml", [f"base={model_dir}", f"device={device()}"]
+    )
     t0 = time.perf_counter()
     s = continual(cfg, out=out)
-    return {"seconds": time.perf_counter() - t0, "media": {k: (m["acc"], m["write_seconds"]) for k, m in s["media"].items()}}
+    return {
+        "seconds": time.perf_counter() - t0,
+        "media": {k: (m["acc"], m["write_seconds"]) for k, m in s["media"].items()},
+    }
 
 
 def sync() -> None:

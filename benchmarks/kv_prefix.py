@@ -133,14 +133,18 @@ def main() -> None:
     (out / "results.json").write_text(json.dumps({"alone": alone, "pairs": pairs, "seconds": seconds}, indent=2))
 
     mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
-    rows = ["| session | recall, prefix from its own cache | recall, prefix from unrelated text |",
-            "| ---: | ---: | ---: |"]
+    rows = [
+        "| session | recall, prefix from its own cache | recall, prefix from unrelated text |",
+        "| ---: | ---: | ---: |",
+    ]
     rows += [f"| {i + 1} | {s:.2f} | {t:.2f} |" for i, (s, t) in enumerate(zip(alone["session"], alone["text"]))]
     rows += [f"| mean | {mean(alone['session']):.3f} | {mean(alone['text']):.3f} |"]
     kept = {mode: [] for mode in (*MODES, BESIDE, ONE, ROUTED)}
-    comp = ["| sessions | alone | concatenated as trained | one shared sink, second prefix shifted | second block "
-            "written beside the first | one prefix for both, written in turn | concatenated, routed by name |",
-            "| --- | --- | --- | --- | --- | --- | --- |"]
+    comp = [
+        "| sessions | alone | concatenated as trained | one shared sink, second prefix shifted | second block "
+        "written beside the first | one prefix for both, written in turn | concatenated, routed by name |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for p in pairs:
         cells = []
         for mode in kept:
@@ -149,8 +153,10 @@ def main() -> None:
             cells.append(f"{p[mode][0]:.2f}, {p[mode][1]:.2f} (kept {k[0]:.2f}, {k[1]:.2f})")
         comp.append(f"| {p['sessions'][0]} + {p['sessions'][1]} | {p['alone'][0]:.2f}, {p['alone'][1]:.2f} | "
                     f"{' | '.join(cells)} |")  # fmt: skip
-    ctx = ["| sessions | one session in context | both in context | kept | both, focus entity | kept |",
-           "| --- | --- | --- | --- | --- | --- |"]
+    ctx = [
+        "| sessions | one session in context | both in context | kept | both, focus entity | kept |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     ctx_kept, focus_kept = [], []
     for p in pairs:
         k = ratios(p["context together"], p["context alone"])

@@ -43,8 +43,10 @@ def main() -> None:
     args = ap.parse_args()
     out, base = Path(args.out), Path(args.base)
     adapter = written_adapter(base, out / "adapter", args.sessions, args.steps)
-    probes = [(f"`{base}`", ProbeConfig(model=str(base))),
-              (f"`{base}` + LoRA after {args.sessions} session writes", ProbeConfig(model=str(base), adapter=str(adapter)))]
+    probes = [
+        (f"`{base}`", ProbeConfig(model=str(base))),
+        (f"`{base}` + LoRA after {args.sessions} session writes", ProbeConfig(model=str(base), adapter=str(adapter))),
+    ]
     probes += [(f"`{m}`", ProbeConfig(model=m)) for m in REAL if (ROOT / m / "config.json").is_file()]
     rows = []
     for i, (label, cfg) in enumerate(probes):

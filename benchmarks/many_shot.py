@@ -85,8 +85,10 @@ def main() -> None:
              "| --- | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
     lines += [f"| {r['kind']} | {r['shots']} | {r['acc']:.3f} | {r['acc_held']:.3f} | {r['sessions_held']} | "
               f"{r['context_tokens']} |" for r in rows]  # fmt: skip
-    body = (f"Base model `{base}`, writer `{args.writer}`, all {n} sessions in context (budget {args.budget} tokens), "
-            f"then k shots about known people. Plot: `{out / 'many_shot.png'}`.\n\n" + "\n".join(lines))
+    body = (
+        f"Base model `{base}`, writer `{args.writer}`, all {n} sessions in context (budget {args.budget} tokens), "
+        f"then k shots about known people. Plot: `{out / 'many_shot.png'}`.\n\n" + "\n".join(lines)
+    )
     write_section("many_shot", "Many-shot in-context learning on the session stream", body)
 
 

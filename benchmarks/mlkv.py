@@ -62,8 +62,11 @@ def main() -> None:
     ap.add_argument("--config", default="configs/pretrain.yaml")
     ap.add_argument("--out", default="runs/mlkv")
     ap.add_argument("--kv-layers", type=int, nargs="+", default=[4, 2, 1], help="values of m, the first the reference")
-    ap.add_argument("--plain", action="store_true",
-                    help="also pretrain the plain Llama of the config (into <out>/llama); every m starts from its draw")
+    ap.add_argument(
+        "--plain",
+        action="store_true",
+        help="also pretrain the plain Llama of the config (into <out>/llama); every m starts from its draw",
+    )
     ap.add_argument("--set", action="append", default=[], dest="overrides", help="override for every run")
     ap.add_argument("--section", default="mlkv", help="name of the RESULTS.md section")
     args = ap.parse_args()

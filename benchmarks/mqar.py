@@ -119,8 +119,11 @@ def train(args, log_path: Path) -> tuple[list[dict], int]:
         bar = tqdm(range(args.steps + 1), desc=log_path.stem, mininterval=2)
         for step in bar:
             if step % args.eval_every == 0 or step == args.steps:
-                row = {"step": step, "seconds": round(time.perf_counter() - t0, 1),
-                       **evaluate(model, args, args.ns, args.device)}
+                row = {
+                    "step": step,
+                    "seconds": round(time.perf_counter() - t0, 1),
+                    **evaluate(model, args, args.ns, args.device),
+                }
                 rows.append(row)
                 log.write(json.dumps(row) + "\n")
                 log.flush()
@@ -150,8 +153,12 @@ def main() -> None:
     ap.add_argument("--heads", type=int, default=2)
     ap.add_argument("--kv-heads", type=int, default=0, help="key-value heads (GQA); 0: as many as heads")
     ap.add_argument("--size", choices=["tiny", "small", "base"], help="retain's default model instead of the micro one")
-    ap.add_argument("--tie", action=argparse.BooleanOptionalAction, help="tie input and output embeddings "
-                    "(default: the model's own choice: tied for the named sizes, untied for the micro one)")
+    ap.add_argument(
+        "--tie",
+        action=argparse.BooleanOptionalAction,
+        help="tie input and output embeddings "
+        "(default: the model's own choice: tied for the named sizes, untied for the micro one)",
+    )
     ap.add_argument("--min-pairs", type=int, default=2)
     ap.add_argument("--max-pairs", type=int, default=16)
     ap.add_argument("--keys", type=int, default=200, help="key vocabulary (the world has ~200 names)")
@@ -182,8 +189,11 @@ def main() -> None:
         first = next((r["step"] for r in rows if r[solved] >= 0.9), None)
         last = rows[-1]
         when = first if first is not None else f"not within {args.steps}"
-        lines.append(f"| {name} | {params:,} | " + " | ".join(f"{last[f'acc@{n}']:.2f}" for n in args.ns)
-                     + f" | {when} | {last['seconds']:.0f} |")
+        lines.append(
+            f"| {name} | {params:,} | "
+            + " | ".join(f"{last[f'acc@{n}']:.2f}" for n in args.ns)
+            + f" | {when} | {last['seconds']:.0f} |"
+        )
     body = (f"Each variant trained from scratch for {args.steps} steps: AdamW lr {args.lr} (warm-up, cosine), "
             f"{args.batch_size} examples per step of {args.min_pairs}-{args.max_pairs} pairs, keys of "
             f"{args.key_tokens} token(s) from {args.keys}, "
@@ -196,4 +206,6 @@ if __name__ == "__main__":
     try:
         main()
     except KeyboardInterrupt:  # each variant takes minutes: no resume, but nothing written is lost
-        raise SystemExit("\ninterrupted: docs/RESULTS.md is unchanged; the curves evaluated so far are in --out") from None
+        raise SystemExit(
+            "\ninterrupted: docs/RESULTS.md is unchanged; the curves evaluated so far are in --out"
+        ) from None

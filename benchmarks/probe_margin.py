@@ -45,7 +45,9 @@ def margins(run: Path) -> dict[str, float]:
     for q in (q for q in load_questions(cfg.base_probe or PROBE) if q.text in kept):  # the whole probe: an older
         # run may have kept questions the probe's current shuffle no longer asks
         head, tail = fmt.prompt(q.text, None)
-        ids = list(fmt.start) + [i for part in (head, tail) if part for i in tok(part, add_special_tokens=False)["input_ids"]]
+        ids = list(fmt.start) + [
+            i for part in (head, tail) if part for i in tok(part, add_special_tokens=False)["input_ids"]
+        ]
         with torch.no_grad(), autocast(device_of(model)):
             p = model(torch.tensor([ids], device=device_of(model))).logits[0, -1].float().softmax(-1)
         top = p.topk(2).values

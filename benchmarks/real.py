@@ -60,7 +60,11 @@ def table(summary: dict, results: dict, questions: list) -> str:
 def known_note(out: Path) -> str:
     """How many kept probe questions the bare model knows under every prompt (eval.known_prompts), if split."""
     path = out / "base_known.json"
-    return f" ({len(json.loads(path.read_text()))} of them known: right under every few-shot prompt)" if path.exists() else ""
+    return (
+        f" ({len(json.loads(path.read_text()))} of them known: right under every few-shot prompt)"
+        if path.exists()
+        else ""
+    )
 
 
 def matrices(results: dict) -> str:
@@ -84,7 +88,11 @@ def verdicts(summary: dict, minutes: float, reference: str) -> list[str]:
             continue
         ratio = m["acc"] / ctx["acc"] if ctx["acc"] else float("nan")
         f1 = m["acc_f1"] / ctx["acc_f1"] if ctx["acc_f1"] else float("nan")
-        ok = ratio >= VS_CONTEXT and (m["bytes_ratio_vs_kv"] or 0) >= BYTES_RATIO and round(m["base_acc_drop"], 9) <= BASE_DROP
+        ok = (
+            ratio >= VS_CONTEXT
+            and (m["bytes_ratio_vs_kv"] or 0) >= BYTES_RATIO
+            and round(m["base_acc_drop"], 9) <= BASE_DROP
+        )
         out.append(f"- {name}: EM {m['acc']:.3f} = {ratio:.2f} x `{reference}` (every session in context, EM "
                    f"{ctx['acc']:.3f}; F1 {f1:.2f} x), {m['bytes_ratio_vs_kv']:.1f}x fewer bytes than its KV cache, "
                    f"base {pt(m['base_acc_drop'])} on the kept probe: "

@@ -99,10 +99,7 @@ def write_section(name: str, title: str, body: str, path: Path = RESULTS) -> Non
     """Replace (or append) the section `name` of RESULTS.md with `body`, stamped with command and machine."""
     from retain.runs.files import atomic_write_text
 
-    stamp = (
-        f"Command: `{command()}`  \nCommit: {commit()}  \nMachine: {machine()}  \n"
-        f"Date: {time.strftime('%Y-%m-%d')}"
-    )
+    stamp = f"Command: `{command()}`  \nCommit: {commit()}  \nMachine: {machine()}  \nDate: {time.strftime('%Y-%m-%d')}"
     block = f"<!-- bench:{name} -->\n## {title}\n\n{stamp}\n\n{body.strip()}\n<!-- /bench:{name} -->"
     text = (
         path.read_text()
@@ -110,9 +107,7 @@ def write_section(name: str, title: str, body: str, path: Path = RESULTS) -> Non
         else "# Results\n\nMeasured numbers, each with the command that produced it.\n"
     )
     pattern = re.compile(rf"<!-- bench:{re.escape(name)} -->.*?<!-- /bench:{re.escape(name)} -->", re.S)
-    text = (
-        pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
-    )
+    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
     atomic_write_text(path, text)
     print(f"wrote section '{name}' of {path}")
 

@@ -20,9 +20,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default="configs/score/world.yaml")
     ap.add_argument("--out", default="runs/score")
-    ap.add_argument(
-        "--set", action="append", default=[], dest="overrides", help="config override, repeatable"
-    )
+    ap.add_argument("--set", action="append", default=[], dest="overrides", help="config override, repeatable")
     ap.add_argument("--section", default="score")
     args = ap.parse_args()
 

@@ -24,9 +24,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default="configs/stochq/pendulum.yaml")
     ap.add_argument("--out", default="runs/stochq-pendulum")
-    ap.add_argument(
-        "--set", action="append", default=[], dest="overrides", help="config override, repeatable"
-    )
+    ap.add_argument("--set", action="append", default=[], dest="overrides", help="config override, repeatable")
     args = ap.parse_args()
 
     from retain.rl.stochq_run import StochQConfig, stochq
@@ -61,8 +59,7 @@ def main() -> None:
     if "baselines" in s:
         b = s["baselines"]
         lines += [
-            f"| {name} (fixed writer) | - | - | - | {b[name]:.3f} |"
-            for name in ("first_k", "all_facts", "best_subset")
+            f"| {name} (fixed writer) | - | - | - | {b[name]:.3f} |" for name in ("first_k", "all_facts", "best_subset")
         ]
         gain = s.get("gain_over_first_k")
         verdict = ("" if gain is None else

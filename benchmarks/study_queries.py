@@ -78,9 +78,13 @@ def main() -> None:
             hits, total = hits + got, total + len(qs)
             distinct, n = distinct + len(set(queries)), n + len(queries)
             per_session.append(f"{got}/{len(qs)}")
-        rows.append(f"| {m.name} | {hits / max(total, 1):.2f} ({hits}/{total}) | {' '.join(per_session)} | "
-                    f"{n / len(materials):.0f} | {distinct / max(n, 1):.2f} | {seconds:.0f} |")
-    examples = "\n\n".join(f"`{name}`:\n\n" + "\n".join(f"    {q!r}" for q in by["0"][:6]) for name, by in asked.items())
+        rows.append(
+            f"| {m.name} | {hits / max(total, 1):.2f} ({hits}/{total}) | {' '.join(per_session)} | "
+            f"{n / len(materials):.0f} | {distinct / max(n, 1):.2f} | {seconds:.0f} |"
+        )
+    examples = "\n\n".join(
+        f"`{name}`:\n\n" + "\n".join(f"    {q!r}" for q in by["0"][:6]) for name, by in asked.items()
+    )
     body = (f"Base `{cfg.base}`, {len(materials)} sessions of `{cfg.data}`. A session question is covered when some "
             "query's answer contains its gold answer (SQuAD-normalised, whole words). Queries are asked by the bare "
             "model for every session.\n\n"

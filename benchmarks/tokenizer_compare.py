@@ -19,8 +19,14 @@ from benchmarks.pretrain_sweep import run_one
 from benchmarks.results import write_section
 
 ARMS = {"word": ["world.tokenizer=word"], "bpe": ["world.tokenizer=bpe"]}
-KEYS = ["closed_book_acc", "closed_book_acc_bio_split", "open_book_acc", "heldout_template_acc", "session_icl_acc",
-        "session_stream_acc"]
+KEYS = [
+    "closed_book_acc",
+    "closed_book_acc_bio_split",
+    "open_book_acc",
+    "heldout_template_acc",
+    "session_icl_acc",
+    "session_stream_acc",
+]
 
 
 def curves(run_dir: Path) -> list[dict]:

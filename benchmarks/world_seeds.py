@@ -32,9 +32,7 @@ def main() -> None:
     ap.add_argument("--config", default="configs/pretrain.yaml")
     ap.add_argument("--out", default="runs/worlds")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
-    ap.add_argument(
-        "--reuse", action="append", default=[], help="SEED=RUN_DIR: read that seed from a finished run"
-    )
+    ap.add_argument("--reuse", action="append", default=[], help="SEED=RUN_DIR: read that seed from a finished run")
     ap.add_argument("--set", action="append", default=[], dest="overrides", help="override for every seed")
     ap.add_argument("--section", default="world_seeds", help="name of the RESULTS.md section")
     args = ap.parse_args()
@@ -43,7 +41,10 @@ def main() -> None:
     runs = {}
     for seed in args.seeds:
         out = reuse.get(seed, Path(args.out) / f"seed{seed}")
-        runs[seed] = (out, pretrain_or_resume(args.config, [*args.overrides, f"world.seed={seed}", f"seed={seed}"], out))
+        runs[seed] = (
+            out,
+            pretrain_or_resume(args.config, [*args.overrides, f"world.seed={seed}", f"seed={seed}"], out),
+        )
     ref = runs[min(runs)][1]
     lines = [
         "| world seed | run | " + " | ".join(ROWS) + " | targets |",
@@ -53,16 +54,13 @@ def main() -> None:
         met = [s[k] >= v for k, v in TARGETS.items()] + [s["seconds"] <= SECONDS]
         met += [s[k] >= ref[k] - DROP for k in ("heldout_template_acc", "session_icl_acc")]
         cells = [f"{s[k]:.0f}" if k == "seconds" else f"{s[k]:.3f}" for k in ROWS]
-        lines.append(
-            f"| {seed} | `{out}` | " + " | ".join(cells) + f" | {'met' if all(met) else 'not met'} |"
-        )
+        lines.append(f"| {seed} | `{out}` | " + " | ".join(cells) + f" | {'met' if all(met) else 'not met'} |")
     body = (
         f"`{args.config}`{''.join(f' --set {o}' for o in args.overrides)} with `world.seed` and `seed` set to "
         "each world seed. "
         f"Targets: closed-book >= {TARGETS['closed_book_acc']}, open-book >= {TARGETS['open_book_acc']}, within "
         f"{SECONDS // 60} minutes, held-out-template and session-reading accuracy within {DROP * 100:.0f} points "
-        f"of world seed {min(runs)}. `seconds` is the training wall time as the run logged it.\n\n"
-        + "\n".join(lines)
+        f"of world seed {min(runs)}. `seconds` is the training wall time as the run logged it.\n\n" + "\n".join(lines)
     )
     write_section(args.section, "The base model on four worlds", body)
 

@@ -35,7 +35,9 @@ def test_mlkv_places_owners_as_the_reference_and_the_others_have_no_k_v():
     cfg = BackboneConfig(**{**SHAPE, "n_layers": 12}, kv_layers=4)
     assert cfg.owners() == [0, 3, 6, 9]
     model = Backbone(cfg)
-    assert [hasattr(layer.self_attn, "k_proj") for layer in model.model.layers] == [i in (0, 3, 6, 9) for i in range(12)]
+    assert [hasattr(layer.self_attn, "k_proj") for layer in model.model.layers] == [
+        i in (0, 3, 6, 9) for i in range(12)
+    ]
     assert BackboneConfig(**SHAPE, kv_layers=1).owners() == [0]
 
 
@@ -139,8 +141,13 @@ def test_every_switch_decodes_from_its_cache_as_it_reads_the_whole_sequence(swit
         rest = model(input_ids=ids[:, 8:], use_cache=True, cache=first.cache)
         assert torch.allclose(rest.logits, whole[:, 8:], atol=1e-5)
         prefix = kv_of(model, ids[0, :8].tolist())  # a KV prefix, as the kv_prefix medium and generation use one
-        after = model(input_ids=ids[:1, 8:], cache=prefix_cache(prefix, 1, model.config), use_cache=True,
-                      position_ids=torch.arange(8, 12)[None], attention_mask=torch.ones(1, 12, dtype=torch.long))
+        after = model(
+            input_ids=ids[:1, 8:],
+            cache=prefix_cache(prefix, 1, model.config),
+            use_cache=True,
+            position_ids=torch.arange(8, 12)[None],
+            attention_mask=torch.ones(1, 12, dtype=torch.long),
+        )
         assert torch.allclose(after.logits, whole[:1, 8:], atol=1e-5)
     arch = from_hf_config(model.config.to_dict())  # the Fermi calculator reads the saved config
     assert sum(k.numel() + v.numel() for k, v in prefix) * 4 == 8 * kv_bytes_per_token(arch, "fp32")
@@ -163,12 +170,21 @@ def test_a_switched_model_config_builds_saves_and_loads_the_backbone(tmp_path):
     again = load_model(tmp_path)  # Auto classes know the model type: no remote code
     ids = torch.tensor([[1, 3, 3, 2]])
     with torch.no_grad():
-        assert isinstance(again, BackboneForCausalLM) and torch.equal(again(input_ids=ids).logits, model(input_ids=ids).logits)
+        assert isinstance(again, BackboneForCausalLM) and torch.equal(
+            again(input_ids=ids).logits, model(input_ids=ids).logits
+        )
         # a switch starts from the plain model's draw: m = L is the Llama of the same seed, m < L shares its MLPs
-        plain, same = build_model(ModelConfig(size="tiny"), tok, seed=3), build_model(ModelConfig(size="tiny", kv_layers=4), tok, seed=3)
-        assert isinstance(same, BackboneForCausalLM) and torch.allclose(same(input_ids=ids).logits, plain(input_ids=ids).logits, atol=1e-5)
+        plain, same = (
+            build_model(ModelConfig(size="tiny"), tok, seed=3),
+            build_model(ModelConfig(size="tiny", kv_layers=4), tok, seed=3),
+        )
+        assert isinstance(same, BackboneForCausalLM) and torch.allclose(
+            same(input_ids=ids).logits, plain(input_ids=ids).logits, atol=1e-5
+        )
         fewer = build_model(ModelConfig(size="tiny", kv_layers=1), tok, seed=3).state_dict()
-        assert torch.equal(fewer["model.layers.2.mlp.up_proj.weight"], plain.state_dict()["model.layers.2.mlp.up_proj.weight"])
+        assert torch.equal(
+            fewer["model.layers.2.mlp.up_proj.weight"], plain.state_dict()["model.layers.2.mlp.up_proj.weight"]
+        )
 
 
 @pytest.mark.parametrize("key,value,message", [

@@ -47,7 +47,10 @@ def test_yaml_and_overrides(tmp_path):
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (["train.lrr=1"], "unknown config key 'train.lrr'; valid keys under 'train': lr, steps, schedule, warmup; did you mean 'lr'?"),
+        (
+            ["train.lrr=1"],
+            "unknown config key 'train.lrr'; valid keys under 'train': lr, steps, schedule, warmup; did you mean 'lr'?",
+        ),
         (["trian.lr=1"], "did you mean 'train'?"),
         (["train.steps=abc"], "config key 'train.steps': expected an integer, got 'abc'"),
         (["train.steps=1.5"], "expected an integer"),
@@ -172,7 +175,9 @@ def test_a_resumed_run_keeps_its_config_and_takes_only_operational_changes(tmp_p
     assert resume_config(started, path) == started  # the same config given again
     moved = resume_config(load_config(PretrainConfig, None, ["train.threads=1", "device=cpu"]), path)
     assert moved.train.threads == 1 and moved.device == "cpu" and moved.train.steps == 3 and moved.world.seed == 2
-    with pytest.raises(ConfigError, match=r"other values of train.steps \(3 -> 5\).*only threads, train.threads, device"):
+    with pytest.raises(
+        ConfigError, match=r"other values of train.steps \(3 -> 5\).*only threads, train.threads, device"
+    ):
         resume_config(load_config(PretrainConfig, None, ["train.steps=5"]), path)
 
 
@@ -219,6 +224,8 @@ def test_a_key_a_medium_ignores_is_refused_naming_the_kinds_it_applies_to(capsys
 def test_a_distill_key_on_an_sft_medium_is_refused():
     from retain.memory.base import MediumConfig
 
-    with pytest.raises(ValueError, match=r"media 'w': queries, n_queries set on an sft medium; only objective: distill"):
+    with pytest.raises(
+        ValueError, match=r"media 'w': queries, n_queries set on an sft medium; only objective: distill"
+    ):
         MediumConfig(kind="lora", name="w", queries="oracle", n_queries=8)
     MediumConfig(kind="lora", objective="distill", queries="oracle", n_queries=8)

@@ -81,7 +81,9 @@ def test_models_are_built_on_the_run_device_and_batches_moved_to_them(plain_base
 def test_a_device_this_machine_lacks_is_one_line_before_the_run_dir(command, tmp_path, capsys, monkeypatch, smoke_base):
     monkeypatch.chdir(ROOT)
     out = tmp_path / "run"
-    assert cli([*command, "--set", f"base={smoke_base}" if command[0] != "pretrain" else "name=x", "--out", str(out)]) == 2
+    assert (
+        cli([*command, "--set", f"base={smoke_base}" if command[0] != "pretrain" else "name=x", "--out", str(out)]) == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no CUDA GPU; set device: cpu or auto" in err[0]
     assert not out.exists()

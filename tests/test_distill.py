@@ -167,8 +167,16 @@ def test_hidden_loss_is_the_normalised_l1_per_layer_and_hooks_see_the_queries_po
 def test_a_distill_write_with_hidden_matching_keeps_the_teachers_states(smoke_base):
     model, tok = load_model_and_tokenizer(smoke_base / "model")
     world = load_world(smoke_base / "world")
-    cfg = MediumConfig(kind="lora", objective="distill", queries="spans", n_queries=4, steps=2, batch_size=2,
-                       hidden_weight=1.0, hidden_layers=[-1])
+    cfg = MediumConfig(
+        kind="lora",
+        objective="distill",
+        queries="spans",
+        n_queries=4,
+        steps=2,
+        batch_size=2,
+        hidden_weight=1.0,
+        hidden_layers=[-1],
+    )
     mem = make_memory(cfg, model, tok)
     assert cfg.matched_layers(model.config) == [model.config.num_hidden_layers - 1]
     s = world.sessions[0]
@@ -237,7 +245,9 @@ def test_query_turns_make_each_query_a_conversation(base, monkeypatch):
     assert len(calls) == 3  # one generation per turn, over every query
     for first, last, query in zip(calls[0], calls[2], queries):
         cue = first[: -len(q)]
-        assert last == cue + query[: max(i for i, t in enumerate(query) if t == eos) + 1] + q  # asked on after its answers
+        assert (
+            last == cue + query[: max(i for i, t in enumerate(query) if t == eos) + 1] + q
+        )  # asked on after its answers
         assert query.count(eos) == 2 and query[: len(q)] == q  # three turns, each from ` Q:`
     assert spent == sum(len(r) for c in calls for r in c) + sum(len(x) - 3 * len(q) - 2 for x in queries)
     with pytest.raises(ValueError, match="query_turns"):
@@ -248,10 +258,15 @@ def test_a_sharpened_teacher_divides_its_logits_before_the_top_k(base, monkeypat
     model, tok, world = base
     enc = lambda t: tok(t, add_special_tokens=False)["input_ids"]  # noqa: E731
     mem = make_memory(MediumConfig(kind="lora", rank=2, objective="distill"), model, tok)
-    context, query = [tok.bos_token_id] + enc(world.sessions[0].transcript)[:24], enc(world.sessions[0].transcript)[24:30]
+    context, query = (
+        [tok.bos_token_id] + enc(world.sessions[0].transcript)[:24],
+        enc(world.sessions[0].transcript)[24:30],
+    )
     plain = D.teach(mem, context, [query], k=5)[0][0]
     sharp = D.teach(mem, context, [query], k=5, temperature=0.5)[0][0]
-    logits = mem.model(input_ids=torch.tensor([context + query])).logits[0, len(context) : len(context) + len(query) - 1]
+    logits = mem.model(input_ids=torch.tensor([context + query])).logits[
+        0, len(context) : len(context) + len(query) - 1
+    ]
     assert torch.allclose(sharp.top_logp, F.log_softmax(logits / 0.5, -1).topk(5, -1).values, atol=1e-5)
     assert torch.equal(sharp.top_idx, plain.top_idx)  # the same tokens in the same order, more mass on the first
     assert (sharp.top_logp[:, 0] > plain.top_logp[:, 0]).all()
@@ -325,7 +340,10 @@ def test_base_study_distils_the_models_own_questions_after_base_text(smoke_base)
         pool = [t.ids for t in mem.base_teachers]
         assert pool[k:] == [enc(t) for t in texts[k:]]  # the rest is the base text as drawn
         # the studied part: the model's own " Q: ..." after each text, not the text
-        assert all(q[: len(enc(text_format(tok).seeds[0]))] == enc(text_format(tok).seeds[0]) and q != enc(t) for q, t in zip(pool[:k], texts))
+        assert all(
+            q[: len(enc(text_format(tok).seeds[0]))] == enc(text_format(tok).seeds[0]) and q != enc(t)
+            for q, t in zip(pool[:k], texts)
+        )
     assert tokens[0.5] > tokens[0.0]  # the generation after each studied text is part of the write's cost
     with pytest.raises(ValueError, match="base_study"):
         MediumConfig(base_study=1.5)
@@ -372,17 +390,24 @@ def test_route_entity_reads_only_the_blocks_that_name_the_prompts_people(base):
     mem = make_memory(MediumConfig(kind="kv_prefix", prompt_tokens=P, route="entity"), model, tok)
     mem.load(compose(pa, pb, model=model, shared_sink=True), names=keys)
     # a name kept without its first word (it started a sentence) still finds the whole name
-    assert routes([{"Lindqvist"}], ["Where does Ada Lindqvist live?", "Where does Ada live?"], P)[0][:, 1].tolist() == [1, 0]
+    assert routes([{"Lindqvist"}], ["Where does Ada Lindqvist live?", "Where does Ada live?"], P)[0][:, 1].tolist() == [
+        1,
+        0,
+    ]
     # a name that opens a sentence is kept whole; people who share a surname do not share a block
     opened = index_names("User: Wren Soto moved to Lyon. Otto Lorenz guided Hugo Lindqvist. I agree.")
     assert opened == {"Wren Soto", "Lyon", "Otto Lorenz", "Hugo Lindqvist"}
-    assert routes([opened, {"Nico Soto"}], ["Where does Nico Soto live?"], P)[0][0].tolist() == [1] + [0] * (P - 1) + [1] * (P - 1)
+    assert routes([opened, {"Nico Soto"}], ["Where does Nico Soto live?"], P)[0][0].tolist() == [1] + [0] * (P - 1) + [
+        1
+    ] * (P - 1)
     q0 = [q for q in s0.questions if not any(n in s1.transcript for n in names(q.text))][:3]
     nobody = "Where does Zzyx Qorb live ?"
     seen, start = mem.route([q0[0].text, nobody])
     assert seen.tolist() == [[1] * P + [0] * (P - 1), [1] + [0] * (2 * P - 2)]
     assert start.tolist() == [P, 1]  # after the last block read: the first block is read as it was trained
-    ids, mask = right_pad([tok(t, add_special_tokens=False)["input_ids"] for t in (q0[0].text, nobody)], tok.pad_token_id)
+    ids, mask = right_pad(
+        [tok(t, add_special_tokens=False)["input_ids"] for t in (q0[0].text, nobody)], tok.pad_token_id
+    )
     with torch.no_grad():
         got = mem.logits(ids, mask)
         alone = forward_with_prefix(model, pa, ids[:1], mask[:1])

@@ -85,13 +85,18 @@ def test_a_rank_killed_mid_run_resumes_to_the_weights_of_an_uninterrupted_run(tm
     assert proc.returncode != 0 and not (tmp_path / "cut" / "summary.json").exists()
     again = torchrun(tmp_path / "cut", resume=True)
     assert again.returncode == 0 and "resumed" in again.output, again.output[-2000:]
-    a, b = load_file(tmp_path / "whole" / "model" / "model.safetensors"), load_file(tmp_path / "cut" / "model" / "model.safetensors")
+    a, b = (
+        load_file(tmp_path / "whole" / "model" / "model.safetensors"),
+        load_file(tmp_path / "cut" / "model" / "model.safetensors"),
+    )
     assert all((a[k] == b[k]).all() for k in a)
     assert losses(tmp_path / "cut")[-4:] == losses(tmp_path / "whole")[-4:]
 
 
 def _relative(a: dict, b: dict, prefix: str) -> float:
-    return max(((a[k] - b[k]).abs().max() / a[k].abs().max().clamp_min(1e-12)).item() for k in a if k.startswith(prefix))
+    return max(
+        ((a[k] - b[k]).abs().max() / a[k].abs().max().clamp_min(1e-12)).item() for k in a if k.startswith(prefix)
+    )
 
 
 def test_two_ranks_write_a_memory_with_the_gradients_of_one_process(smoke_base, tmp_path):
@@ -110,11 +115,24 @@ def test_two_ranks_write_a_memory_with_the_gradients_of_one_process(smoke_base, 
 @pytest.mark.slow
 def test_retain_run_under_torchrun_matches_one_process_and_rank_0_alone_writes(smoke_base, tmp_path):
     config = ROOT / "configs" / "smoke" / "continual.yaml"
-    sets = [f"base={smoke_base}", "threads=1", "media=[{kind: none}, {kind: context, budget_tokens: 400}, "
-            "{kind: lora, steps: 3, batch_size: 2, replay: 0.25, base_replay: 0.25}, "
-            "{kind: kv_prefix, prompt_tokens: 4, steps: 3, batch_size: 2, objective: distill, n_queries: 4}]"]
+    sets = [
+        f"base={smoke_base}",
+        "threads=1",
+        "media=[{kind: none}, {kind: context, budget_tokens: 400}, "
+        "{kind: lora, steps: 3, batch_size: 2, replay: 0.25, base_replay: 0.25}, "
+        "{kind: kv_prefix, prompt_tokens: 4, steps: 3, batch_size: 2, objective: distill, n_queries: 4}]",
+    ]
     one = continual(load_config(ContinualConfig, config, sets), out=str(tmp_path / "one"))
-    cmd = [*TORCHRUN, "-m", "retain", "run", str(config), "--out", str(tmp_path / "two"), *[a for s in sets for a in ("--set", s)]]
+    cmd = [
+        *TORCHRUN,
+        "-m",
+        "retain",
+        "run",
+        str(config),
+        "--out",
+        str(tmp_path / "two"),
+        *[a for s in sets for a in ("--set", s)],
+    ]
     proc = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("report: ") == 1 and proc.stdout.count("medium lora: writing") == 1
@@ -129,6 +147,8 @@ def test_a_medium_batch_the_ranks_cannot_split_is_one_line_before_the_run_dir(sm
     monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun --nproc_per_node 2 sets it; checked before joining
     cfg = load_config(ContinualConfig, ROOT / "configs" / "smoke" / "continual.yaml",
                       [f"base={smoke_base}", "media.2.batch_size=3"])  # fmt: skip
-    with pytest.raises(Exception, match=r"^media\[2\]\.batch_size=3 does not split over 2 ranks .*use a multiple of 2$"):
+    with pytest.raises(
+        Exception, match=r"^media\[2\]\.batch_size=3 does not split over 2 ranks .*use a multiple of 2$"
+    ):
         continual(cfg, out=str(tmp_path / "run"))
     assert not (tmp_path / "run").exists()

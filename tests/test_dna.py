@@ -58,7 +58,19 @@ def test_the_repeat_task_returns_the_key_only_in_its_positive_examples():
     ("genome.k", "40", "need 2 <= k <= 16"),
 ])  # fmt: skip
 def test_bad_dna_config_is_one_line_before_any_run(key, value, message, tmp_path, capsys):
-    assert cli(["dna", str(ROOT / "configs" / "smoke" / "dna.yaml"), "--set", f"{key}={value}", "--out", str(tmp_path / "d")]) == 2
+    assert (
+        cli(
+            [
+                "dna",
+                str(ROOT / "configs" / "smoke" / "dna.yaml"),
+                "--set",
+                f"{key}={value}",
+                "--out",
+                str(tmp_path / "d"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err and not (tmp_path / "d").exists()
 

@@ -41,7 +41,7 @@ def test_comparison_splits_entities_per_attribute_and_keeps_ood_pairs_out_of_tra
     assert all(side(x) <= d.atomic_id for x in queries) and all(side(x) <= d.atomic_id for x, _ in d.id_test)
     assert d.ood_test and all(side(x) <= d.atomic_ood for x, _ in d.ood_test)
     labels = E + A + cfg.values
-    for x, t in d.train[len(value):] + d.ood_test:  # the label is the comparison of the two stored values
+    for x, t in d.train[len(value) :] + d.ood_test:  # the label is the comparison of the two stored values
         v1, v2 = value[(x[1], x[0] - E)], value[(x[2], x[0] - E)]
         assert t - labels == (0 if v1 < v2 else 1 if v1 == v2 else 2)
 
@@ -66,7 +66,9 @@ def test_a_grok_run_learns_logs_and_resumes_to_the_same_end(tmp_path):
     from retain.config import load_config
     from retain.grok.train import GrokConfig, grok
 
-    cfg = load_config(GrokConfig, Path(__file__).resolve().parents[1] / "configs" / "smoke" / "grok.yaml", ["threads=1"])
+    cfg = load_config(
+        GrokConfig, Path(__file__).resolve().parents[1] / "configs" / "smoke" / "grok.yaml", ["threads=1"]
+    )
     whole = grok(cfg, out=str(tmp_path / "whole"))
     run = tmp_path / "whole"
     assert {"summary.json", "report.md", "accuracy.png", "metrics.jsonl"} <= {p.name for p in run.iterdir()}
@@ -80,5 +82,7 @@ def test_a_grok_run_learns_logs_and_resumes_to_the_same_end(tmp_path):
     (cut / "ckpt" / "step-0000040.safetensors").unlink()
     (cut / "summary.json").unlink()
     again = grok(GrokConfig(), out=str(cut), resume=True)  # the documented resume: the run's own config
-    assert {k: again[k] for k in ("train", "id_test", "ood_test")} == {k: whole[k] for k in ("train", "id_test", "ood_test")}
+    assert {k: again[k] for k in ("train", "id_test", "ood_test")} == {
+        k: whole[k] for k in ("train", "id_test", "ood_test")
+    }
     assert (cut / "metrics.jsonl").read_text().count('"step": 40') == 1

@@ -113,7 +113,7 @@ def test_soft_prompt_prefix_cache_equals_running_the_embeddings_in_front(smoke_b
         for _ in range(len(g)):
             x = torch.cat([mem.prompt[None], emb(torch.tensor([ids]))], dim=1)
             ids.append(int(mem.model(inputs_embeds=x).logits[0, -1].argmax()))
-        assert ids[len(p):] == g
+        assert ids[len(p) :] == g
 
 
 def test_paraphrase_augmentation_keeps_every_fact_and_phrases_updates_as_updates(smoke_base):
@@ -172,8 +172,20 @@ def test_per_session_adapters_consolidate_by_the_merge_closed_form(smoke_base, m
     from retain.merge import lora as LM
     from retain.merge import ops
 
-    mem, _ = _memory(smoke_base, kind="lora", rank=2, memory_rank=4, adapters="per_session", merge=merge,
-                     merge_beta=0.25, steps=2, batch_size=2, lr=1e-2, dtype="fp32")  # fmt: skip (stored exactly)
+    mem, _ = _memory(
+        smoke_base,
+        kind="lora",
+        rank=2,
+        memory_rank=4,
+        adapters="per_session",
+        merge=merge,
+        merge_beta=0.25,
+        steps=2,
+        batch_size=2,
+        lr=1e-2,
+        dtype="fp32",
+    )  # fmt: skip (stored exactly)
+
     def products(name):
         return LM.products(get_peft_model_state_dict(mem.model, adapter_name=name), {"lora_alpha": 16})
 
@@ -189,8 +201,12 @@ def test_per_session_adapters_consolidate_by_the_merge_closed_form(smoke_base, m
         mem.write(Material(s.index, s.transcript, 50))
         assert list(mem.model.peft_config) == ["default"]  # the session adapter is folded in and deleted
     got, (d1, d2) = products("default"), sessions
-    expected = {"average": lambda k: (d1[k] + d2[k]) / 2, "sum": lambda k: d1[k] + d2[k],
-                "slerp": lambda k: ops.slerp(d1[k], d2[k], 0.5), "ema": lambda k: 0.75 * d1[k] + 0.25 * d2[k]}
+    expected = {
+        "average": lambda k: (d1[k] + d2[k]) / 2,
+        "sum": lambda k: d1[k] + d2[k],
+        "slerp": lambda k: ops.slerp(d1[k], d2[k], 0.5),
+        "ema": lambda k: 0.75 * d1[k] + 0.25 * d2[k],
+    }
     for k in got:
         assert mem.model.peft_config["default"].r == 4
         if merge == "ties":  # trimmed and sign-elected: sparse, so only the support is checkable

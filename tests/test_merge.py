@@ -229,8 +229,14 @@ def test_merge_cli_bad_input_is_one_line(tmp_path, capsys):
         "lacks": ["--method", "linear", "--inputs", f"{tmp_path / 'qv'},{tmp_path / 'mlp'}"],
         "corrupt": ["--method", "linear", "--inputs", f"{tmp_path / 'qv'},{bad}"],
         "give --base": ["--method", "ties", "--inputs", f"{tmp_path / 'model'},{tmp_path / 'model'}"],
-        "not empty": ["--method", "linear", "--inputs", f"{tmp_path / 'qv'},{tmp_path / 'qv'}", "--out",
-                      str(tmp_path / "full")],  # fmt: skip
+        "not empty": [
+            "--method",
+            "linear",
+            "--inputs",
+            f"{tmp_path / 'qv'},{tmp_path / 'qv'}",
+            "--out",
+            str(tmp_path / "full"),
+        ],  # fmt: skip
         "liti moves one input": ["--method", "liti", "--inputs", f"{tmp_path / 'qv'},{tmp_path / 'qv'}"],
     }
     capsys.readouterr()  # the setup's save progress bars

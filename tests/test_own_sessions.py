@@ -80,7 +80,10 @@ def test_text_formats_follow_the_tokenizers_own_conventions(plain_base, smoke_ba
     assert p.distill_heads("Ctx.") == ("Ctx.\n\nQ: Capital of France?\nA: Paris\n", "Q: Capital of France?\nA: Paris\n")
     c = TextFormat.of(tok, "chat", [("Capital of France?", "Paris")])
     head, tail = c.prompt("Where?", "Ctx.")
-    assert head.endswith("Paris<|im_end|>\n") and tail == "<|im_start|>user\nCtx.\n\nWhere?<|im_end|>\n<|im_start|>assistant\n"
+    assert (
+        head.endswith("Paris<|im_end|>\n")
+        and tail == "<|im_start|>user\nCtx.\n\nWhere?<|im_end|>\n<|im_start|>assistant\n"
+    )
     assert tok.eos_token_id in c.stops
 
 
@@ -144,7 +147,9 @@ def test_a_session_file_runs_on_a_plain_model_folder_with_the_probe_and_perplexi
     lora = json.loads((run / "media" / "lora.json").read_text())
     assert len(lora["R"]) == 3 and len(lora["R_f1"]) == 3 and all(len(r) == 3 for r in lora["R_f1"])
     assert lora["skill_acc"] is None and lora["bits_per_param"] is None and lora["ppl"] > 1
-    assert s["media"]["none"]["ppl_drift"] == 0.0 and s["media"]["full"]["ppl_drift"] != 0.0  # full FT moves the weights
+    assert (
+        s["media"]["none"]["ppl_drift"] == 0.0 and s["media"]["full"]["ppl_drift"] != 0.0
+    )  # full FT moves the weights
     kept = json.loads((run / "base_probe.json").read_text())
     assert s["base_questions"] == len(kept) and lora["base_curve"][0] == (1.0 if kept else 0.0)
     assert len(json.loads((run / "replay.json").read_text())) <= 8
@@ -166,7 +171,9 @@ def test_a_session_file_runs_on_the_world_base_with_its_base_questions(smoke_bas
     assert s["media"]["none"]["skill_acc"] is not None  # the world's reading skill still applies
     assert len(json.loads((tmp_path / "run" / "media" / "lora.json").read_text())["R"]) == 2
     asked = json.loads((tmp_path / "run" / "media" / "lora.queries.json").read_text())  # what self-study asked
-    assert sorted(asked) == ["0", "1"] and all(len(qs) == 2 and all(isinstance(q, str) for q in qs) for qs in asked.values())
+    assert sorted(asked) == ["0", "1"] and all(
+        len(qs) == 2 and all(isinstance(q, str) for q in qs) for qs in asked.values()
+    )
 
 
 @pytest.mark.parametrize("change,needle", [
@@ -221,16 +228,20 @@ def test_plain_self_study_asks_one_question_and_the_teacher_answers_in_the_asked
     model, tok = load_model_and_tokenizer(plain_base)
     use_format(tok, TextFormat.of(tok, "plain", [("Capital of France?", "Paris")]))
     m = make_writer(WriterConfig(), model, tok)(load_user_sessions(user_sessions)[0])
-    mem = make_memory(MediumConfig(kind="lora", objective="distill", cue="alone", n_queries=4, query_tokens=6), model, tok)
+    mem = make_memory(
+        MediumConfig(kind="lora", objective="distill", cue="alone", n_queries=4, query_tokens=6), model, tok
+    )
     context = mem.teacher_context(m)
     assert tok.decode(context).endswith("Noted.\n\nQ: Capital of France?\nA: Paris\n")  # the session, then the shots
     queries, spent = D.query_ids("self_study", mem, m, context, 4, random.Random(0))
     nl = tok("\n", add_special_tokens=False)["input_ids"]
     for q in queries:
         text = tok.decode(q)
-        assert text.startswith("Q:") and "\nA:" in text and q[-len(nl):] == nl and spent > 0
+        assert text.startswith("Q:") and "\nA:" in text and q[-len(nl) :] == nl and spent > 0
     teachers, _ = D.teach(mem, context, queries, 5, head=mem.student_head())
-    assert all(t.head == tok("Q: Capital of France?\nA: Paris\n", add_special_tokens=False)["input_ids"] for t in teachers)
+    assert all(
+        t.head == tok("Q: Capital of France?\nA: Paris\n", add_special_tokens=False)["input_ids"] for t in teachers
+    )
     loss = D.student_loss(mem, teachers)
     loss.backward()
     assert torch.isfinite(loss) and any(p.grad is not None for p in mem.trainable())
@@ -272,7 +283,9 @@ def test_the_smoke_twin_runs_on_smollm2_and_resumes(tmp_path):
     assert cli(["run", "--out", str(run), "--resume"]) == 0
 
 
-def test_grounded_self_study_keeps_questions_whose_answer_was_read_and_focus_cue_reads_the_cue(plain_base, user_sessions, monkeypatch):
+def test_grounded_self_study_keeps_questions_whose_answer_was_read_and_focus_cue_reads_the_cue(
+    plain_base, user_sessions, monkeypatch
+):
     import random
 
     from retain.memory import MediumConfig, make_memory
@@ -322,11 +335,16 @@ def test_answer_spans_are_the_dates_numbers_and_names_a_sentence_states():
     assert answer_spans("Otto Lorenz guided Hugo Lind.", topic, reverse=False) == ["Otto Lorenz"]
     assert answer_spans("We meet every Thursday at 7 pm; the budget is $4,800.") == ["7 pm", "$4,800", "Thursday"]
     assert answer_spans("Assistant: Noted.") == [] and answer_spans("I made soup yesterday.", topic) == []
-    assert cloze_question("The birthday of Hugo Lind is 11 March 1981.", "11 March 1981") == "The birthday of Hugo Lind is when?"
+    assert (
+        cloze_question("The birthday of Hugo Lind is 11 March 1981.", "11 March 1981")
+        == "The birthday of Hugo Lind is when?"
+    )
     assert cloze_question("User: Otto Lorenz guided Hugo Lind.", "Otto Lorenz") == "Who guided Hugo Lind?"
 
 
-def test_answer_first_self_study_asks_each_answer_back_and_keeps_what_reading_confirms(plain_base, user_sessions, monkeypatch):
+def test_answer_first_self_study_asks_each_answer_back_and_keeps_what_reading_confirms(
+    plain_base, user_sessions, monkeypatch
+):
     import random
 
     from retain.memory import MediumConfig, make_memory
@@ -372,7 +390,9 @@ def test_answer_first_self_study_asks_each_answer_back_and_keeps_what_reading_co
         MediumConfig(kind="lora", objective="distill", reverse=False)
 
 
-def test_answer_first_runs_on_a_plain_model_and_is_refused_on_the_worlds(plain_base, smoke_base, user_sessions, tmp_path):
+def test_answer_first_runs_on_a_plain_model_and_is_refused_on_the_worlds(
+    plain_base, smoke_base, user_sessions, tmp_path
+):
     media = "media=[{kind: lora, steps: 2, batch_size: 2, objective: distill, queries: answer_first, grounded: true, n_queries: 4, query_tokens: 4}]"
     continual(plain_cfg(plain_base, user_sessions, media, "sessions=1"), out=tmp_path / "run")
     asked = json.loads((tmp_path / "run" / "media" / "lora.queries.json").read_text())["0"]

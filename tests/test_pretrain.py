@@ -80,7 +80,9 @@ def test_refuses_to_overwrite_and_resume_needs_a_checkpoint(tmp_path, capsys):
 def test_corrupt_checkpoint_on_resume_is_one_line(tmp_path, capsys):
     cfg = _cfg(train={"steps": 4, "ckpt_every": 2})
     with pytest.raises(KeyboardInterrupt):
-        pretrain(cfg, out=tmp_path / "c", on_step=lambda s: (_ for _ in ()).throw(KeyboardInterrupt) if s == 2 else None)
+        pretrain(
+            cfg, out=tmp_path / "c", on_step=lambda s: (_ for _ in ()).throw(KeyboardInterrupt) if s == 2 else None
+        )
     ckpt = sorted((tmp_path / "c" / "ckpt").glob("*.safetensors"))[-1]
     ckpt.write_bytes(ckpt.read_bytes()[:100])
     assert main(["pretrain", "--out", str(tmp_path / "c"), "--resume"]) == 2

@@ -39,7 +39,9 @@ def test_retain_probe_linearity_writes_per_layer_scores_and_refuses_too_few_toke
     assert "with the residual stream" in capsys.readouterr().out
     short = tmp_path / "short.txt"
     short.write_text("A few words only.")
-    assert cli(["probe", "linearity", "--model", str(plain_base), "--text", str(short), "--out", str(tmp_path / "q")]) == 2
+    assert (
+        cli(["probe", "linearity", "--model", str(plain_base), "--text", str(short), "--out", str(tmp_path / "q")]) == 2
+    )
     assert "the score needs n >> d" in capsys.readouterr().err and not (tmp_path / "q").exists()
     assert cli(["probe", "linearity", "--model", str(plain_base), "--adapter", str(tmp_path)]) == 2
     assert "holds no PEFT adapter" in capsys.readouterr().err

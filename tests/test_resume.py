@@ -46,8 +46,10 @@ def _records(run: Path) -> list[dict]:
 @pytest.mark.slow
 def test_retain_run_killed_mid_medium_resumes_to_the_numbers_of_an_uninterrupted_run(plain_base, user_sessions,
                                                                                       tmp_path):  # fmt: skip
-    media = ("[{kind: none}, {kind: lora, rank: 2, steps: 6, batch_size: 2, lr: 1.0e-2, replay: 0.5}, "
-             "{kind: soft_prompt, prompt_tokens: 4, steps: 6, batch_size: 2, lr: 1.0e-2}]")
+    media = (
+        "[{kind: none}, {kind: lora, rank: 2, steps: 6, batch_size: 2, lr: 1.0e-2, replay: 0.5}, "
+        "{kind: soft_prompt, prompt_tokens: 4, steps: 6, batch_size: 2, lr: 1.0e-2}]"
+    )
     sets = [a for s in [f"base={plain_base}", f"data={user_sessions}", "threads=1", "eval.base_n=8", f"media={media}"]
             for a in ("--set", s)]  # fmt: skip
     config = str(ROOT / "configs" / "smoke" / "continual.yaml")

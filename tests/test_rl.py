@@ -44,8 +44,11 @@ def test_rest_em_best_keeps_one_per_group_ties_to_the_more_fluent():
     r = torch.tensor([[0.2, 0.6, 0.6, 0.4], [0.5, 0.5, 0.5, 0.5], [1.0, 0.0, 0.0, 0.0]])
     fluency = torch.tensor([[0.0, -0.9, -0.1, 0.0], [0.0, -1.0, -2.0, -3.0], [-5.0, 0.0, 0.0, 0.0]])
     # row 0: a tie at 0.6 goes to the less garbled edit; row 1: no edit beats the mean; row 2: reward first
-    assert A.rest_em_best(r, fluency).tolist() == [[False, False, True, False], [False] * 4,
-                                                  [True, False, False, False]]
+    assert A.rest_em_best(r, fluency).tolist() == [
+        [False, False, True, False],
+        [False] * 4,
+        [True, False, False, False],
+    ]
     assert A.rest_em_best(r, fluency, margin=0.3).tolist() == [[False] * 4, [False] * 4, [True, False, False, False]]
 
 
@@ -99,7 +102,7 @@ def test_answer_logprob_is_the_log_probability_of_the_right_answers(smoke_base):
         prompt, full = encode(tok, qa_prompt(q.text)), encode(tok, f"{qa_prompt(q.text)} {q.answer}")
         with torch.no_grad():
             logp = torch.log_softmax(model(input_ids=torch.tensor([full])).logits[0, :-1].float(), -1)
-        expected.append(float(logp[range(len(prompt) - 1, len(full) - 1), full[len(prompt):]].mean()))
+        expected.append(float(logp[range(len(prompt) - 1, len(full) - 1), full[len(prompt) :]].mean()))
     assert got[0] == pytest.approx(sum(expected) / len(expected), abs=1e-4)
     assert got[1] != pytest.approx(got[0], abs=1e-4)  # routed: adapter 1's own weights answer its questions
 
@@ -110,8 +113,9 @@ def test_batched_adapters_train_like_separate_ones_and_like_the_lora_medium(smok
     model, tok = load_model_and_tokenizer(smoke_base / "model")
     world = load_world(smoke_base / "world")
     sessions = E.fresh_sessions(world, 3, random.Random(1), set(world.entities))
-    cfg = MediumConfig(kind="lora", rank=2, targets="mlp", steps=4, batch_size=2, lr=1e-2, augment="none",
-                       dtype="fp32")  # stored exactly: the comparison is of training, to fp32 rounding
+    cfg = MediumConfig(
+        kind="lora", rank=2, targets="mlp", steps=4, batch_size=2, lr=1e-2, augment="none", dtype="fp32"
+    )  # stored exactly: the comparison is of training, to fp32 rounding
     mats = [[Material(0, s.transcript, 0)] for s in sessions]
 
     def trained(seeds, materials):
@@ -228,8 +232,9 @@ def test_an_update_raises_the_rewarded_self_edit_and_lowers_the_other(smoke_base
         return (lp * m).sum(1) / m.sum(1)
 
     before = logps()
-    stats = policy_update(policy, ref, tok, cfg, opt, [prompt], [[good, bad]], torch.tensor([[1.0, 0.0]]),
-                          random.Random(0))
+    stats = policy_update(
+        policy, ref, tok, cfg, opt, [prompt], [[good, bad]], torch.tensor([[1.0, 0.0]]), random.Random(0)
+    )
     after = logps()
     assert after[0] > before[0]  # the rewarded edit is more likely
     if algorithm == "rest_em":
@@ -244,8 +249,9 @@ def test_ask_keeps_only_the_named_questions(smoke_base):
     some = E.fresh_sessions(world, 3, random.Random(0), set(world.entities), ["field", "update"])
     for a, b in zip(every, some):
         assert a.transcript == b.transcript  # the same sessions, fewer questions
-        assert [q.text for q in b.questions] == [q.text for q in a.questions
-                                                 if q.kind == "update" or q.attribute == "field" and q.kind == "recall"]
+        assert [q.text for q in b.questions] == [
+            q.text for q in a.questions if q.kind == "update" or q.attribute == "field" and q.kind == "recall"
+        ]
         assert {q.kind for q in b.questions} == {"recall", "update"}
 
 

@@ -37,9 +37,17 @@ def tiny_lm(seed=0):
     return LlamaForCausalLM(cfg).eval()
 
 
-@pytest.mark.parametrize("cfg", [DecodingConfig(temperature=0.7), DecodingConfig(temperature=1.3, top_k=10),
-                                 DecodingConfig(temperature=1.0, top_p=0.8), DecodingConfig(temperature=1.2, min_p=0.1),
-                                 DecodingConfig(temperature=0.9, typical_p=0.5)], ids=lambda c: c.label())
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        DecodingConfig(temperature=0.7),
+        DecodingConfig(temperature=1.3, top_k=10),
+        DecodingConfig(temperature=1.0, top_p=0.8),
+        DecodingConfig(temperature=1.2, min_p=0.1),
+        DecodingConfig(temperature=0.9, typical_p=0.5),
+    ],
+    ids=lambda c: c.label(),
+)
 def test_sampling_matches_hf_generate_with_the_same_processors(cfg):
     model = tiny_lm()
     prompts = [[1, 5, 6, 7], [1, 9, 3, 8]]  # equal lengths: no padding on either side
@@ -60,8 +68,13 @@ def test_sampling_matches_hf_generate_with_the_same_processors(cfg):
 def test_processors_follow_the_config_in_generate_order():
     cfg = DecodingConfig(temperature=0.5, top_k=5, top_p=0.9, min_p=0.05, typical_p=0.3)
     names = [type(p).__name__ for p in processors(cfg)]
-    assert names == ["TemperatureLogitsWarper", "TopKLogitsWarper", "TopPLogitsWarper", "MinPLogitsWarper",
-                     "TypicalLogitsWarper"]
+    assert names == [
+        "TemperatureLogitsWarper",
+        "TopKLogitsWarper",
+        "TopPLogitsWarper",
+        "MinPLogitsWarper",
+        "TypicalLogitsWarper",
+    ]
     assert len(processors(DecodingConfig())) == 0 and not DecodingConfig().sampled
     for bad in (dict(temperature=-1), dict(top_p=0.0), dict(typical_p=1.5), dict(adaptive="linear"),
                 dict(t_min=2.0, t_max=1.0), dict(min_p=1.0), dict(min_p=-0.1)):  # fmt: skip
@@ -74,10 +87,14 @@ def test_sentence_start_temperature_rescales_only_the_first_tokens_of_a_sentence
 
     end = 4  # '.'
     proc = SentenceStartTemperature(start=4.0, base=2.0, n=2, end_ids=[end])
-    ids = torch.tensor([[0, 7, 4],         # the next token opens a sentence: at start
-                        [7, 4, 9],         # second token of the sentence: still inside n=2
-                        [4, 9, 9],         # third: plain
-                        [7, 8, 9]])        # no sentence end at all (left padding, no prompt end): plain
+    ids = torch.tensor(
+        [
+            [0, 7, 4],  # the next token opens a sentence: at start
+            [7, 4, 9],  # second token of the sentence: still inside n=2
+            [4, 9, 9],  # third: plain
+            [7, 8, 9],
+        ]
+    )  # no sentence end at all (left padding, no prompt end): plain
     scores = torch.arange(12.0).reshape(4, 3)
     out = proc(ids, scores.clone())
     assert torch.equal(out[:2], scores[:2] * 0.5) and torch.equal(out[2:], scores[2:])
@@ -88,8 +105,11 @@ def test_sentence_start_temperature_rescales_only_the_first_tokens_of_a_sentence
     assert "T=4 at sentence starts" in cfg.label()
     with pytest.raises(ValueError, match="sentence-end ids"):
         processors(cfg)
-    for bad in (dict(start_temperature=-1.0), dict(temperature=1.0, start_temperature=2.0, start_tokens=0),
-                dict(start_temperature=2.0)):  # the last is greedy: nothing to rescale
+    for bad in (
+        dict(start_temperature=-1.0),
+        dict(temperature=1.0, start_temperature=2.0, start_tokens=0),
+        dict(start_temperature=2.0),
+    ):  # the last is greedy: nothing to rescale
         with pytest.raises(ValueError):
             DecodingConfig(**bad)
 

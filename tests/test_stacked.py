@@ -56,8 +56,10 @@ def test_only_media_that_share_a_stack_key_are_stacked():
 
 
 def test_a_run_with_batch_writes_gives_each_medium_the_numbers_of_its_run_alone(plain_base, user_sessions, tmp_path):
-    media = ("[{kind: lora, name: a, rank: 2, steps: 3, batch_size: 2, lr: 1.0e-2, replay: 0.5, dtype: fp32}, "
-             "{kind: lora, name: b, rank: 2, steps: 3, batch_size: 3, lr: 1.0e-2, augment: shuffle, dtype: fp32}]")
+    media = (
+        "[{kind: lora, name: a, rank: 2, steps: 3, batch_size: 2, lr: 1.0e-2, replay: 0.5, dtype: fp32}, "
+        "{kind: lora, name: b, rank: 2, steps: 3, batch_size: 3, lr: 1.0e-2, augment: shuffle, dtype: fp32}]"
+    )
     sets = [f"base={plain_base}", f"data={user_sessions}", "threads=1", "precision=fp32", "batch_writes=true",
             "eval.base_n=8", "liti=[0.5]"]  # fmt: skip
     cfg = load_config(ContinualConfig, ROOT / "configs" / "smoke" / "continual.yaml", [*sets, f"media={media}"])

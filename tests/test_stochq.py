@@ -24,9 +24,7 @@ def test_candidates_draw_log_n_and_keep_the_remembered():
     remembered = [7, 8, 9]
     c = candidates(4096, remembered, rng)
     assert set(remembered) <= set(c) and len(c) == len(set(c)) and 12 <= len(c) <= 15
-    assert len(c) == 12 + len(
-        set(remembered) - set(c[:12])
-    )  # drawn first; a remembered one drawn is not repeated
+    assert len(c) == 12 + len(set(remembered) - set(c[:12]))  # drawn first; a remembered one drawn is not repeated
     with pytest.raises(RetainError, match="at least 2"):
         candidates(1, [], rng)
 
@@ -64,8 +62,7 @@ def test_stochdqn_reads_log_n_q_values_where_dqn_reads_n():
     feats = torch.linspace(-1, 1, n)[:, None]
     rng = random.Random(0)
     agents = {
-        stoch: DeepQ(3, feats, stoch=stoch, lr=1e-3, gamma=0.9, batch_size=batch, buffer=32)
-        for stoch in (False, True)
+        stoch: DeepQ(3, feats, stoch=stoch, lr=1e-3, gamma=0.9, batch_size=batch, buffer=32) for stoch in (False, True)
     }
     for agent in agents.values():
         for i in range(batch):
@@ -122,9 +119,7 @@ def test_a_resumed_job_takes_the_steps_of_an_uninterrupted_one(tmp_path, monkeyp
     assert [e["return"] for e in again["episodes"]] == [e["return"] for e in done["episodes"]]
     assert again["test_returns"] == done["test_returns"]
     assert second["rows"].keys() == first["rows"].keys()
-    assert (
-        (out / "report.md").exists() and (out / "returns.png").exists() and (out / "step_time.png").exists()
-    )
+    assert (out / "report.md").exists() and (out / "returns.png").exists() and (out / "step_time.png").exists()
 
 
 def test_cli_table_run(tmp_path):

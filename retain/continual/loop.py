@@ -116,8 +116,9 @@ class ContinualConfig:
     """auto: bf16 autocast in writes, teacher passes and evaluation where the hardware computes bf16; fp32:
     fp32 everywhere; bf16: bf16 autocast, refused where the device would emulate it."""
     writer: WriterConfig = field(default_factory=WriterConfig)
-    media: list[MediumConfig] = field(default_factory=lambda: [MediumConfig(kind="none"),
-                                                               MediumConfig(kind="context"), MediumConfig()])
+    media: list[MediumConfig] = field(
+        default_factory=lambda: [MediumConfig(kind="none"), MediumConfig(kind="context"), MediumConfig()]
+    )
     """The media run side by side on the same materials."""
     eval: EvalConfig = field(default_factory=EvalConfig)
     liti: list[float] = field(default_factory=list)
@@ -496,7 +497,9 @@ def fixed_questions(cfg: ContinualConfig, base: Base, stream: Stream, model, tok
         if main:
             atomic_write_json(kept_path, [q.text for q in suites.base])
     if main:
-        print(f"base probe: the model answers {len(suites.base)} of {len(stream.base)} general questions; those are kept")
+        print(
+            f"base probe: the model answers {len(suites.base)} of {len(stream.base)} general questions; those are kept"
+        )
     if cfg.eval.known_prompts > 1:
         known_path = run / "base_known.json"
         known = distributed.broadcast(read_json(known_path) if main and known_path.exists() else None)
@@ -532,8 +535,10 @@ def summarize(results: dict[str, dict], model_dir: Path) -> dict[str, Any]:
             "ppl_drift", "bytes_per_token", "bits_per_param", "params", "nbytes", "write_seconds",
             "answer_seconds"]  # fmt: skip
     kv = kv_bytes_per_token(from_hf_config(model_config(model_dir).to_dict()))
-    out: dict[str, Any] = {"kv_bytes_per_token": kv,
-                           "media": {n: {"kind": r["kind"], **{k: r.get(k) for k in keys}} for n, r in results.items()}}
+    out: dict[str, Any] = {
+        "kv_bytes_per_token": kv,
+        "media": {n: {"kind": r["kind"], **{k: r.get(k) for k in keys}} for n, r in results.items()},
+    }
     ctx = max((r for r in results.values() if r["kind"] == "context"), key=lambda r: r["acc"], default=None)
     for r in out["media"].values():
         r["bytes_ratio_vs_kv"] = kv / r["bytes_per_token"] if r["bytes_per_token"] else None
@@ -557,6 +562,8 @@ def main(cfg: ContinualConfig, out: str | None = None, resume: bool = False) -> 
         f1 = f"  F1 {m['acc_f1']:.3f}" if text else ""
         ppl = f"  ppl {m['ppl_drift'] * 100:+5.1f}%" if m.get("ppl_drift") is not None else ""
         known = f" (known {points(m['base_known_drop']):+5.1f})" if m.get("base_known_drop") is not None else ""
-        print(f"  {name:{width}s} {'EM' if text else 'ACC'} {m['acc']:.3f}{f1}  BWT {m['bwt']:+.3f}  "
-              f"base {points(m['base_acc_drop']):+5.1f} pt{known}{ppl}  {m['bytes_per_token']:7.1f} B/token  write {m['write_seconds']:3.0f} s")
+        print(
+            f"  {name:{width}s} {'EM' if text else 'ACC'} {m['acc']:.3f}{f1}  BWT {m['bwt']:+.3f}  "
+            f"base {points(m['base_acc_drop']):+5.1f} pt{known}{ppl}  {m['bytes_per_token']:7.1f} B/token  write {m['write_seconds']:3.0f} s"
+        )
     print(f"report: {s['report']}")

@@ -21,8 +21,14 @@ def heatmaps(results: dict[str, dict]) -> plt.Figure:
     for k, (ax, (name, r)) in enumerate(zip(axes[0], results.items())):
         im = ax.imshow(r["R"], vmin=0, vmax=1, cmap="viridis")
         ticks = list(range(len(r["R"])))
-        ax.set(title=f"{name}\nACC {r['acc']:.2f}  BWT {r['bwt']:+.2f}", xlabel="questions of session j",
-               xticks=ticks, xticklabels=[t + 1 for t in ticks], yticks=ticks, yticklabels=[t + 1 for t in ticks])
+        ax.set(
+            title=f"{name}\nACC {r['acc']:.2f}  BWT {r['bwt']:+.2f}",
+            xlabel="questions of session j",
+            xticks=ticks,
+            xticklabels=[t + 1 for t in ticks],
+            yticks=ticks,
+            yticklabels=[t + 1 for t in ticks],
+        )
         if k == 0:
             ax.set_ylabel("after writing session i")
     fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label="R[i][j]")
@@ -101,8 +107,10 @@ def write_report(run: RunDir, cfg: Any, results: dict[str, dict], summary: dict[
                  "theta_init + eta (theta - theta_init); each cell is ACC / base-knowledge accuracy.\n\n"
                  f"{front}\n\n![LiTI front](liti_front.png)\n")  # fmt: skip
     text = summary.get("grading") == "text"
-    head = ("| medium | " + ("EM | F1 |" if text else "ACC |") + " just written | BWT | FWT | base acc | base drop | "
-            "skill acc | ppl drift | bytes | B/token | x fewer than KV cache | bits/param | write s | answer s |")
+    head = (
+        "| medium | " + ("EM | F1 |" if text else "ACC |") + " just written | BWT | FWT | base acc | base drop | "
+        "skill acc | ppl drift | bytes | B/token | x fewer than KV cache | bits/param | write s | answer s |"
+    )
     lines = [head, "| --- |" + " ---: |" * (15 if text else 14)]
     for name, m in summary["media"].items():
         f1 = f" {_f(m.get('acc_f1'), '.3f')} |" if text else ""
@@ -127,8 +135,9 @@ def write_report(run: RunDir, cfg: Any, results: dict[str, dict], summary: dict[
 Writer: `{cfg.writer.kind}`; {len(next(iter(results.values()))["R"])} sessions from {cfg.data or "the world"}; base
 model `{cfg.base}`. {"EM (SQuAD-normalised exact match) and F1 (token F1) are" if text else "ACC is"} the mean over all
 sessions after the last write; "just written" the mean of R[i][i]; BWT, FWT and forgetting follow Avalanche;
-base drop is closed-book accuracy on {"the general questions the base model answered right" if text else
-"known people"} before minus after (points){"; ppl drift is the change of perplexity on held-out text" if text else ""};
+base drop is closed-book accuracy on {
+        "the general questions the base model answered right" if text else "known people"
+    } before minus after (points){"; ppl drift is the change of perplexity on held-out text" if text else ""};
 bytes per token divide the memory's bytes by the sessions' transcript tokens.
 {notes}
 {chr(10).join(lines)}

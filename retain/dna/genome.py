@@ -73,9 +73,13 @@ class GenomeConfig:
         if self.length < 1000 or not 0 <= self.repeat_rate < 0.5 or not 0 <= self.mutation <= 1:
             raise ValueError("genome: need length >= 1000, repeat_rate in [0, 0.5) and mutation in [0, 1]")
         if self.repeat_distance < 40:
-            raise ValueError(f"genome.repeat_distance must be >= 40 (segments are up to 32 long), got {self.repeat_distance}")
+            raise ValueError(
+                f"genome.repeat_distance must be >= 40 (segments are up to 32 long), got {self.repeat_distance}"
+            )
         if not 2 <= self.k <= 16 or self.task_len < 2 * self.k + 40:
-            raise ValueError(f"genome: need 2 <= k <= 16 and task_len >= 2 k + 40, got k {self.k}, task_len {self.task_len}")
+            raise ValueError(
+                f"genome: need 2 <= k <= 16 and task_len >= 2 k + 40, got k {self.k}, task_len {self.task_len}"
+            )
         if self.n_train < 2 or self.n_test < 2:
             raise ValueError("genome: n_train and n_test must be at least 2")
 
@@ -126,7 +130,9 @@ def task(cfg: GenomeConfig, n: int, split: str) -> tuple[np.ndarray, np.ndarray]
         at = int(rng.integers(0, 32))
         key = row[at : at + cfg.k].copy()
         end = key.copy()
-        while not label and np.array_equal(end, key):  # a fresh k-mer of the same chain: no shortcut by letter statistics
+        while not label and np.array_equal(
+            end, key
+        ):  # a fresh k-mer of the same chain: no shortcut by letter statistics
             end = background(cfg.k + 2, probs, rng)[2:]
         row[-cfg.k :] = end
     return x, y

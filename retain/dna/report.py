@@ -32,9 +32,9 @@ def write_report(run: RunDir, cfg, s: dict[str, Any]) -> None:
     ratio = ", ".join(f"{k} {v:.2f}x" for k, v in s["prompt_vs_finetune"].items() if v is not None)
     run.write_report(f"""# HyenaDNA on a synthetic genome: {cfg.name}
 
-A Hyena backbone ({cfg.model.n_layers} layers of {cfg.model.d_model}, order {cfg.model.order}, {s['params']:,}
-parameters, filters of {s['l_max']} positions) pretrained by next-nucleotide prediction on a {cfg.genome.length:,}-nt
-synthetic genome with repeats, at lengths {', '.join(map(str, cfg.lengths))} ({cfg.stage_steps} steps each, batch
+A Hyena backbone ({cfg.model.n_layers} layers of {cfg.model.d_model}, order {cfg.model.order}, {s["params"]:,}
+parameters, filters of {s["l_max"]} positions) pretrained by next-nucleotide prediction on a {cfg.genome.length:,}-nt
+synthetic genome with repeats, at lengths {", ".join(map(str, cfg.lengths))} ({cfg.stage_steps} steps each, batch
 {cfg.batch_size}). The task: does the first {cfg.genome.k}-mer of a {cfg.genome.task_len}-nt sequence come back as its
 last? Label nucleotide A or N after [SEP]; {cfg.genome.n_train} training and {cfg.genome.n_test} test examples.
 

@@ -199,7 +199,9 @@ def fit(cfg: DNAConfig, model: Backbone, train: tuple[torch.Tensor, torch.Tensor
     t0 = time.perf_counter()
     model.train()
     for step in progress(range(steps), desc=desc):
-        i = torch.randint(len(ids), (cfg.task_batch,), generator=torch.Generator().manual_seed(derive_seed(cfg.seed, desc, step)))
+        i = torch.randint(
+            len(ids), (cfg.task_batch,), generator=torch.Generator().manual_seed(derive_seed(cfg.seed, desc, step))
+        )
         loss = F.cross_entropy(label_logits(model, ids[i].to(device()), prompt), labels[i].to(device()))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -224,16 +226,26 @@ def arms(cfg: DNAConfig, run: RunDir, model: Backbone) -> dict[str, dict[str, An
             continue
         model.requires_grad_(False)
         g = torch.Generator().manual_seed(derive_seed(cfg.seed, name))
-        init = model.model.embed_tokens.weight[torch.randint(7, VOCAB, (p,), generator=g).to(device())]  # letters' embeddings
+        init = model.model.embed_tokens.weight[
+            torch.randint(7, VOCAB, (p,), generator=g).to(device())
+        ]  # letters' embeddings
         prompt = torch.nn.Parameter(init.detach().clone()[None])
         seconds = fit(cfg, model, train, [prompt], cfg.prompt_steps, cfg.prompt_lr, name, prompt)
-        done[name] = {"accuracy": accuracy(model, *test, prompt.detach()), "seconds": seconds, "trained": prompt.numel()}
+        done[name] = {
+            "accuracy": accuracy(model, *test, prompt.detach()),
+            "seconds": seconds,
+            "trained": prompt.numel(),
+        }
         atomic_write_json(path, done)
     if "finetune" not in done:
         model.requires_grad_(True)
         params = list(model.parameters())
         seconds = fit(cfg, model, train, params, cfg.finetune_steps, cfg.finetune_lr, "finetune")
-        done["finetune"] = {"accuracy": accuracy(model, *test), "seconds": seconds, "trained": sum(p.numel() for p in params)}
+        done["finetune"] = {
+            "accuracy": accuracy(model, *test),
+            "seconds": seconds,
+            "trained": sum(p.numel() for p in params),
+        }
         model.load_state_dict(pretrained)
         atomic_write_json(path, done)
     return done

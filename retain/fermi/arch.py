@@ -92,7 +92,9 @@ class Arch:
         """All parameters, counting a tied embedding once."""
         linear = sum(i * o * n for i, o, n in self.linear_shapes().values())
         if self.attention_bias:
-            linear += self.n_layers * self.n_heads * self.head_dim + 2 * self.kv_layers * self.n_kv_heads * self.head_dim
+            linear += (
+                self.n_layers * self.n_heads * self.head_dim + 2 * self.kv_layers * self.n_kv_heads * self.head_dim
+            )
         norms = self.n_layers * self.norms_per_layer * self.d_model + self.d_model
         embeddings = self.vocab_size * self.d_model * (1 if self.tied_embeddings else 2)
         return linear + norms + embeddings

@@ -1,8 +1,8 @@
 """`retain fermi`: bytes per token of each memory medium for one architecture, with every assumption stated.
 
-    retain fermi --model llama-3-70b --tokens 100000 --rank 32 --targets all-linear --format json
-    retain fermi --model all                       # the table for every preset
-    retain fermi --config-json path/to/config.json --plot out/fermi
+retain fermi --model llama-3-70b --tokens 100000 --rank 32 --targets all-linear --format json
+retain fermi --model all                       # the table for every preset
+retain fermi --config-json path/to/config.json --plot out/fermi
 """
 
 from __future__ import annotations

@@ -63,7 +63,9 @@ class CompositionConfig:
     def __post_init__(self) -> None:
         _check(self.phi, self.ood_fraction, self.id_test_fraction)
         if not 1 <= self.facts_per_entity <= self.relations:
-            raise ValueError(f"facts_per_entity must be in 1..relations ({self.relations}), got {self.facts_per_entity}")
+            raise ValueError(
+                f"facts_per_entity must be in 1..relations ({self.relations}), got {self.facts_per_entity}"
+            )
 
 
 @dataclass
@@ -83,7 +85,9 @@ def composition(cfg: CompositionConfig) -> Dataset:
     """Atomic facts (h, r) -> t and two-hop facts (h, r1, r2) -> t, split and downsampled as the reference."""
     rng, E = random.Random(cfg.seed), cfg.entities
     rel = lambda r: E + r  # noqa: E731  the token of relation r
-    atomic = {(h, r): rng.randrange(E) for h in range(E) for r in rng.sample(range(cfg.relations), cfg.facts_per_entity)}
+    atomic = {
+        (h, r): rng.randrange(E) for h in range(E) for r in rng.sample(range(cfg.relations), cfg.facts_per_entity)
+    }
     keys = sorted(atomic)
     rng.shuffle(keys)
     n_ood = round(cfg.ood_fraction * len(keys))

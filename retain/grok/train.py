@@ -175,7 +175,9 @@ def grok(cfg: GrokConfig, out: str | None = None, resume: bool = False) -> dict[
         if step == cfg.steps:
             break
         set_lr(opt, lr_at(step, cfg.steps, cfg.lr, cfg.warmup_steps, 1.0))  # min ratio 1: constant after warm-up
-        i = torch.randint(len(x), (cfg.batch_size,), generator=torch.Generator().manual_seed(derive_seed(cfg.seed, step)))
+        i = torch.randint(
+            len(x), (cfg.batch_size,), generator=torch.Generator().manual_seed(derive_seed(cfg.seed, step))
+        )
         logits, _ = model(x[i].to(device()))
         loss = F.cross_entropy(logits[:, -1], y[i].to(device()))
         loss.backward()

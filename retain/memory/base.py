@@ -231,16 +231,32 @@ class MediumConfig:
         for key in ("shots", "retrieve"):
             if getattr(self, key) < 0:
                 raise ValueError(f"media '{self.name}': {key} must be >= 0, got {getattr(self, key)}")
-        for key in ("budget_tokens", "steps", "batch_size", "rank", "prompt_tokens", "n_queries", "top_k",
-                    "base_queries", "query_tokens", "query_turns", "teacher_temperature", "query_temperature"):
+        for key in (
+            "budget_tokens",
+            "steps",
+            "batch_size",
+            "rank",
+            "prompt_tokens",
+            "n_queries",
+            "top_k",
+            "base_queries",
+            "query_tokens",
+            "query_turns",
+            "teacher_temperature",
+            "query_temperature",
+        ):
             if getattr(self, key) <= 0:
                 raise ValueError(f"media '{self.name}': {key} must be positive, got {getattr(self, key)}")
         if not 0 <= self.warmup < self.steps:
-            raise ValueError(f"media '{self.name}': warmup must be in [0, steps), got {self.warmup} with steps {self.steps}")
+            raise ValueError(
+                f"media '{self.name}': warmup must be in [0, steps), got {self.warmup} with steps {self.steps}"
+            )
         if self.lr <= 0 or self.alpha <= 0:
             raise ValueError(f"media '{self.name}': lr and alpha must be positive, got {self.lr} and {self.alpha}")
         if not 0.0 <= self.null_space < 1.0:
-            raise ValueError(f"media '{self.name}': null_space is a fraction of energy in [0, 1), got {self.null_space}")
+            raise ValueError(
+                f"media '{self.name}': null_space is a fraction of energy in [0, 1), got {self.null_space}"
+            )
         if self.memory_rank < 0:
             raise ValueError(f"media '{self.name}': memory_rank must be >= 0, got {self.memory_rank}")
         if not 0.0 < self.merge_beta <= 1.0 or not 0.0 < self.merge_density <= 1.0:

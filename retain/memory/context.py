@@ -29,7 +29,11 @@ from retain.world.world import Question
 
 def session_block(material: Material, fmt=None) -> str:
     """One session in a prompt, as the base model read sessions in pretraining (or in the text format's way)."""
-    return fmt.session_block(material.session, material.text) if fmt else f"Session {material.session + 1}. {material.text}"
+    return (
+        fmt.session_block(material.session, material.text)
+        if fmt
+        else f"Session {material.session + 1}. {material.text}"
+    )
 
 
 class ContextMemory(Memory):

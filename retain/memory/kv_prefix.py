@@ -207,7 +207,9 @@ class KVPrefixMemory(WeightMemory):
         blocks of earlier sessions, if any)."""
         if not self.keys:
             return None
-        mine = [(torch.cat([sk, k], 2), torch.cat([sv, v], 2)) for (sk, sv), k, v in zip(self.sink, self.keys, self.values)]
+        mine = [
+            (torch.cat([sk, k], 2), torch.cat([sv, v], 2)) for (sk, sv), k, v in zip(self.sink, self.keys, self.values)
+        ]
         return mine if self.frozen is None else compose(self.frozen, mine, model=self.model, shared_sink=True)
 
     def prefix(self) -> KV | None:

@@ -86,7 +86,9 @@ def mentions(keys: set[str], wanted: set[str]) -> bool:
 
 
 _MONTH = r"(?:January|February|March|April|May|June|July|August|September|October|November|December)"
-_DATE = re.compile(rf"\b\d{{1,2}}(?:st|nd|rd|th)? {_MONTH}(?: \d{{4}})?\b|\b{_MONTH} \d{{1,2}}(?:st|nd|rd|th)?(?:, \d{{4}})?\b")
+_DATE = re.compile(
+    rf"\b\d{{1,2}}(?:st|nd|rd|th)? {_MONTH}(?: \d{{4}})?\b|\b{_MONTH} \d{{1,2}}(?:st|nd|rd|th)?(?:, \d{{4}})?\b"
+)
 _NUMBER = re.compile(r"\$?\b\d[\d,]*(?:\.\d+)?(?:\s?(?:%|am|pm|percent)\b)?")
 _CAPITALISED = re.compile(r"[A-Z][\w'&-]*(?:\s+(?:of\s+|de\s+|van\s+)?[A-Z][\w'&-]*)*")
 _FUNCTION = frozenset(
@@ -134,7 +136,7 @@ def cloze_question(sentence: str, answer: str) -> str:
         raise ValueError(f"{answer!r} is not in {sentence!r}")
     word = question_words(answer)[0].lower()
     word = "who" if i == 0 and word == "what" and answer[:1].isupper() else word
-    asked = body[:i] + word + body[i + len(answer):]
+    asked = body[:i] + word + body[i + len(answer) :]
     return asked[0].upper() + asked[1:] + "?"
 
 

@@ -106,7 +106,9 @@ class Stack:
         for p in params:
             p.grad.mul_(factor.view(-1, *[1] * (p.dim() - 1)))
 
-    def step(self, tokenizer, texts: dict[int, list[str]], opt: torch.optim.Optimizer, bos: bool = True) -> dict[int, int]:
+    def step(
+        self, tokenizer, texts: dict[int, list[str]], opt: torch.optim.Optimizer, bos: bool = True
+    ) -> dict[int, int]:
         """One AdamW step of each adapter g in `texts` on the next-token loss of its own `texts[g]` (one forward
         over all of them; adapter g's gradient is that of its own mean loss, the others get none). Returns
         the tokens each adapter ran."""

@@ -225,8 +225,11 @@ class WeightMemory(Memory):
             batch = []
             for _ in range(cfg.batch_size):
                 u = rng.random()
-                pool = pools[1] if u < cfg.replay and pools[1] else (
-                    pools[2] if cfg.replay <= u < cfg.replay + cfg.base_replay and pools[2] else pools[0])
+                pool = (
+                    pools[1]
+                    if u < cfg.replay and pools[1]
+                    else (pools[2] if cfg.replay <= u < cfg.replay + cfg.base_replay and pools[2] else pools[0])
+                )
                 batch.append(rng.choice(pool))
             mine, total = distributed.my_share(batch), sum(len(t.ids) - t.first for t in batch)
             share = sum(len(t.ids) - t.first for t in mine) / total  # of the positions the KL averages over
@@ -244,9 +247,13 @@ class WeightMemory(Memory):
             world = self.fmt.style == "world"
             studied = [self.base_text.settled(rng) for _ in range(k)] if world else []  # nobody a session updates
             drawn = [self.base_text(rng) for _ in range(cfg.base_queries - k)]
-            enc = lambda texts: [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]  # noqa: E731
-            teach = lambda context, queries, head=(): D.teach(self, context, queries, cfg.top_k, head=head,  # noqa: E731
-                                                              temperature=cfg.teacher_temperature)
+
+            def enc(texts):
+                return [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+
+            def teach(context, queries, head=()):
+                return D.teach(self, context, queries, cfg.top_k, head=head, temperature=cfg.teacher_temperature)
+
             with self.bare():  # the teacher of base knowledge is the model without any memory
                 if world:
                     study, spent = D.base_study(self, studied, rng) if k else ([], 0)
@@ -257,7 +264,10 @@ class WeightMemory(Memory):
                     pairs = enc([t for t, b in zip(drawn, behind) if b])
                     read = enc([t for t, b in zip(drawn, behind) if not b])
                     head = self.student_head()
-                    (asked, more), (texts, more2) = teach(self.start + head, study + pairs, head), teach(self.start, read)
+                    (asked, more), (texts, more2) = (
+                        teach(self.start + head, study + pairs, head),
+                        teach(self.start, read),
+                    )
                     self.base_teachers, more = asked + texts, more + more2
             return self.fresh(self.base_teachers), spent + more
         return self.fresh(self.base_teachers), 0

@@ -92,7 +92,9 @@ def check_causal_lm_dir(path: str | Path) -> Path:
         what = ", ".join(archs) or config.get("model_type", "unknown")
         raise RetainError(f"{path} is not a causal language model ({what}); retain needs a *ForCausalLM checkpoint")
     if config.get("auto_map"):
-        raise RetainError(f"{path} needs remote code (auto_map in config.json); retain loads only built-in architectures")
+        raise RetainError(
+            f"{path} needs remote code (auto_map in config.json); retain loads only built-in architectures"
+        )
     return path
 
 
@@ -143,7 +145,9 @@ def load_tokenizer(path: str | Path):
     try:
         tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
     except (OSError, ValueError, TypeError) as e:
-        raise RetainError(f"{path} holds no loadable tokenizer ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+        raise RetainError(
+            f"{path} holds no loadable tokenizer ({type(e).__name__}: {str(e).splitlines()[0]})"
+        ) from None
     if tok.pad_token is None:  # many causal-LM tokenizers ship without one; generation pads with eos
         tok.pad_token = tok.eos_token
     return tok

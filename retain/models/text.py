@@ -78,11 +78,13 @@ class TextFormat:
         if self.style == "plain":
             head = (f"{context}\n\n" if context else "") + "".join(self.pair(q, a) + "\n" for q, a in self.shots)
             return head, f"Q: {question}\nA:"
-        turns = [m for q, a in self.shots for m in ({"role": "user", "content": q}, {"role": "assistant", "content": a})]
+        turns = [
+            m for q, a in self.shots for m in ({"role": "user", "content": q}, {"role": "assistant", "content": a})
+        ]
         user = {"role": "user", "content": f"{context}\n\n{question}" if context else question}
         full = self.render(turns + [user], generation=True)
         head = self.render(turns, generation=False) if turns else ""
-        return (head, full[len(head):]) if full.startswith(head) else ("", full)
+        return (head, full[len(head) :]) if full.startswith(head) else ("", full)
 
     def pair(self, question: str, answer: str | None) -> str:
         """A question with its answer (or alone: None) as an example in a prompt."""

@@ -103,4 +103,8 @@ def inflection(rows: list[dict[str, float]]) -> int | None:
     """The pretraining time after which A's loss after fine-tuning is lowest, when it rises again later
     (None when it only falls)."""
     i = min(range(len(rows)), key=lambda k: rows[k]["pretrain_loss_after_ft"])
-    return rows[i]["t"] if i < len(rows) - 1 and rows[-1]["pretrain_loss_after_ft"] > rows[i]["pretrain_loss_after_ft"] else None
+    return (
+        rows[i]["t"]
+        if i < len(rows) - 1 and rows[-1]["pretrain_loss_after_ft"] > rows[i]["pretrain_loss_after_ft"]
+        else None
+    )

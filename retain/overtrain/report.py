@@ -67,9 +67,12 @@ def write_report(run: RunDir, cfg, s: dict[str, Any]) -> None:
                      + " | ".join(f"{0.0 - r['media'][m]['base_acc_drop'] * 100:+.1f} pt | {_pct(r['media'][m]['ppl_drift'])}"
                                   for m in media) + " |")  # fmt: skip
     lin = s["linear"]
+    monotone = ", ".join(f"gamma {g}: {'yes' if v else 'no'}" for g, v in t["monotone"].items())
+    drop = ", ".join(f"{m} {_corr(v)}" for m, v in t["drop_vs_tokens"].items())
+    ppl = ", ".join(f"{m} {_corr(v)}" for m, v in t["ppl_vs_tokens"].items()) or "n/a"
     text = f"""# Catastrophic overtraining: {cfg.name}
 
-`{cfg.pretrain}` pretrained at {len(rows)} budgets ({s['params']:,} parameters), each annealed to zero; sensitivity
+`{cfg.pretrain}` pretrained at {len(rows)} budgets ({s["params"]:,} parameters), each annealed to zero; sensitivity
 from {cfg.samples} perturbations per gamma on the known people's biographies and sessions; one write of
 `{cfg.write}` into each. Loss change dL is the mean next-token loss change under theta + eps, eps ~ N(0,
 gamma^2 Sigma_init); base drop is the write's closed-book base-knowledge drop; ppl drift is the perplexity
@@ -77,22 +80,22 @@ change on the known people's biographies after the write.
 
 {chr(10).join(lines)}
 
-- Loss change monotone in pretraining tokens at each gamma: {', '.join(f'gamma {g}: {"yes" if v else "no"}' for g, v in t['monotone'].items())}.
-- Rank correlation of pretraining tokens with the base drop: {', '.join(f'{m} {_corr(v)}' for m, v in t['drop_vs_tokens'].items())};
-  with the perplexity drift: {', '.join(f'{m} {_corr(v)}' for m, v in t['ppl_vs_tokens'].items()) or 'n/a'}.
+- Loss change monotone in pretraining tokens at each gamma: {monotone}.
+- Rank correlation of pretraining tokens with the base drop: {drop};
+  with the perplexity drift: {ppl}.
 
 ![sensitivity and base drop against pretraining tokens](overtrain.png)
 
 ### The two-layer linear network
 
-dim {lin['config']['dim']}, A's singular values {lin['config']['s_max']:g} ... {lin['config']['s_min']:g}, B shares
-{lin['config']['shared']} modes and turns the others by {lin['config']['angle']:g} rad, {lin['config']['ft_steps']}
-fine-tuning steps at lr {lin['config']['lr']:g}. The pretraining loss after fine-tuning is lowest after t =
-{lin['inflection_t']} pretraining steps{' and rises after it (the inflection)' if lin['inflection_t'] else ' (no inflection: it only falls)'}.
+dim {lin["config"]["dim"]}, A's singular values {lin["config"]["s_max"]:g} ... {lin["config"]["s_min"]:g}, B shares
+{lin["config"]["shared"]} modes and turns the others by {lin["config"]["angle"]:g} rad, {lin["config"]["ft_steps"]}
+fine-tuning steps at lr {lin["config"]["lr"]:g}. The pretraining loss after fine-tuning is lowest after t =
+{lin["inflection_t"]} pretraining steps{" and rises after it (the inflection)" if lin["inflection_t"] else " (no inflection: it only falls)"}.
 
 | t | pretraining loss | after fine-tuning | fine-tuning loss |
 | ---: | ---: | ---: | ---: |
-{chr(10).join(f"| {r['t']} | {r['pretrain_loss']:.4f} | {r['pretrain_loss_after_ft']:.4f} | {r['ft_loss']:.4f} |" for r in lin['rows'])}
+{chr(10).join(f"| {r['t']} | {r['pretrain_loss']:.4f} | {r['pretrain_loss_after_ft']:.4f} | {r['ft_loss']:.4f} |" for r in lin["rows"])}
 
 ![pretraining loss before and after fine-tuning against pretraining time](linear.png)
 """

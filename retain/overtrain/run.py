@@ -208,4 +208,6 @@ def main(cfg: OvertrainConfig, out: str | None = None, resume: bool = False) -> 
         change = "  ".join(f"dL(gamma {g}) {v:+.4f}" for g, v in r["loss_change"].items())
         drops = "  ".join(f"{n} base {0.0 - m['base_acc_drop'] * 100:+.1f} pt" for n, m in r["media"].items())
         print(f"{r['tokens_per_param']:g} tok/param ({r['tokens']:,} tokens): {change}  {drops}")
-    print(f"monotone in tokens: {s['trends']['monotone']}; linear theory inflection at t = {s['linear']['inflection_t']}")
+    print(
+        f"monotone in tokens: {s['trends']['monotone']}; linear theory inflection at t = {s['linear']['inflection_t']}"
+    )

@@ -101,6 +101,8 @@ def main(cfg: ProbeConfig, out: str | None = None) -> None:
         from retain.probes.sensitivity import sensitivity
 
         r = sensitivity(cfg, out)
-        print(f"sensitivity of {cfg.model}: loss {r['loss']:.4f}; change at gamma "
-              + ", ".join(f"{g}: {d:+.4f}" for g, d in zip(r["gammas"], r["mean_change"])))
+        print(
+            f"sensitivity of {cfg.model}: loss {r['loss']:.4f}; change at gamma "
+            + ", ".join(f"{g}: {d:+.4f}" for g, d in zip(r["gammas"], r["mean_change"]))
+        )
     print(f"report: {r['out']}/report.md")

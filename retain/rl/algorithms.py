@@ -78,4 +78,3 @@ def pg_loss(logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor, adva
     diff = (ref_logp - logp) * mask
     kl = ((diff.exp() - diff - 1) * mask).sum() / mask.sum().clamp(min=1)
     return -(advantages.detach() * seq_logp).mean() + kl_coef * kl, kl.detach()
-

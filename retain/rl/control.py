@@ -65,9 +65,7 @@ def discretised(env_id: str, n_actions: int):
     try:
         env = gym.make(env_id)
     except Exception as e:  # gymnasium raises its own error types for unknown ids and missing extras
-        raise RetainError(
-            f"gymnasium cannot make '{env_id}' ({type(e).__name__}: {e}); try Pendulum-v1"
-        ) from None
+        raise RetainError(f"gymnasium cannot make '{env_id}' ({type(e).__name__}: {e}); try Pendulum-v1") from None
     box = env.action_space
     if not isinstance(box, gym.spaces.Box):
         raise RetainError(

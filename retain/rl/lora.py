@@ -66,7 +66,7 @@ class Adapters(Stack):
             fmt = text_format(tokenizer)
             prompts = [encode(tokenizer, "".join(fmt.prompt(q.text))) for q in qs]
             full = [encode(tokenizer, fmt.qa_text(q.text, q.answer)) for q in qs]
-            answers = [f[len(p):] for p, f in zip(prompts, full)]
+            answers = [f[len(p) :] for p, f in zip(prompts, full)]
             with self.routed(g):
                 out.append(float(mean_logprobs(self.model, prompts, answers, tokenizer.pad_token_id).mean()))
         return out

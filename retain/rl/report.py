@@ -73,8 +73,11 @@ def write_report(run: RunDir, cfg: Any, fixed: dict, last: dict, pools: Any, sum
         "| --- | ---: | ---: |",
         f"| the model's notes before RL (greedy) | {s['heldout_before']:.3f} | {s['length_before']:.1f} |",
         f"| the policy's notes after RL (greedy) | {s['heldout_after']:.3f} | {s['length_after']:.1f} |",
-        (f"| oracle notes, whole (upper bound) | {s['heldout_oracle']:.3f} | - |" if s["heldout_oracle"] is not None
-         else "| oracle notes | - (sessions from a file carry no facts) | - |"),
+        (
+            f"| oracle notes, whole (upper bound) | {s['heldout_oracle']:.3f} | - |"
+            if s["heldout_oracle"] is not None
+            else "| oracle notes | - (sessions from a file carry no facts) | - |"
+        ),
         f"| raw transcript, whole | {s['heldout_transcript']:.3f} | - |",
         f"| raw transcript, its first {cfg.max_new_tokens} tokens (same budget) | {s['heldout_transcript_head']:.3f} | "
         f"{cfg.max_new_tokens} |",

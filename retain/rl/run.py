@@ -156,7 +156,9 @@ def build_pools(world: World | None, cfg: RLConfig) -> Pools:
     if cfg.data is not None:
         return file_pools(cfg, plain=world is None)
     if world is None:
-        raise RetainError(f"base {cfg.base} is a model folder without a world; give the sessions: --set data=FILE.jsonl")
+        raise RetainError(
+            f"base {cfg.base} is a model folder without a world; give the sessions: --set data=FILE.jsonl"
+        )
     reserved = E.taken_names(world)
     rng = random.Random(derive_seed(cfg.seed, "rl", "heldout"))
     heldout = E.fresh_sessions(world, cfg.heldout, rng, reserved, cfg.ask)
@@ -223,7 +225,9 @@ def evaluate(policy, reader, tok, cfg: RLConfig, pools: Pools, texts: list[str] 
 def heads(tok, sessions: list[Session], cfg: RLConfig) -> list[str]:
     """Each session's transcript cut to the self-edit's budget (`max_new_tokens`): the write RL must beat at
     equal tokens, with nothing chosen."""
-    return [tok.decode(tok(s.transcript, add_special_tokens=False)["input_ids"][: cfg.max_new_tokens]) for s in sessions]
+    return [
+        tok.decode(tok(s.transcript, add_special_tokens=False)["input_ids"][: cfg.max_new_tokens]) for s in sessions
+    ]
 
 
 def efficiency(reader, tok, cfg: RLConfig, sessions: list[Session], texts: list[list[str]],

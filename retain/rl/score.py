@@ -61,9 +61,7 @@ class Attempts:
     """G: samples per question (the baseline of the advantages)."""
 
 
-def score_loss(
-    a: Attempts, stage: str, alpha: float, beta1: float, beta2: float
-) -> tuple[torch.Tensor, dict]:
+def score_loss(a: Attempts, stage: str, alpha: float, beta1: float, beta2: float) -> tuple[torch.Tensor, dict]:
     """The loss of one on-policy step: `stage` 'I' (attempt-2 reward, beta2 KL on attempt 1 only), 'II' (both
     rewards, attempt 2 shaped by `alpha`; alpha 0 is naive multi-turn RL). Returns (loss, stats)."""
     g = a.group

@@ -21,9 +21,7 @@ def curves(records: list[dict]) -> plt.Figure:
             rs = [r for r in records if r["arm"] == arm and r["seed"] == seed]
             its = [r["iteration"] for r in rs]
             ax.plot(its, [r["acc_t1"] for r in rs], ls="--", color=f"C{i}", alpha=0.7, marker=".")
-            ax.plot(
-                its, [r["acc_t2"] for r in rs], color=f"C{i}", marker="o", label=f"{arm}" if j == 0 else None
-            )
+            ax.plot(its, [r["acc_t2"] for r in rs], color=f"C{i}", marker="o", label=f"{arm}" if j == 0 else None)
     ax.set_xlabel("iteration")
     ax.set_ylabel("held-out exact match (dashed: attempt 1)")
     ax.set_title("Self-correction: attempt 2 (solid) against attempt 1 (dashed)")

@@ -108,9 +108,7 @@ class ScoreConfig:
         if not self.instruction.strip():
             raise ValueError("instruction is empty: two attempts need the text that asks for the second one")
         if self.alpha < 0 or self.beta1 < 0 or (self.beta2 is not None and self.beta2 < 0):
-            raise ValueError(
-                f"alpha, beta1 and beta2 must be >= 0, got {self.alpha}, {self.beta1}, {self.beta2}"
-            )
+            raise ValueError(f"alpha, beta1 and beta2 must be >= 0, got {self.alpha}, {self.beta1}, {self.beta2}")
         bad = [a for a in self.arms if a not in ARMS]
         if bad or not self.arms:
             raise ValueError(f"arms {bad or '[]'} unknown: choose from {', '.join(ARMS)}")
@@ -147,18 +145,24 @@ class Task:
         if cfg.people in ("known", "mixed"):
             self.heldout, self.train = known[:k], known[k:]
         if cfg.people in ("fresh", "mixed"):  # never in the weights: attempt 1 can only guess
-            fresh = X.fresh_people(world, len(known), random.Random(derive_seed(cfg.seed, "fresh")), reserved_names(world))
+            fresh = X.fresh_people(
+                world, len(known), random.Random(derive_seed(cfg.seed, "fresh")), reserved_names(world)
+            )
             self.heldout, self.train = self.heldout + fresh[:k], self.train + fresh[k:]
         people = self.heldout + self.train
         if not self.train:
             raise RetainError(f"heldout_people {cfg.heldout_people} leaves no training people of {len(people)}")
         ids = tok(cfg.instruction, add_special_tokens=False)["input_ids"]
         if tok.unk_token_id is not None and tok.unk_token_id in ids:
-            unknown = [w for w in cfg.instruction.split() if tok.unk_token_id in tok(w, add_special_tokens=False)["input_ids"]]
+            unknown = [
+                w for w in cfg.instruction.split() if tok.unk_token_id in tok(w, add_special_tokens=False)["input_ids"]
+            ]
             raise RetainError(f"instruction words {unknown} are unknown to the base's tokenizer; use words of its "
                               "vocabulary (the default: 'is that the value ? again .')")  # fmt: skip
         rng = random.Random(derive_seed(cfg.seed, "eval"))
-        qs = [R.question(e.name, a, v, rng, cfg.templates == "heldout") for e in self.heldout for a, v in e.attrs.items()]
+        qs = [
+            R.question(e.name, a, v, rng, cfg.templates == "heldout") for e in self.heldout for a, v in e.attrs.items()
+        ]
         rng.shuffle(qs)
         self.eval_questions = qs[: cfg.eval_n]
         self.bios = {e.name: R.bio(e, random.Random(derive_seed(cfg.seed, "bio", e.name))) for e in people}
@@ -284,9 +288,7 @@ def score(cfg: ScoreConfig, out: str | None = None, resume: bool = False) -> dic
                           "a pretraining run (retain pretrain --out runs/base)")  # fmt: skip
     model, tok = load_model_and_tokenizer(base.model_dir)
     use_format(tok, TextFormat.of(tok, "world"))
-    task = Task(
-        cfg, base.world, tok
-    )  # an instruction the tokenizer cannot read fails before the run directory
+    task = Task(cfg, base.world, tok)  # an instruction the tokenizer cannot read fails before the run directory
     run = RunDir.open(cfg.name, out, resume)
     if not resume:
         run.write_config(cfg)

@@ -183,7 +183,10 @@ class DeepQ:
         tensors = {**{f"net.{k}": v for k, v in self.net.state_dict().items()},
                    **{f"target.{k}": v for k, v in self.target.state_dict().items()}, **o_t}  # fmt: skip
         if self.buffer:
-            tensors |= {"buf.s": torch.stack([b[0] for b in self.buffer]), "buf.s2": torch.stack([b[3] for b in self.buffer])}
+            tensors |= {
+                "buf.s": torch.stack([b[0] for b in self.buffer]),
+                "buf.s2": torch.stack([b[3] for b in self.buffer]),
+            }
         meta = {"optim": o_m, "evaluated": self.evaluated, "pos": self.pos,
                 "buf": [[b[1], b[2], b[4]] for b in self.buffer]}  # fmt: skip
         return tensors, meta

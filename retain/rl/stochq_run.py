@@ -85,9 +85,7 @@ class StochQConfig:
         known = {"table": TABULAR, "write": WRITE}.get(self.env, DEEP)
         bad = [a for a in self.agents if a not in known]
         if bad or not self.agents:
-            raise ValueError(
-                f"agents {bad or '[]'} are not agents of env '{self.env}': choose from {', '.join(known)}"
-            )
+            raise ValueError(f"agents {bad or '[]'} are not agents of env '{self.env}': choose from {', '.join(known)}")
         if not self.n_actions or min(self.n_actions) < 2:
             raise ValueError(f"n_actions must list sizes >= 2 (an action space of one action has nothing to choose), "
                              f"got {self.n_actions}")  # fmt: skip
@@ -262,6 +260,4 @@ def main(cfg: StochQConfig, out: str | None = None, resume: bool = False) -> Non
         if name not in ("budget", "max_facts"):
             print(f"{name:>11}: held-out recall {value:.3f}")
     if "gain_over_first_k" in s:
-        print(
-            f"stochastic-Q writer against the first {cfg.write.budget} facts: {s['gain_over_first_k'] * 100:+.1f} pt"
-        )
+        print(f"stochastic-Q writer against the first {cfg.write.budget} facts: {s['gain_over_first_k'] * 100:+.1f} pt")

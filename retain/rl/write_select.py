@@ -132,7 +132,9 @@ class WriteTask:
         """Mean recall of the held-out sessions written with the `chosen` facts of each (the same adapter seeds
         for every writer, learned or fixed)."""
         texts = [text(s, c) for s, c in zip(self.heldout, chosen)]
-        return sum(self.recall(self.heldout, texts, [derive_seed("heldout", i) for i in range(len(texts))])) / len(texts)
+        return sum(self.recall(self.heldout, texts, [derive_seed("heldout", i) for i in range(len(texts))])) / len(
+            texts
+        )
 
     def best(self, session: Session) -> tuple[int, ...]:
         """The subset an oracle would write: the new people's asked facts (the first `budget` of them)."""

@@ -5,5 +5,12 @@ world's diversity labels). See docs/decoding.md."""
 from retain.sampling.adaptive import AdaptiveTemperature, TemperatureHead, temperature
 from retain.sampling.decoding import DecodingConfig, decoding, processors, sample
 
-__all__ = ["AdaptiveTemperature", "DecodingConfig", "TemperatureHead", "decoding", "processors", "sample",
-           "temperature"]
+__all__ = [
+    "AdaptiveTemperature",
+    "DecodingConfig",
+    "TemperatureHead",
+    "decoding",
+    "processors",
+    "sample",
+    "temperature",
+]

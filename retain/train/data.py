@@ -140,8 +140,13 @@ def right_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.T
     return ids, mask
 
 
-def forward_packed(model, ids: torch.Tensor, positions: torch.Tensor, labels: torch.Tensor | None = None,
-                   n_items: torch.Tensor | None = None):
+def forward_packed(
+    model,
+    ids: torch.Tensor,
+    positions: torch.Tensor,
+    labels: torch.Tensor | None = None,
+    n_items: torch.Tensor | None = None,
+):
     """The model on a batch from `pack`: no attention mask and no cache, so transformers derives document
     masking from the restarting position ids (with a cache it silently attends across examples). With
     `n_items` the loss is the sum over predicted tokens divided by it (data parallelism); the mean otherwise."""

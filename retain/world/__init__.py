@@ -1,6 +1,6 @@
 """The synthetic testbed: entities, facts, sessions and questions, rendered from templates.
 
-    retain world --out runs/world          # writes entities.jsonl, sessions.jsonl, tokenizer/ and prints stats
+retain world --out runs/world          # writes entities.jsonl, sessions.jsonl, tokenizer/ and prints stats
 """
 
 from retain.world.world import (
@@ -15,7 +15,18 @@ from retain.world.world import (
     build_world,
 )
 
-__all__ = ["ATTRIBUTES", "ATTRIBUTE_SETS", "Entity", "Fact", "Question", "Session", "World", "WorldConfig", "build_world", "main"]
+__all__ = [
+    "ATTRIBUTES",
+    "ATTRIBUTE_SETS",
+    "Entity",
+    "Fact",
+    "Question",
+    "Session",
+    "World",
+    "WorldConfig",
+    "build_world",
+    "main",
+]
 
 
 def main(cfg: WorldConfig, out: str | None = None) -> None:

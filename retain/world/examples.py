@@ -194,8 +194,9 @@ def summary_prompt(transcript: str) -> str:
 
 def summary_example(world: World, rng: random.Random, reserved: set[str], budget_words: int | None) -> Segments:
     """A fresh session's transcript, then its generic summary."""
-    s, _ = fresh_session(world, rng, set(reserved), 0, world.config.new_per_session, rng.randint(0, 2),
-                         rng.randint(0, 2))
+    s, _ = fresh_session(
+        world, rng, set(reserved), 0, world.config.new_per_session, rng.randint(0, 2), rng.randint(0, 2)
+    )
     return [(summary_prompt(s.transcript), False), (" " + summary_notes(s, budget_words), True), (EOS, True)]
 
 

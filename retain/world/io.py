@@ -80,7 +80,9 @@ def load_world(path: str | Path) -> World:
     """Read a world directory written by `save_world` (or `retain world --out`)."""
     path = Path(path)
     if not (path / "config.yaml").is_file():
-        raise RetainError(f"{path} is not a world directory (no config.yaml); create one with `retain world --out {path}`")
+        raise RetainError(
+            f"{path} is not a world directory (no config.yaml); create one with `retain world --out {path}`"
+        )
     try:
         cfg = from_dict(WorldConfig, read_yaml(path / "config.yaml"))
     except ConfigError as e:

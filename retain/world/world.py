@@ -164,9 +164,7 @@ class World:
         out: dict[str, float] = {}
         for e in self.entities.values():
             out[e.split] = out.get(e.split, 0.0) + per_entity
-        out["updates"] = sum(
-            math.log2(len(ATTRIBUTE_SETS[f.attribute])) for s in self.sessions for f in s.updates
-        )
+        out["updates"] = sum(math.log2(len(ATTRIBUTE_SETS[f.attribute])) for s in self.sessions for f in s.updates)
         return out
 
     def stats(self) -> dict[str, float | int]:
