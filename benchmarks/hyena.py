@@ -77,7 +77,8 @@ def main() -> None:
                f"{TARGET_AT:,} tokens not measured")  # fmt: skip
     body = (f"One mixer of width {args.d}, batch 1, fp32, forward + backward, median of {args.reps} after a "
             f"warm-up, on {dev}. Hyena: order 2, short conv 3, implicit filter (retain/models/hyena.py). "
-            "Attention: the backbone's (retain/models/backbone.py: RoPE, causal `scaled_dot_product_attention`, q/k/v and output projections).\n\n"
+            "Attention: the backbone's (retain/models/backbone.py: RoPE, causal `scaled_dot_product_attention`, "
+            "q/k/v and output projections).\n\n"
             "| tokens | Hyena ms | attention ms | attention / Hyena |\n| ---: | ---: | ---: | ---: |\n"
             + "\n".join(rows) + f"\n\n- {crossover}\n- {verdict}")  # fmt: skip
     write_section(f"hyena_speed_{dev.type}", f"Hyena against attention ({dev.type})", body)

@@ -62,7 +62,8 @@ def main() -> None:
             "pooled over every token of the default text (the world's biographies and sessions for the world "
             "base; the shipped held-out text and probe questions for a real model). Reported for real LMs: about "
             "0.99 with the residual, markedly lower without.\n\n"
-            "| model | layers | tokens | mean, with residual | mean, without | per layer, with | per layer, without | s |\n"
+            "| model | layers | tokens | mean, with residual | mean, without | per layer, with | per layer, without "
+            "| s |\n"
             "| --- | ---: | ---: | ---: | ---: | --- | --- | ---: |\n" + "\n".join(rows))  # fmt: skip
     write_section("linearity", "Linearity probe", body)
 

@@ -79,8 +79,9 @@ def main() -> None:
     if args.plain:
         plain = pretrain_or_resume(args.config, args.overrides, Path(args.out) / "llama")
     (m0, b0, ref) = rows[0]
-    lines = ["| m (layers owning K/V) | KV bytes / token | x of m = " + f"{m0} | " + " | ".join(ROWS)
-             + " | open-book x of m = " + f"{m0} |", "| ---: | ---: | ---: |" + " ---: |" * (len(ROWS) + 1)]  # fmt: skip
+    lines = ["| m (layers owning K/V) | KV bytes / token | x of m = " + f"{m0} | "
+             + " | ".join(ROWS) + " | open-book x of m = " + f"{m0} |",
+             "| ---: | ---: | ---: |" + " ---: |" * (len(ROWS) + 1)]  # fmt: skip
     for m, b, s in rows:
         cells = [f"{s[k]:.0f}" if k == "seconds" else f"{s[k]:.3f}" for k in ROWS]
         lines.append(f"| {m} | {b:,.0f} | {b / b0:.2f} | " + " | ".join(cells)
@@ -94,21 +95,24 @@ def main() -> None:
     verdict = (f"At <= {BYTES:.2f} of the KV bytes (m = {', '.join(str(m) for m, *_ in small)}): open-book "
                + ", ".join(f"{ratio(s['open_book_acc'], ref['open_book_acc']):.2f}x" for *_, s in small)
                + f" of m = {m0} (target >= {KEEP}x): "
-               + ("met" if ref["open_book_acc"] > 0 and all(s["open_book_acc"] >= KEEP * ref["open_book_acc"] for *_, s in small)
+               + ("met" if ref["open_book_acc"] > 0
+                  and all(s["open_book_acc"] >= KEEP * ref["open_book_acc"] for *_, s in small)
                   else "not met")
                if small else f"No value of m reaches <= {BYTES:.2f} of the KV bytes; add a smaller m.")  # fmt: skip
     if args.plain:  # the backbone at m = L is Llama's decoder: it should train to Llama's numbers
         gap = ratio(ref["open_book_acc"], plain["open_book_acc"])
         verdict += (f"\n\nThe backbone at m = {m0} from the plain Llama's own initial weights reaches {gap:.2f}x its "
-                    "open-book accuracy" + (": the backbone itself trains worse than Llama, so the MLKV ratios above "
-                                            "measure the backbone, not MLKV on the default model." if gap < 0.95 else "."))  # fmt: skip
+                    "open-book accuracy"
+                    + (": the backbone itself trains worse than Llama, so the MLKV ratios above "
+                       "measure the backbone, not MLKV on the default model." if gap < 0.95 else "."))  # fmt: skip
     section = args.section
     (RESULTS.parent / "img").mkdir(exist_ok=True)
     plot(rows, RESULTS.parent / "img" / f"{section}.png")
     body = (f"`{args.config}`{''.join(f' --set {o}' for o in args.overrides)} with `model.kv_layers` = m, run into "
             f"`{args.out}/m<m>`" + (f" (the plain Llama into `{args.out}/llama`)" if args.plain else "")
             + ". Every m starts from the plain Llama's initial weights wherever a name and shape match "
-            "(retain/models/build.py). KV bytes per token are the Fermi calculator's, from each saved model config (bf16); "
+            "(retain/models/build.py). KV bytes per token are the Fermi calculator's, from each saved model config "
+            "(bf16); "
             "`seconds` is the training wall time.\n\n" + "\n".join(lines) + f"\n\n{verdict}\n\n"
             f"![accuracy against KV bytes per token](img/{section}.png)")  # fmt: skip
     write_section(section, "MLKV on the world: accuracy against KV cache bytes", body)

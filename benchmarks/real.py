@@ -6,7 +6,8 @@ docs/RESULTS.md.
     python -m benchmarks.real --out runs/real-smollm2
     python -m benchmarks.real --out runs/real-notes --set data=data/real/notes.jsonl --set sessions=null
     python -m benchmarks.real --out runs/gemma-read --section real_gemma3_reading \
-        --set base=models/gemma3-270m --set "media=[{kind: none}, {kind: context}, {kind: context, name: context-focus, focus: entity}]"
+        --set base=models/gemma3-270m \
+        --set "media=[{kind: none}, {kind: context}, {kind: context, name: context-focus, focus: entity}]"
 
 An interrupted run resumes where it stopped (the same command). Each config and data file gets its own section.
 """

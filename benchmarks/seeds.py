@@ -4,7 +4,8 @@ One run of the loop ranks nothing finer than its seed spread (about +-0.04 ACC f
 medium's query sampling, batch draws and the base-knowledge questions all follow the seed), so the issues'
 targets are judged here on the mean over seeds.
 
-    python -m benchmarks.seeds --config configs/archive/distill_seeds_replay.yaml --seeds 8 --out runs/distill_seeds_replay
+    python -m benchmarks.seeds --config configs/archive/distill_seeds_replay.yaml --seeds 8 \
+        --out runs/distill_seeds_replay
 
 Seed i runs into OUT/seed{i}; a seed whose run already holds a summary is only read back (so an interrupted
 benchmark resumes), one left half-way resumes from its last finished write.
@@ -39,7 +40,8 @@ def spread(xs: list[float], scale: float = 1.0, fmt: str = ".3f") -> str:
 def seeds_table(runs: list[dict]) -> tuple[str, list[str]]:
     """Per medium over the seeds: ACC, ACC / the best context medium of the same run, bytes against the
     KV cache, BWT and base drop (mean +- sd, range); and the issues' verdicts on the means."""
-    lines = ["| medium | ACC | x best context | x fewer bytes than the KV cache | BWT | base drop (pt) | ACC per seed |",
+    lines = ["| medium | ACC | x best context | x fewer bytes than the KV cache | BWT | base drop (pt) "
+             "| ACC per seed |",
              "| --- |" + " ---: |" * 6]  # fmt: skip
     verdicts, mean = [], statistics.mean
     best = [max(m["acc"] for m in r["media"].values() if m["kind"] == "context") for r in runs]
@@ -50,7 +52,8 @@ def seeds_table(runs: list[dict]) -> tuple[str, list[str]]:
         kv = ms[0].get("bytes_ratio_vs_kv")  # the same on every seed: bytes follow the config
         drops = spread([m["base_acc_drop"] for m in ms], 100, ".1f")
         lines.append(f"| {name} | {spread([m['acc'] for m in ms])} | {spread(ratio, fmt='.2f')} | "
-                     f"{f'{kv:.1f}' if kv else '-'} | {spread([m['bwt'] for m in ms])} | {drops} | {each} |")  # fmt: skip
+                     f"{f'{kv:.1f}' if kv else '-'} | {spread([m['bwt'] for m in ms])} | "
+                     f"{drops} | {each} |")  # fmt: skip
         if ms[0]["kind"] != "lora":
             continue
         ok_bytes = min(m["bytes_ratio_vs_kv"] or 0 for m in ms) >= BYTES_RATIO

@@ -73,7 +73,8 @@ def main() -> None:
             f"| one stack, one forward for all | {stacked:.1f} | {one_by_one / stacked:.2f}x |\n"
             f"| one medium at a time | {one_by_one:.1f} | 1.00x |\n\n"
             f"Largest relative distance between a medium's adapter written in the stack and written alone: "
-            f"{apart:.1e} (bf16 autocast rounds the two forwards differently; in fp32 the tests hold it to 1e-4).")  # fmt: skip
+            f"{apart:.1e} (bf16 autocast rounds the two forwards differently; "
+            "in fp32 the tests hold it to 1e-4).")  # fmt: skip
     print(body)
     write_section(f"stacked_writes_{dev.type}", f"Stacked LoRA writes ({dev.type})", body)
 

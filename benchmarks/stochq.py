@@ -54,7 +54,8 @@ def main() -> None:
     elif "speedup" in s:
         n = s["at_n"]
         verdict = (f"\n\nAt n = {n}: stochastic Q-learning's greedy policy reaches {s['return_ratio']:.2f} x exact "
-                   f"Q-learning's value (each as a fraction of V*), reading {s['rows'][f'stochq-n{n}']['evaluated_per_step']:.0f} "
+                   "Q-learning's value (each as a fraction of V*), reading "
+                   f"{s['rows'][f'stochq-n{n}']['evaluated_per_step']:.0f} "
                    f"Q values per step against {s['rows'][f'q-n{n}']['evaluated_per_step']:.0f}.")  # fmt: skip
     if "baselines" in s:
         b = s["baselines"]

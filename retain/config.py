@@ -236,7 +236,8 @@ def resume_config(given: T, out: str | Path | None) -> T:
         shown = ", ".join(f"{k} ({was.get(k)!r} -> {asked[k]!r})" for k in refused[:5])
         more = f" and {len(refused) - 5} more" if len(refused) > 5 else ""
         raise ConfigError(f"--resume: {path} was started with other values of {shown}{more}; resume with no config "
-                          f"(only {', '.join(OPERATIONAL)} may change), or start a new run in another --out")  # fmt: skip
+                          f"(only {', '.join(OPERATIONAL)} may change), or start a new run in another "
+                          "--out")  # fmt: skip
     data = to_dict(saved)
     for k in changed:  # operational keys only
         *parents, leaf = k.split(".")

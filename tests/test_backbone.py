@@ -217,7 +217,8 @@ def test_pretrain_and_a_continual_run_on_an_mlkv_nope_backbone(tmp_path):
     assert load_model(tmp_path / "base" / "model").config.model_type == "retain_backbone"
     run = load_config(ContinualConfig, root / "configs" / "smoke" / "continual.yaml",
                       [f"base={tmp_path / 'base'}", "media=[{kind: context, budget_tokens: 400}, "
-                       "{kind: lora, steps: 1, batch_size: 2}, {kind: kv_prefix, prompt_tokens: 4, steps: 1, batch_size: 2}]",
+                       "{kind: lora, steps: 1, batch_size: 2}, "
+                       "{kind: kv_prefix, prompt_tokens: 4, steps: 1, batch_size: 2}]",
                        "eval.base_n=4", "eval.skill_n=2", "liti=[]"])  # fmt: skip
     s = continual(run, out=tmp_path / "run")
     assert (tmp_path / "run" / "report.md").exists() and set(s["media"]) == {"context", "lora", "kv_prefix"}

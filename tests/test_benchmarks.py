@@ -5,8 +5,10 @@ from benchmarks.seeds import seeds_table, spread
 
 
 def summary(ctx: float, lora: float, drop: float) -> dict:
-    media = {"context-focus": {"kind": "context", "acc": ctx, "bwt": 0.0, "base_acc_drop": 0.0, "bytes_ratio_vs_kv": 1.0},
-             "d": {"kind": "lora", "acc": lora, "bwt": -0.1, "base_acc_drop": drop, "bytes_ratio_vs_kv": 36.5}}  # fmt: skip
+    media = {"context-focus": {"kind": "context", "acc": ctx, "bwt": 0.0, "base_acc_drop": 0.0,
+                               "bytes_ratio_vs_kv": 1.0},
+             "d": {"kind": "lora", "acc": lora, "bwt": -0.1, "base_acc_drop": drop,
+                   "bytes_ratio_vs_kv": 36.5}}  # fmt: skip
     return {"media": media}
 
 

@@ -30,7 +30,8 @@ def test_smoke_run_writes_matrix_summary_report_and_resumes(smoke_base, tmp_path
     s = continual(cfg, out=tmp_path / "run")
     run = tmp_path / "run"
     for name in ("config.yaml", "metrics.jsonl", "summary.json", "report.md", "materials.json",
-                 "accuracy_matrix.png", "recall_vs_bytes.png", "base_knowledge.png", "learning_curve.png", "liti_front.png"):  # fmt: skip
+                 "accuracy_matrix.png", "recall_vs_bytes.png", "base_knowledge.png", "learning_curve.png",
+                 "liti_front.png"):  # fmt: skip
         assert (run / name).exists(), name
     assert set(s["media"]) == {m.name for m in cfg.media}
     for m in s["media"].values():

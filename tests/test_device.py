@@ -121,7 +121,7 @@ def test_pretraining_and_rl_run_on_the_gpu(tmp_path, smoke_base):
     p = pretrain(load_config(PretrainConfig, ROOT / "configs" / "smoke" / "pretrain.yaml", ["device=cuda"]),
                  out=tmp_path / "base")  # fmt: skip
     assert p["closed_book_acc"] >= 0.0 and (tmp_path / "base" / "model" / "model.safetensors").exists()
-    s = rl(load_config(RLConfig, ROOT / "configs" / "smoke" / "rl.yaml", [f"base={smoke_base}", "device=cuda",
-                                                                          "iterations=1"]), out=tmp_path / "rl")  # fmt: skip
+    s = rl(load_config(RLConfig, ROOT / "configs" / "smoke" / "rl.yaml",
+                       [f"base={smoke_base}", "device=cuda", "iterations=1"]), out=tmp_path / "rl")  # fmt: skip
     assert 0.0 <= s["heldout_after"] <= 1.0
     assert json.loads((tmp_path / "rl" / "summary.json").read_text())["episodes"] > 0

@@ -334,7 +334,8 @@ def test_base_study_distils_the_models_own_questions_after_base_text(smoke_base)
         texts, model = [], load_model_and_tokenizer(smoke_base / "model")[0]
         mem = make_memory(MediumConfig(kind="lora", objective="distill", queries="oracle", steps=1, batch_size=2,
                                        base_replay=0.5, base_queries=8, base_study=study, query_tokens=8),
-                          model, tok, base_text=lambda rng, texts=texts: texts.append(rehearsal(rng)) or texts[-1])  # fmt: skip
+                          model, tok,
+                          base_text=lambda rng, texts=texts: texts.append(rehearsal(rng)) or texts[-1])  # fmt: skip
         tokens[study] = mem.write(material).tokens
         k = round(8 * study)
         pool = [t.ids for t in mem.base_teachers]

@@ -146,7 +146,8 @@ def test_lora_products_and_truncated_svd():
 def tiny_model(seed=0):
     torch.manual_seed(seed)
     cfg = LlamaConfig(vocab_size=48, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                      num_key_value_heads=2, max_position_embeddings=64, architectures=["LlamaForCausalLM"])  # fmt: skip
+                      num_key_value_heads=2, max_position_embeddings=64,
+                      architectures=["LlamaForCausalLM"])  # fmt: skip
     return LlamaForCausalLM(cfg).eval()
 
 

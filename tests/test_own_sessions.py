@@ -46,7 +46,8 @@ def test_a_session_file_reads_turns_transcripts_aliases_and_kinds(user_sessions)
     (b"", "is empty"),
     (b'{"turns": "hello"}\n', "line 1: 'turns' must be a list"),
     (b'{"transcript": "x", "questions": {"question": "a"}}\n', "'questions' must be a list"),
-    (b'{"transcript": "x"}\n{"transcript": "y", "questions": [{"question": "Who?"}]}\n', "line 2: question 1 .*needs an 'answer'"),
+    (b'{"transcript": "x"}\n{"transcript": "y", "questions": [{"question": "Who?"}]}\n',
+     "line 2: question 1 .*needs an 'answer'"),
     (b'{"transcript": "x", "questions": [{"question": "Who?", "answer": []}]}\n', "needs an 'answer'"),
     (b'{"transcript": "caf\xe9"}\n', "line 1 is not UTF-8"),
     (b'[{"transcript": "x"}, {"transcript": "y"}]\n', "one JSON list, not JSONL"),
@@ -164,8 +165,10 @@ def test_a_session_file_runs_on_a_plain_model_folder_with_the_probe_and_perplexi
 
 def test_a_session_file_runs_on_the_world_base_with_its_base_questions(smoke_base, user_sessions, tmp_path):
     cfg = load_config(ContinualConfig, ROOT / "configs" / "smoke" / "continual.yaml",
-                      [f"base={smoke_base}", f"data={user_sessions}", "sessions=2", "media=[{kind: none}, {kind: context}, "
-                       "{kind: lora, steps: 2, batch_size: 2, objective: distill, n_queries: 2, query_tokens: 4}]"])  # fmt: skip
+                      [f"base={smoke_base}", f"data={user_sessions}", "sessions=2",
+                       "media=[{kind: none}, {kind: context}, "
+                       "{kind: lora, steps: 2, batch_size: 2, objective: distill, "
+                       "n_queries: 2, query_tokens: 4}]"])  # fmt: skip
     s = continual(cfg, out=tmp_path / "run")
     assert s["grading"] == "text" and s["base_questions"] == cfg.eval.base_n
     assert s["media"]["none"]["skill_acc"] is not None  # the world's reading skill still applies
@@ -259,8 +262,8 @@ def test_rl_runs_on_a_session_file(request, base_fixture, user_sessions, tmp_pat
     assert s["heldout_oracle"] is None and 0.0 <= s["heldout_after"] <= 1.0 and s["episodes"] == 2
     assert "sessions from a file carry no facts" in (tmp_path / "rl" / "report.md").read_text()
     with pytest.raises(RetainError, match="heldout=3 leaves no training session"):
-        rl(load_config(RLConfig, ROOT / "configs" / "smoke" / "rl.yaml", [f"base={base}", f"data={user_sessions}",
-                                                                           "heldout=3"]), out=tmp_path / "rl2")  # fmt: skip
+        rl(load_config(RLConfig, ROOT / "configs" / "smoke" / "rl.yaml",
+                       [f"base={base}", f"data={user_sessions}", "heldout=3"]), out=tmp_path / "rl2")  # fmt: skip
 
 
 @pytest.mark.slow
@@ -304,7 +307,8 @@ def test_grounded_self_study_keeps_questions_whose_answer_was_read_and_focus_cue
     enc = lambda s: tok(s, add_special_tokens=False)["input_ids"]  # noqa: E731
     # first round: one answer read in its cue, one not; second round: both read
     rounds = iter([[enc(" Where does Kim live?"), enc(" Who?")], [enc(" Oslo"), enc(" Paris")],
-                   [enc(" Where is it?"), enc(" Where does she work?")], [enc(" Oslo"), enc(" Fjord Labs")]])  # fmt: skip
+                   [enc(" Where is it?"), enc(" Where does she work?")],
+                   [enc(" Oslo"), enc(" Fjord Labs")]])  # fmt: skip
     readers = []
 
     def fake(memory, prompts, rng, stops=None, greedy=False):
@@ -393,7 +397,10 @@ def test_answer_first_self_study_asks_each_answer_back_and_keeps_what_reading_co
 def test_answer_first_runs_on_a_plain_model_and_is_refused_on_the_worlds(
     plain_base, smoke_base, user_sessions, tmp_path
 ):
-    media = "media=[{kind: lora, steps: 2, batch_size: 2, objective: distill, queries: answer_first, grounded: true, n_queries: 4, query_tokens: 4}]"
+    media = (
+        "media=[{kind: lora, steps: 2, batch_size: 2, objective: distill, queries: answer_first, grounded: true, "
+        "n_queries: 4, query_tokens: 4}]"
+    )
     continual(plain_cfg(plain_base, user_sessions, media, "sessions=1"), out=tmp_path / "run")
     asked = json.loads((tmp_path / "run" / "media" / "lora.queries.json").read_text())["0"]
     assert asked[:2] == ["Q: Who moved to Oslo?\nA: Kim Lund\n", "Q: She works at what?\nA: Fjord Labs\n"]
@@ -404,8 +411,9 @@ def test_answer_first_runs_on_a_plain_model_and_is_refused_on_the_worlds(
     assert not (tmp_path / "world").exists()
 
 
-def test_known_probe_questions_are_those_answered_right_under_every_few_shot_prompt(plain_base, user_sessions,
-                                                                                     tmp_path, monkeypatch):  # fmt: skip
+def test_known_probe_questions_are_those_answered_right_under_every_few_shot_prompt(
+    plain_base, user_sessions, tmp_path, monkeypatch
+):
     import retain.continual.loop as L
     from retain.models.build import load_model_and_tokenizer
     from retain.models.text import TextFormat, text_format, use_format

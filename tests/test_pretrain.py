@@ -32,7 +32,8 @@ def test_run_dir_outputs(tmp_path):
     s = pretrain(_cfg(), out=tmp_path / "run")
     run = tmp_path / "run"
     for name in ("config.yaml", "metrics.jsonl", "summary.json", "report.md", "loss.png", "accuracy.png",
-                 "model/config.json", "model/tokenizer.json", "world/sessions.jsonl", "world/tokenizer/tokenizer.json"):  # fmt: skip
+                 "model/config.json", "model/tokenizer.json", "world/sessions.jsonl",
+                 "world/tokenizer/tokenizer.json"):  # fmt: skip
         assert (run / name).exists(), name
     for key in ("closed_book_acc", "open_book_acc", "heldout_template_acc", "params", "tokens_seen", "seconds"):
         assert key in s

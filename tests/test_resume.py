@@ -70,8 +70,9 @@ def test_retain_run_killed_mid_medium_resumes_to_the_numbers_of_an_uninterrupted
 
 
 @pytest.mark.slow
-def test_retain_rl_killed_after_an_iteration_resumes_to_the_weights_of_an_uninterrupted_run(plain_base,
-                                                                                           user_sessions, tmp_path):  # fmt: skip
+def test_retain_rl_killed_after_an_iteration_resumes_to_the_weights_of_an_uninterrupted_run(
+    plain_base, user_sessions, tmp_path
+):
     sets = [a for s in [f"base={plain_base}", f"data={user_sessions}", "heldout=1", "iterations=3", "group=2",
                         "sessions=1", "max_new_tokens=6", "efficiency_groups=0", "horizon=1", "threads=1"]
             for a in ("--set", s)]  # fmt: skip

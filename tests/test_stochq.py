@@ -124,14 +124,15 @@ def test_a_resumed_job_takes_the_steps_of_an_uninterrupted_one(tmp_path, monkeyp
 
 def test_cli_table_run(tmp_path):
     out = tmp_path / "t"
-    r = subprocess.run([sys.executable, "-m", "retain", "stochq", "configs/stochq/table.yaml", "--set", "n_actions=[32]",
-                        "--set", "episodes=20", "--set", "seeds=[0]", "--out", str(out)],
+    r = subprocess.run([sys.executable, "-m", "retain", "stochq", "configs/stochq/table.yaml",
+                        "--set", "n_actions=[32]", "--set", "episodes=20", "--set", "seeds=[0]", "--out", str(out)],
                        capture_output=True, text=True)  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
     s = json.loads((out / "summary.json").read_text())
     assert s["rows"]["stochq-n32"]["evaluated_per_step"] < s["rows"]["q-n32"]["evaluated_per_step"]
     assert s["rows"]["q-n32"]["final"] > 0.8  # greedy value / V*
-    bad = subprocess.run([sys.executable, "-m", "retain", "stochq", "--set", "n_actions=[1]", "--out", str(tmp_path / "b")],
+    bad = subprocess.run([sys.executable, "-m", "retain", "stochq", "--set", "n_actions=[1]",
+                          "--out", str(tmp_path / "b")],
                          capture_output=True, text=True)  # fmt: skip
     assert bad.returncode == 2 and "n_actions" in bad.stderr and "Traceback" not in bad.stderr
     assert not (tmp_path / "b").exists()
@@ -157,7 +158,8 @@ def test_write_selection_runs_on_the_smoke_base(smoke_base, tmp_path):
     from retain.rl.write_select import WriteConfig
 
     cfg = StochQConfig(env="write", agents=["stochdqn"], episodes=2, ckpt_every=1, seeds=[0], batch_size=2, buffer=8,
-                       write=WriteConfig(base=str(smoke_base), sessions=2, heldout=2, max_facts=4, budget=2))  # fmt: skip
+                       write=WriteConfig(base=str(smoke_base), sessions=2, heldout=2, max_facts=4,
+                                         budget=2))  # fmt: skip
     s = stochq(cfg, str(tmp_path / "w"))
     row = s["rows"]["stochdqn-n10"]  # C(4,1) + C(4,2) subsets
     assert 0.0 <= row["final"] <= 1.0 and row["evaluated_per_step"] > 0

@@ -205,7 +205,8 @@ def test_user_sessions_jsonl_and_text(tmp_path):
     t.write_text("first session\n---\nsecond session\n")
     assert [s.transcript for s in load_user_sessions(t)] == ["first session", "second session"]
     for bad, msg in [('{"turns": []}', "no text"), ('{"text": "x"}', "unknown keys"),
-                     ('{"transcript": "x", "questions": [{"q": 1}]}', "'question' \\(text\\) and 'answer'"), ("{", "not valid JSON")]:  # fmt: skip
+                     ('{"transcript": "x", "questions": [{"q": 1}]}', "'question' \\(text\\) and 'answer'"),
+                     ("{", "not valid JSON")]:  # fmt: skip
         p.write_text(bad + "\n")
         with pytest.raises(RetainError, match=msg):
             load_user_sessions(p)

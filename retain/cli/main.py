@@ -104,7 +104,8 @@ COMMANDS: dict[str, Command] = {
         resume=True,
     ),
     "dna": Command(
-        "HyenaDNA: pretrain a Hyena model on a synthetic genome, then soft prompts against fine-tuning on a long-range task",
+        "HyenaDNA: pretrain a Hyena model on a synthetic genome, then soft prompts against fine-tuning "
+        "on a long-range task",
         "retain.dna.train:DNAConfig",
         "retain.dna.train:main",
         out=True,

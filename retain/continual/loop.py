@@ -276,12 +276,13 @@ def record(cfg: ContinualConfig, memory: Memory, materials, suites: Suites, worl
         "acc": CL.acc(rows), "acc_f1": CL.acc(rows_f1), "bwt": CL.bwt(rows), "fwt": CL.fwt(rows, before["sessions"]),
         "forgetting": CL.forgetting(rows), "just_written": CL.just_written(rows),
         "base_acc": final["base_acc"], "base_acc_drop": before["base_acc"] - final["base_acc"],
-        "base_known_acc": known_acc(final, suites), "base_known_drop": (known_acc(before, suites) - known_acc(final, suites)
-                                                                        if suites.known else None),
+        "base_known_acc": known_acc(final, suites),
+        "base_known_drop": (known_acc(before, suites) - known_acc(final, suites) if suites.known else None),
         "hits": final["hits"],  # per session question (in session order), right after the last write
         "answers": final["answers"],
         "base_lost": [{"question": q.text, "answer": q.answer, "now": a}
-                      for q, h0, h, a in zip(suites.base, before["base_hits"], final["base_hits"], final["base_answers"])
+                      for q, h0, h, a in zip(suites.base, before["base_hits"], final["base_hits"],
+                                             final["base_answers"])
                       if h0 and not h],
         "skill_acc": final["skill_acc"],
         "skill_acc_drop": before["skill_acc"] - final["skill_acc"] if final["skill_acc"] is not None else None,
@@ -564,6 +565,7 @@ def main(cfg: ContinualConfig, out: str | None = None, resume: bool = False) -> 
         known = f" (known {points(m['base_known_drop']):+5.1f})" if m.get("base_known_drop") is not None else ""
         print(
             f"  {name:{width}s} {'EM' if text else 'ACC'} {m['acc']:.3f}{f1}  BWT {m['bwt']:+.3f}  "
-            f"base {points(m['base_acc_drop']):+5.1f} pt{known}{ppl}  {m['bytes_per_token']:7.1f} B/token  write {m['write_seconds']:3.0f} s"
+            f"base {points(m['base_acc_drop']):+5.1f} pt{known}{ppl}  {m['bytes_per_token']:7.1f} B/token  "
+            f"write {m['write_seconds']:3.0f} s"
         )
     print(f"report: {s['report']}")

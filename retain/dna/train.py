@@ -269,8 +269,9 @@ def dna(cfg: DNAConfig, out: str | None = None, resume: bool = False) -> dict[st
     results = arms(cfg, run, model)
     best = results["finetune"]["accuracy"]
     summary = {"stages": stages, "arms": results, "params": sum(p.numel() for p in model.parameters()),
-               "l_max": cfg.l_max, "prompt_vs_finetune": {k: v["accuracy"] / best if best else None
-                                                          for k, v in results.items() if k.startswith("prompt-")}}  # fmt: skip
+               "l_max": cfg.l_max,
+               "prompt_vs_finetune": {k: v["accuracy"] / best if best else None
+                                      for k, v in results.items() if k.startswith("prompt-")}}  # fmt: skip
     run.write_summary(summary)
     from retain.dna.report import write_report
 

@@ -33,8 +33,9 @@ def decode_answer(tokenizer, ids: list[int]) -> str:
 
 
 @torch.no_grad()
-def answer(model: torch.nn.Module, tokenizer, prompts: Sequence[tuple[str, str] | str], max_new_tokens: int | None = None,
-           batch_size: int = 64, prefix=None, bos: bool = True, route=None, share: bool = True) -> list[str]:  # fmt: skip
+def answer(model: torch.nn.Module, tokenizer, prompts: Sequence[tuple[str, str] | str],
+           max_new_tokens: int | None = None, batch_size: int = 64, prefix=None, bos: bool = True, route=None,
+           share: bool = True) -> list[str]:  # fmt: skip
     """Greedy answers to prompts given as (head, tail) text (or whole strings), after a KV-cache `prefix` if
     given (`bos=False` when the prefix holds the start token; `route`: which prefix positions each prompt
     reads, `generate`). Without a prefix, prompts sharing a non-empty head read it once (its KV cache), unless

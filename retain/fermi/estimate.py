@@ -113,7 +113,8 @@ def assumptions(arch: Arch, cfg: FermiConfig) -> list[str]:
         f"{arch.kv_layers} layers x 2 (K,V) x {arch.n_kv_heads} KV heads x {arch.head_dim} head_dim; every "
         "cached layer keeps every token (no sliding window, no paging overhead).",
         f"LoRA rank {cfg.rank} on {cfg.targets} ({', '.join(modules)}) in every layer, stored in "
-        f"{cfg.adapter_dtype}; embeddings and lm_head not adapted; bytes/token = adapter bytes / {cfg.tokens:,} tokens.",
+        f"{cfg.adapter_dtype}; embeddings and lm_head not adapted; bytes/token = adapter bytes / "
+        f"{cfg.tokens:,} tokens.",
         f"Soft prompt: {cfg.prefix_tokens} virtual tokens x d_model {arch.d_model}; KV prefix: {cfg.prefix_tokens} "
         f"trained KV-cache tokens; both in {cfg.adapter_dtype}.",
         f"Full fine-tuning stores all {arch.param_count():,} weights in {cfg.weight_dtype} (a copy or a dense delta).",

@@ -202,7 +202,8 @@ def summarize(run: RunDir, cfg: GrokConfig, data: Dataset, seconds: float) -> di
     return {"task": cfg.task, "loop": cfg.model.loop, "steps": cfg.steps, "seconds": round(seconds, 1),
             "train": last["train"], "id_test": last["id_test"], "ood_test": last["ood_test"],
             "train_99_at": first("train", 0.99), "id_90_at": first("id_test", 0.9), "ood_90_at": first("ood_test", 0.9),
-            "sizes": {"train": len(data.train), "id_test": len(data.id_test), "ood_test": len(data.ood_test)}}  # fmt: skip
+            "sizes": {"train": len(data.train), "id_test": len(data.id_test),
+                      "ood_test": len(data.ood_test)}}  # fmt: skip
 
 
 def main(cfg: GrokConfig, out: str | None = None, resume: bool = False) -> None:

@@ -33,9 +33,10 @@ _WRITING = _WEIGHTS | {"context"}
 _APPLIES: dict[frozenset[str], tuple[str, ...]] = {
     frozenset({"context"}): ("budget_tokens", "retrieve", "shots", "shot_kind"),
     _WRITING: ("focus", "source", "dtype"),
-    _WEIGHTS: ("steps", "lr", "warmup", "lr_schedule", "batch_size", "augment", "replay", "base_replay", "objective", "queries", "n_queries",
-               "reverse", "distill_on", "cue", "query_tokens", "query_temperature", "grounded", "query_turns", "base_queries", "base_study",
-               "base_asked", "top_k", "teacher_temperature", "hidden_weight", "hidden_layers"),
+    _WEIGHTS: ("steps", "lr", "warmup", "lr_schedule", "batch_size", "augment", "replay", "base_replay", "objective",
+               "queries", "n_queries", "reverse", "distill_on", "cue", "query_tokens", "query_temperature", "grounded",
+               "query_turns", "base_queries", "base_study", "base_asked", "top_k", "teacher_temperature",
+               "hidden_weight", "hidden_layers"),
     frozenset({"lora"}): ("rank", "alpha", "targets", "adapters", "merge", "merge_beta", "merge_density", "memory_rank",
                           "null_space"),
     frozenset({"soft_prompt", "kv_prefix"}): ("prompt_tokens",),
@@ -43,8 +44,8 @@ _APPLIES: dict[frozenset[str], tuple[str, ...]] = {
 }  # fmt: skip
 APPLIES: dict[str, frozenset[str]] = {key: kinds for kinds, keys in _APPLIES.items() for key in keys}
 """The medium kinds each `MediumConfig` key applies to (kind and name apply to all)."""
-DISTILL_ONLY = ("queries", "n_queries", "reverse", "distill_on", "cue", "query_tokens", "query_temperature", "grounded", "query_turns",
-                "base_study", "base_asked", "hidden_weight", "hidden_layers")  # fmt: skip
+DISTILL_ONLY = ("queries", "n_queries", "reverse", "distill_on", "cue", "query_tokens", "query_temperature", "grounded",
+                "query_turns", "base_study", "base_asked", "hidden_weight", "hidden_layers")  # fmt: skip
 """Weight-medium keys that only `objective: distill` reads (an sft medium refuses them)."""
 ANSWER_SPANS = ("cloze", "answer_first")
 """Query kinds that ask back each answer a session's sentences state (plain text only)."""
@@ -222,8 +223,8 @@ class MediumConfig:
         if stray:
             where = "; ".join(f"{k} applies to {', '.join(sorted(APPLIES[k]))}" for k in stray)
             raise ValueError(f"media '{self.name}': {', '.join(stray)} set on a {self.kind} medium, which ignores "
-                             f"{'it' if len(stray) == 1 else 'them'} ({where}); remove {'it' if len(stray) == 1 else 'them'} "
-                             f"from this medium")  # fmt: skip
+                             f"{'it' if len(stray) == 1 else 'them'} ({where}); "
+                             f"remove {'it' if len(stray) == 1 else 'them'} from this medium")  # fmt: skip
         unread = [k for k in DISTILL_ONLY if self.objective == "sft" and getattr(self, k) != defaults[k]]
         if unread:
             raise ValueError(f"media '{self.name}': {', '.join(unread)} set on an sft medium; only objective: distill "

@@ -143,7 +143,8 @@ class KVPrefixMemory(WeightMemory):
         shared sink lays them out)."""
         if names is not None and prefix[0][0].shape[2] != 1 + len(names) * (self.cfg.prompt_tokens - 1):
             raise RetainError(f"a prefix of {prefix[0][0].shape[2]} positions is not {len(names)} block(s) of "
-                              f"prompt_tokens={self.cfg.prompt_tokens} behind one sink; compose with shared_sink")  # fmt: skip
+                              f"prompt_tokens={self.cfg.prompt_tokens} behind one sink; "
+                              "compose with shared_sink")  # fmt: skip
         self.frozen, self.names = None, list(names or [])
         self.set_block(prefix)
 
@@ -159,7 +160,8 @@ class KVPrefixMemory(WeightMemory):
             limit = getattr(self.model.config, "max_position_embeddings", None)
             if limit is not None and frozen[0][0].shape[2] + self.cfg.prompt_tokens > limit:
                 raise RetainError(f"media '{self.cfg.name}': another block of {self.cfg.prompt_tokens} positions "
-                                  f"does not fit the model's context of {limit}; lower prompt_tokens or use blocks: one")  # fmt: skip
+                                  f"does not fit the model's context of {limit}; "
+                                  "lower prompt_tokens or use blocks: one")  # fmt: skip
             self.frozen, self.sink, self.keys, self.values = frozen, [], [], []
             if self.cfg.prefix_init == "text":
                 self.from_text(material.session)

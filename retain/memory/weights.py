@@ -172,8 +172,8 @@ class WeightMemory(Memory):
         return self.loss(ids, mask, labels) * (int((labels[:, 1:] != -100).sum()) / total), tokens
 
     def optimize(self, step: Callable[[], tuple[torch.Tensor, int]]) -> int:
-        """`cfg.steps` AdamW steps (lr as `cfg.lr_at` gives it, bf16 autocast where the run's precision says) on the loss
-        `step()` returns with the tokens of its batch; returns the tokens of all steps. Under torchrun each
+        """`cfg.steps` AdamW steps (lr as `cfg.lr_at` gives it, bf16 autocast where the run's precision says) on the
+        loss `step()` returns with the tokens of its batch; returns the tokens of all steps. Under torchrun each
         rank's loss is its share of the batch's, and the gradients are summed over ranks before the step."""
         params = self.trainable()
         opt = torch.optim.AdamW(params, lr=self.cfg.lr, weight_decay=0.0)

@@ -58,8 +58,8 @@ def make_writer(cfg: WriterConfig, model: torch.nn.Module | None = None, tokeniz
 
     def written(s: Session) -> Material:
         gen = torch.Generator().manual_seed(cfg.seed + s.index)
-        out = sample(model, tokenizer, [encode(tokenizer, text_format(tokenizer).summary_prompt(s.transcript))], cfg.decoding,
-                     max_new_tokens=cfg.max_new_tokens, generator=gen, head=head)[0]  # fmt: skip
+        out = sample(model, tokenizer, [encode(tokenizer, text_format(tokenizer).summary_prompt(s.transcript))],
+                     cfg.decoding, max_new_tokens=cfg.max_new_tokens, generator=gen, head=head)[0]  # fmt: skip
         return Material(s.index, tokenizer.decode(out, skip_special_tokens=True).strip(), session_tokens(tokenizer, s),
                         transcript=s.transcript, questions=list(s.questions), world_session=s)  # fmt: skip
 

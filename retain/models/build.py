@@ -43,8 +43,9 @@ def llama_config(cfg: ModelConfig, vocab_size: int, pad_id: int, bos_id: int, eo
 def backbone_config(cfg: ModelConfig, vocab_size: int, pad_id: int, bos_id: int, eos_id: int) -> BackboneLMConfig:
     """The Hugging Face config of the backbone with `cfg`'s switches, at a named size."""
     llama = llama_config(cfg, vocab_size, pad_id, bos_id, eos_id)
-    return BackboneLMConfig(vocab_size=vocab_size, hidden_size=llama.hidden_size, intermediate_size=llama.intermediate_size,
-                            num_hidden_layers=llama.num_hidden_layers, num_attention_heads=llama.num_attention_heads,
+    return BackboneLMConfig(vocab_size=vocab_size, hidden_size=llama.hidden_size,
+                            intermediate_size=llama.intermediate_size, num_hidden_layers=llama.num_hidden_layers,
+                            num_attention_heads=llama.num_attention_heads,
                             num_key_value_heads=llama.num_key_value_heads, position=cfg.position,
                             kv_layers=cfg.kv_layers, loop=cfg.loop, rope_theta=cfg.rope_theta,
                             max_position_embeddings=cfg.max_seq_len, tie_word_embeddings=cfg.tie_embeddings,

@@ -168,5 +168,6 @@ def main(cfg: ModelConfig, out: str | None = None) -> None:
     from transformers import AutoConfig
 
     c = AutoConfig.from_pretrained(str(folder))
-    print(f"{cfg.source if cfg.action == 'get' else path.name} -> {folder} in {time.perf_counter() - t0:.0f}s: {c.architectures[0]}, "
-          f"{c.num_hidden_layers} layers, hidden {c.hidden_size}, vocab {c.vocab_size}, weights {cfg.dtype}")  # fmt: skip
+    print(f"{cfg.source if cfg.action == 'get' else path.name} -> {folder} in {time.perf_counter() - t0:.0f}s: "
+          f"{c.architectures[0]}, {c.num_hidden_layers} layers, hidden {c.hidden_size}, vocab {c.vocab_size}, "
+          f"weights {cfg.dtype}")  # fmt: skip

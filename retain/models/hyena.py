@@ -59,7 +59,8 @@ class HyenaFilter(nn.Module):
         delta = torch.linspace(math.log(1e-2) / 1.5, math.log(1e-2) / 0.3, channels)
         self.register_buffer("decay", delta.abs()[None], persistent=False)  # frozen, as in the reference
         self.ffn = nn.Sequential(nn.Linear(emb_dim, width), Sin(width, w), nn.Linear(width, width), Sin(width, w),
-                                 nn.Linear(width, width), Sin(width, w), nn.Linear(width, channels, bias=False))  # fmt: skip
+                                 nn.Linear(width, width), Sin(width, w),
+                                 nn.Linear(width, channels, bias=False))  # fmt: skip
 
     def forward(self, L: int) -> torch.Tensor:
         """The filters for the first L positions, (channels, L)."""

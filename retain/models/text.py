@@ -140,7 +140,10 @@ class TextFormat:
         part of the query the memory learns."""
         if self.style == "world":
             return ""
-        return "Mara Quill was born in Oslo and teaches chemistry at a school in Bergen.\n\nQ: Where does Mara Quill teach?\nA: Bergen\n\n"
+        return (
+            "Mara Quill was born in Oslo and teaches chemistry at a school in Bergen.\n\n"
+            "Q: Where does Mara Quill teach?\nA: Bergen\n\n"
+        )
 
     def session_block(self, index: int, text: str) -> str:
         """One session among several in a prompt."""

@@ -64,7 +64,8 @@ def write_report(run: RunDir, cfg, s: dict[str, Any]) -> None:
         lines.append(f"| {r['tokens_per_param']:g} | {r['steps']} | {r['tokens']:,} | {r['closed_book_acc']:.3f} | "
                      f"{r['open_book_acc']:.3f} | {r['loss']:.4f} | "
                      + " | ".join(f"{r['loss_change'][g]:+.4f}" for g in gammas) + " | "
-                     + " | ".join(f"{0.0 - r['media'][m]['base_acc_drop'] * 100:+.1f} pt | {_pct(r['media'][m]['ppl_drift'])}"
+                     + " | ".join(f"{0.0 - r['media'][m]['base_acc_drop'] * 100:+.1f} pt | "
+                                  f"{_pct(r['media'][m]['ppl_drift'])}"
                                   for m in media) + " |")  # fmt: skip
     lin = s["linear"]
     monotone = ", ".join(f"gamma {g}: {'yes' if v else 'no'}" for g, v in t["monotone"].items())
@@ -91,11 +92,17 @@ change on the known people's biographies after the write.
 dim {lin["config"]["dim"]}, A's singular values {lin["config"]["s_max"]:g} ... {lin["config"]["s_min"]:g}, B shares
 {lin["config"]["shared"]} modes and turns the others by {lin["config"]["angle"]:g} rad, {lin["config"]["ft_steps"]}
 fine-tuning steps at lr {lin["config"]["lr"]:g}. The pretraining loss after fine-tuning is lowest after t =
-{lin["inflection_t"]} pretraining steps{" and rises after it (the inflection)" if lin["inflection_t"] else " (no inflection: it only falls)"}.
+{lin["inflection_t"]} pretraining steps\
+{" and rises after it (the inflection)" if lin["inflection_t"] else " (no inflection: it only falls)"}.
 
 | t | pretraining loss | after fine-tuning | fine-tuning loss |
 | ---: | ---: | ---: | ---: |
-{chr(10).join(f"| {r['t']} | {r['pretrain_loss']:.4f} | {r['pretrain_loss_after_ft']:.4f} | {r['ft_loss']:.4f} |" for r in lin["rows"])}
+{
+        chr(10).join(
+            f"| {r['t']} | {r['pretrain_loss']:.4f} | {r['pretrain_loss_after_ft']:.4f} | {r['ft_loss']:.4f} |"
+            for r in lin["rows"]
+        )
+    }
 
 ![pretraining loss before and after fine-tuning against pretraining time](linear.png)
 """

@@ -157,7 +157,8 @@ def overtrain(cfg: OvertrainConfig, out: str | None = None, resume: bool = False
                                for n, m in written["media"].items() if m["kind"] != "none"}})  # fmt: skip
     linear = sweep(cfg.linear)
     summary = {"params": params, "budgets": rows, "trends": trends(rows, cfg.gammas),
-               "linear": {"config": asdict(cfg.linear), "rows": linear, "inflection_t": inflection(linear)}}  # fmt: skip
+               "linear": {"config": asdict(cfg.linear), "rows": linear,
+                          "inflection_t": inflection(linear)}}  # fmt: skip
     atomic_write_json(run / "summary.json", summary)
     from retain.overtrain.report import write_report
 

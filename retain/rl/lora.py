@@ -1,8 +1,9 @@
 """The inner loop of RL, batched: G fresh LoRA adapters trained at once, one forward pass over all of them.
 
 The adapters are a `retain.memory.stacked.Stack`: one forward over G x b rows trains G independent adapters,
-and the result matches G separate writes of the `lora` medium (tests check it against PEFT). The inner loop is most of an episode's cost; batching is
-what makes RL fit on two CPU cores (`benchmarks/rl.py` measures episodes per minute both ways).
+and the result matches G separate writes of the `lora` medium (tests check it against PEFT). The inner loop is
+most of an episode's cost; batching is what makes RL fit on two CPU cores (`benchmarks/rl.py` measures episodes
+per minute both ways).
 """
 
 from __future__ import annotations

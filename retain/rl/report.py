@@ -66,7 +66,8 @@ def write_report(run: RunDir, cfg: Any, fixed: dict, last: dict, pools: Any, sum
         f"Base `{cfg.base}`; {cfg.iterations} iterations x {cfg.sessions} sessions x {cfg.group} self-edits "
         f"({s['episodes']} episodes, {s['rl_seconds']:.0f} s); inner loop LoRA r{cfg.inner.rank} "
         f"{cfg.inner.targets}, {cfg.inner.steps} steps at lr {cfg.inner.lr:g}; horizon {cfg.horizon}; "
-        f"token cost {cfg.token_cost:g}. Held-out: {cfg.heldout} sessions {'about people never seen in RL' if cfg.data is None else f'(the last of {cfg.data})'}, each "
+        f"token cost {cfg.token_cost:g}. Held-out: {cfg.heldout} sessions "
+        f"{'about people never seen in RL' if cfg.data is None else f'(the last of {cfg.data})'}, each "
         f"write averaged over {cfg.eval_seeds} adapter initialisations.",
         "",
         "| written into the LoRA | held-out recall | tokens |",

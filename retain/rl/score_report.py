@@ -43,7 +43,8 @@ def write_report(run: RunDir, cfg: Any, summary: dict[str, Any]) -> None:
     if "score_met" in summary:
         lines += [
             "",
-            f"SCoRe: delta > 0 with c->i <= half of i->c on every seed: {'met' if summary['score_met'] else 'not met'}.",
+            "SCoRe: delta > 0 with c->i <= half of i->c on every seed: "
+            f"{'met' if summary['score_met'] else 'not met'}.",
         ]
     if "naive_fails" in summary:
         lines.append(f"Naive multi-turn RL: delta <= 0 or attempt 2 repeats attempt 1 in >= 90% on every seed: "

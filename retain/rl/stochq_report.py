@@ -21,7 +21,8 @@ def returns(results: list[dict], table: bool) -> plt.Figure:
         for agent in dict.fromkeys(r["agent"] for r in results):
             runs = [r for r in results if r["n"] == n and r["agent"] == agent]
             for i, r in enumerate(runs):
-                ax.plot([e[key] for e in r["episodes"]], lw=1.2, alpha=0.8, color=f"C{list(dict.fromkeys(x['agent'] for x in results)).index(agent)}",
+                ax.plot([e[key] for e in r["episodes"]], lw=1.2, alpha=0.8,
+                        color=f"C{list(dict.fromkeys(x['agent'] for x in results)).index(agent)}",
                         label=agent if i == 0 else None)  # fmt: skip
         ax.set_title(f"n = {n} actions")
         ax.set_xlabel("episode")
@@ -54,7 +55,8 @@ def write_report(run: RunDir, cfg: Any, results: list[dict], summary: dict[str, 
     final = "greedy value / V*" if table else f"greedy return ({cfg.test_episodes} test episodes)"
     lines = [f"# stochq: {cfg.env}", "", f"Agents {', '.join(cfg.agents)}; n = {cfg.n_actions}; seeds {cfg.seeds}; "
              f"{cfg.episodes} episodes of <= {cfg.max_steps} steps.", "",
-             f"| agent | n | ms per step | Q values per step | {final} |", "| --- | ---: | ---: | ---: | ---: |"]  # fmt: skip
+             f"| agent | n | ms per step | Q values per step | {final} |",
+             "| --- | ---: | ---: | ---: | ---: |"]  # fmt: skip
     for r in summary["rows"].values():
         lines.append(f"| {r['agent']} | {r['n']} | {r['step_seconds'] * 1e3:.2f} | {r['evaluated_per_step']:.0f} | "
                      f"{r['final']:.3f} |")  # fmt: skip

@@ -222,7 +222,8 @@ def summarize(cfg: StochQConfig, results: list[dict], baselines: dict | None = N
         eps = r["episodes"]
         row["runs"].append({"seed": r["seed"], "step_seconds": sum(e["step_seconds"] for e in eps) / len(eps),
                             "evaluated_per_step": sum(e["evaluated_per_step"] for e in eps) / len(eps),
-                            "final": r["test_return"], **({"q_error": r["q_error"]} if "q_error" in r else {})})  # fmt: skip
+                            "final": r["test_return"],
+                            **({"q_error": r["q_error"]} if "q_error" in r else {})})  # fmt: skip
     for row in rows.values():
         for key in ("step_seconds", "evaluated_per_step", "final"):
             row[key] = sum(x[key] for x in row["runs"]) / len(row["runs"])

@@ -193,6 +193,7 @@ def write_baselines(task: WriteTask) -> dict[str, float]:
     """Held-out recall of the fixed writers: the first `budget` facts, every fact (no budget), the asked facts."""
     k = task.cfg.budget
     out = {name: task.heldout_recall([pick(s) for s in task.heldout])
-           for name, pick in (("first_k", lambda s: tuple(range(k))), ("all_facts", lambda s: tuple(range(len(s.facts)))),
+           for name, pick in (("first_k", lambda s: tuple(range(k))),
+                              ("all_facts", lambda s: tuple(range(len(s.facts)))),
                               ("best_subset", task.best))}  # fmt: skip
     return out | {"budget": k, "max_facts": task.cfg.max_facts}

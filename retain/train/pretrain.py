@@ -263,7 +263,8 @@ def pretrain(cfg: PretrainConfig, out: str | None = None, resume: bool = False,
     print("final evaluation ...")
     final = run_suites(model, tok, base_suites(world, seed=cfg.seed + 1, n=cfg.eval.final_n), cfg.eval.batch_size)
     summary = {**headline(final), "params": params, "tokens_seen": tokens_seen, "seconds": round(seconds, 1),
-               "steps": t_cfg.steps, "model_dir": str(run / "model"), "world_dir": str(run / "world"), **final}  # fmt: skip
+               "steps": t_cfg.steps, "model_dir": str(run / "model"), "world_dir": str(run / "world"),
+               **final}  # fmt: skip
     model.save_pretrained(str(run / "model"))
     tok.save_pretrained(str(run / "model"))
     run.write_summary(summary)

@@ -36,7 +36,8 @@ def write_pretrain_report(run: RunDir, cfg: Any, summary: dict[str, Any]) -> Non
         per_kind.append(f"| {s} | " + " | ".join(cells) + " |")
     text = f"""# Pretraining report: {run.path.name}
 
-{summary["params"]:,} parameters, {summary["tokens_seen"]:,} tokens, {summary["steps"]} steps, {summary["seconds"]:.0f} s.
+{summary["params"]:,} parameters, {summary["tokens_seen"]:,} tokens, {summary["steps"]} steps, \
+{summary["seconds"]:.0f} s.
 
 | what | key | accuracy |
 | --- | --- | ---: |

@@ -89,8 +89,8 @@ def icl_bio_example(world: World, rng: random.Random, reserved: set[str], max_pe
 
 def icl_facts_example(world: World, rng: random.Random, reserved: set[str], max_facts: int = 3) -> Segments:
     """One or two fresh people with 1..max_facts facts each (geometric: half have one), sentences shuffled
-    together, then a question per fact. The short context gives a strong, early gradient to the heads that copy a value out of the
-    context; full biographies alone leave a long plateau first (docs/log.md)."""
+    together, then a question per fact. The short context gives a strong, early gradient to the heads that copy a
+    value out of the context; full biographies alone leave a long plateau first (docs/log.md)."""
     people = fresh_people(world, rng.randint(1, 2), rng, reserved)
     sentences, qs = [], []
     for p in people:
