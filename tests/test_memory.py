@@ -12,6 +12,7 @@ from retain.memory import Material, MediumConfig, make_memory, storage
 from retain.memory.names import sentences
 from retain.memory.weights import augment
 from retain.models.build import load_model_and_tokenizer
+from retain.models.device import bf16_is_native, set_precision
 from retain.models.generate import generate
 from retain.world.io import load_world
 from retain.world.world import Fact
@@ -297,5 +298,13 @@ def test_a_null_space_write_leaves_the_protected_text_as_it_was(smoke_base):
     assert moved[0.999999][0] < 1e-5 < 1e-3 < moved[0.999999][1]
     U = mem.guarded
     assert U and all(0 < u.shape[1] < u.shape[0] for u in U.values())  # a few protected directions of each module
+    if bf16_is_native("cpu"):  # under bf16 autocast the sums stay fp32 and the projection runs
+        set_precision("bf16")
+        try:
+            mem.guarded = None
+            mem.constrain()
+            assert all(u.dtype == torch.float32 for u in mem.guarded.values())
+        finally:
+            set_precision("fp32")
     with pytest.raises(ValueError, match="null_space is a fraction"):
         MediumConfig(kind="lora", null_space=1.0)

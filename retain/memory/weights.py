@@ -336,7 +336,8 @@ class LoraMemory(WeightMemory):
 
         def add(name, module, args):
             x = args[0][keep[0].to(args[0].device)].float()
-            grams[name] = grams.get(name, 0) + x.T @ x
+            with torch.autocast(x.device.type, enabled=False):  # the forward runs under autocast; the sums in fp32
+                grams[name] = grams.get(name, 0) + x.T @ x
 
         rng = random.Random(derive_seed(self.seed, "null_space", self.cfg.name))
         drawn = [self.base_text(rng) for _ in range(texts)]
