@@ -124,6 +124,32 @@ def test_the_hugging_face_face_is_llama_under_padding_and_packing():
         assert torch.allclose(both[:, 5:], model(input_ids=ids[:, 5:]).logits, atol=1e-5)  # the second sees only itself
 
 
+def test_the_backbone_at_m_equal_l_trains_as_llama_step_by_step():
+    """Not only the same logits: the same losses, gradients and weights for several AdamW steps on packed
+    batches (the MLKV benchmark's m = L against Llama gap is two trajectories parting later, not the model)."""
+    from retain.models.backbone import BackboneForCausalLM, BackboneLMConfig
+    from retain.train.data import forward_packed
+
+    llama = _llama()
+    model = BackboneForCausalLM(BackboneLMConfig(**HF))
+    model.load_state_dict(llama.state_dict(), strict=True)
+    opts = [torch.optim.AdamW(m.parameters(), lr=1e-2) for m in (llama, model)]
+    g = torch.Generator().manual_seed(0)
+    packed = torch.tensor([list(range(5)) + list(range(7))] * 2)
+    for _ in range(5):
+        ids = torch.randint(3, 64, (2, 12), generator=g)
+        losses = []
+        for m, opt in zip((llama, model), opts):
+            loss = forward_packed(m.train(), ids, packed, ids).loss
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+            losses.append(loss.item())
+        assert losses[0] == pytest.approx(losses[1], abs=1e-5)
+    theirs = llama.state_dict()
+    assert all(torch.allclose(p, theirs[n], atol=1e-5) for n, p in model.state_dict().items())
+
+
 @pytest.mark.parametrize("switches", [dict(kv_layers=2), dict(loop=2), dict(position="alibi"),
                                       dict(position="nope", kv_layers=1, loop=3)])  # fmt: skip
 def test_every_switch_decodes_from_its_cache_as_it_reads_the_whole_sequence(switches):
