@@ -2,6 +2,7 @@
 
 import contextlib
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -49,9 +50,10 @@ def test_media_written_as_one_stack_end_where_each_would_alone(smoke_base, monke
 def test_only_media_that_share_a_stack_key_are_stacked():
     c = MediumConfig(kind="lora", name="c", rank=4)
     d = MediumConfig(kind="lora", name="d", objective="distill")
-    groups = write_groups([MediumConfig(kind="none"), A, c, B, d], batch=True)
+    e = replace(A, name="e", null_space=0.9)  # the stacked writer does not project: written alone
+    groups = write_groups([MediumConfig(kind="none"), A, c, B, d, e], batch=True)
     assert [([m.name for m in g], s) for g, s in groups] == [(["none"], False), (["a", "b"], True), (["c"], True),
-                                                             (["d"], False)]  # fmt: skip
+                                                             (["d"], False), (["e"], False)]  # fmt: skip
     assert all(not s for _, s in write_groups([A, B], batch=False))
 
 

@@ -139,8 +139,8 @@ batch_size and dtype, may differ)."""
 
 def stack_key(m: MediumConfig) -> tuple | None:
     """Media with the same key are written as one stack; None: this medium cannot be stacked (not an SFT
-    write of one continued adapter)."""
-    if m.kind != "lora" or m.objective != "sft" or m.adapters != "single":
+    write of one continued adapter, or one kept off the general inputs by `null_space`)."""
+    if m.kind != "lora" or m.objective != "sft" or m.adapters != "single" or m.null_space:
         return None
     return tuple(getattr(m, k) for k in STACK_KEYS)
 
