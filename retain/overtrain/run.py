@@ -44,9 +44,9 @@ class OvertrainConfig:
     tokens_per_param: list[float] = field(default_factory=lambda: [1.0, 3.0, 10.0, 30.0])
     """Pretraining budgets in tokens per parameter; each sets train.steps (tokens / (batch_size x seq_len),
     rounded up) and train.min_lr_ratio = 0 (annealed to zero)."""
-    gammas: list[float] = field(default_factory=lambda: [0.01, 0.03, 0.1])
+    gammas: list[float] = field(default_factory=lambda: [0.1, 0.3, 1.0, 3.0])
     """Perturbation scales: eps ~ N(0, gamma^2 Sigma_init)."""
-    samples: int = 4
+    samples: int = 8
     """Perturbations drawn per gamma."""
     write: str = "configs/overtrain/write.yaml"
     """The continual config written into each pretrained model (its `base` is set to it)."""
