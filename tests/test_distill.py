@@ -245,9 +245,8 @@ def test_query_turns_make_each_query_a_conversation(base, monkeypatch):
     assert len(calls) == 3  # one generation per turn, over every query
     for first, last, query in zip(calls[0], calls[2], queries):
         cue = first[: -len(q)]
-        assert (
-            last == cue + query[: max(i for i, t in enumerate(query) if t == eos) + 1] + q
-        )  # asked on after its answers
+        # asked on after its answers
+        assert last == cue + query[: max(i for i, t in enumerate(query) if t == eos) + 1] + q
         assert query.count(eos) == 2 and query[: len(q)] == q  # three turns, each from ` Q:`
     assert spent == sum(len(r) for c in calls for r in c) + sum(len(x) - 3 * len(q) - 2 for x in queries)
     with pytest.raises(ValueError, match="query_turns"):

@@ -184,8 +184,8 @@ def test_per_session_adapters_consolidate_by_the_merge_closed_form(smoke_base, m
         steps=2,
         batch_size=2,
         lr=1e-2,
-        dtype="fp32",
-    )  # fmt: skip (stored exactly)
+        dtype="fp32",  # stored exactly
+    )
 
     def products(name):
         return LM.products(get_peft_model_state_dict(mem.model, adapter_name=name), {"lora_alpha": 16})

@@ -148,9 +148,8 @@ def test_a_session_file_runs_on_a_plain_model_folder_with_the_probe_and_perplexi
     lora = json.loads((run / "media" / "lora.json").read_text())
     assert len(lora["R"]) == 3 and len(lora["R_f1"]) == 3 and all(len(r) == 3 for r in lora["R_f1"])
     assert lora["skill_acc"] is None and lora["bits_per_param"] is None and lora["ppl"] > 1
-    assert (
-        s["media"]["none"]["ppl_drift"] == 0.0 and s["media"]["full"]["ppl_drift"] != 0.0
-    )  # full FT moves the weights
+    # full FT moves the weights
+    assert s["media"]["none"]["ppl_drift"] == 0.0 and s["media"]["full"]["ppl_drift"] != 0.0
     kept = json.loads((run / "base_probe.json").read_text())
     assert s["base_questions"] == len(kept) and lora["base_curve"][0] == (1.0 if kept else 0.0)
     assert len(json.loads((run / "replay.json").read_text())) <= 8

@@ -113,9 +113,8 @@ def test_batched_adapters_train_like_separate_ones_and_like_the_lora_medium(smok
     model, tok = load_model_and_tokenizer(smoke_base / "model")
     world = load_world(smoke_base / "world")
     sessions = E.fresh_sessions(world, 3, random.Random(1), set(world.entities))
-    cfg = MediumConfig(
-        kind="lora", rank=2, targets="mlp", steps=4, batch_size=2, lr=1e-2, augment="none", dtype="fp32"
-    )  # stored exactly: the comparison is of training, to fp32 rounding
+    # stored exactly: the comparison is of training, to fp32 rounding
+    cfg = MediumConfig(kind="lora", rank=2, targets="mlp", steps=4, batch_size=2, lr=1e-2, augment="none", dtype="fp32")
     mats = [[Material(0, s.transcript, 0)] for s in sessions]
 
     def trained(seeds, materials):

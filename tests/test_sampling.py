@@ -92,9 +92,9 @@ def test_sentence_start_temperature_rescales_only_the_first_tokens_of_a_sentence
             [0, 7, 4],  # the next token opens a sentence: at start
             [7, 4, 9],  # second token of the sentence: still inside n=2
             [4, 9, 9],  # third: plain
-            [7, 8, 9],
+            [7, 8, 9],  # no sentence end at all (left padding, no prompt end): plain
         ]
-    )  # no sentence end at all (left padding, no prompt end): plain
+    )
     scores = torch.arange(12.0).reshape(4, 3)
     out = proc(ids, scores.clone())
     assert torch.equal(out[:2], scores[:2] * 0.5) and torch.equal(out[2:], scores[2:])
@@ -108,8 +108,8 @@ def test_sentence_start_temperature_rescales_only_the_first_tokens_of_a_sentence
     for bad in (
         dict(start_temperature=-1.0),
         dict(temperature=1.0, start_temperature=2.0, start_tokens=0),
-        dict(start_temperature=2.0),
-    ):  # the last is greedy: nothing to rescale
+        dict(start_temperature=2.0),  # greedy: nothing to rescale
+    ):
         with pytest.raises(ValueError):
             DecodingConfig(**bad)
 

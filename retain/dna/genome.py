@@ -130,9 +130,8 @@ def task(cfg: GenomeConfig, n: int, split: str) -> tuple[np.ndarray, np.ndarray]
         at = int(rng.integers(0, 32))
         key = row[at : at + cfg.k].copy()
         end = key.copy()
-        while not label and np.array_equal(
-            end, key
-        ):  # a fresh k-mer of the same chain: no shortcut by letter statistics
+        # a fresh k-mer of the same chain: no shortcut by letter statistics
+        while not label and np.array_equal(end, key):
             end = background(cfg.k + 2, probs, rng)[2:]
         row[-cfg.k :] = end
     return x, y

@@ -226,9 +226,8 @@ def arms(cfg: DNAConfig, run: RunDir, model: Backbone) -> dict[str, dict[str, An
             continue
         model.requires_grad_(False)
         g = torch.Generator().manual_seed(derive_seed(cfg.seed, name))
-        init = model.model.embed_tokens.weight[
-            torch.randint(7, VOCAB, (p,), generator=g).to(device())
-        ]  # letters' embeddings
+        letters = torch.randint(7, VOCAB, (p,), generator=g).to(device())
+        init = model.model.embed_tokens.weight[letters]  # the prompt starts as letters' embeddings
         prompt = torch.nn.Parameter(init.detach().clone()[None])
         seconds = fit(cfg, model, train, [prompt], cfg.prompt_steps, cfg.prompt_lr, name, prompt)
         done[name] = {
