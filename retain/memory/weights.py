@@ -264,10 +264,8 @@ class WeightMemory(Memory):
                     pairs = enc([t for t, b in zip(drawn, behind) if b])
                     read = enc([t for t, b in zip(drawn, behind) if not b])
                     head = self.student_head()
-                    (asked, more), (texts, more2) = (
-                        teach(self.start + head, study + pairs, head),
-                        teach(self.start, read),
-                    )
+                    asked, more = teach(self.start + head, study + pairs, head)
+                    texts, more2 = teach(self.start, read)
                     self.base_teachers, more = asked + texts, more + more2
             return self.fresh(self.base_teachers), spent + more
         return self.fresh(self.base_teachers), 0
@@ -305,8 +303,9 @@ class LoraMemory(WeightMemory):
         super().__init__(get_peft_model(model, memory), tokenizer, cfg, **kw)
         self.svd_errors: list[float] = []
         """Per consolidation, the largest relative error of the truncated SVD over the adapted modules."""
-        self.guarded: dict[str, torch.Tensor] | None = None
-        """null_space: per adapted module, the orthonormal input directions A is kept off (computed once)."""
+        self.guarded: list[tuple[LoraLayer, torch.Tensor]] | None = None
+        """null_space: each adapted module with the orthonormal input directions its A is kept off (computed
+        once)."""
 
     def constrain(self) -> None:
         """null_space: every adapter's A (the one being trained and the memory alike) projected off the
@@ -316,15 +315,13 @@ class LoraMemory(WeightMemory):
         if self.guarded is None:
             self.guarded = self.general_directions()
         with torch.no_grad():
-            for name, module in self.model.named_modules():
-                if name in self.guarded:
-                    U = self.guarded[name]
-                    for lin in module.lora_A.values():
-                        lin.weight -= (lin.weight @ U) @ U.T
+            for module, U in self.guarded:
+                for lin in module.lora_A.values():  # per_session adds and deletes adapters: read them each time
+                    lin.weight -= (lin.weight @ U) @ U.T
 
     @torch.no_grad()
-    def general_directions(self, texts: int = 256) -> dict[str, torch.Tensor]:
-        """Per adapted module, the top eigenvectors of X^T X over `texts` base-knowledge texts read by the
+    def general_directions(self, texts: int = 256) -> list[tuple[LoraLayer, torch.Tensor]]:
+        """Each adapted module with the top eigenvectors of X^T X over `texts` base-knowledge texts read by the
         bare model (X: the module's inputs at every real position), as many as carry `null_space` of the
         trace. Uncentred, as AlphaEdit's K0 K0^T."""
         if self.base_text is None:
@@ -352,7 +349,7 @@ class LoraMemory(WeightMemory):
         finally:
             for h in hooks:
                 h.remove()
-        return {n: top_directions(g, self.cfg.null_space) for n, g in grams.items()}
+        return [(m, top_directions(grams[n], self.cfg.null_space)) for n, m in layers.items()]
 
     def write(self, material: Material) -> WriteCost:
         if self.cfg.adapters == "single":
