@@ -71,6 +71,11 @@ def write_report(run: RunDir, cfg, s: dict[str, Any]) -> None:
     monotone = ", ".join(f"gamma {g}: {'yes' if v else 'no'}" for g, v in t["monotone"].items())
     drop = ", ".join(f"{m} {_corr(v)}" for m, v in t["drop_vs_tokens"].items())
     ppl = ", ".join(f"{m} {_corr(v)}" for m, v in t["ppl_vs_tokens"].items()) or "n/a"
+    bend = " and rises after it (the inflection)" if lin["inflection_t"] else " (no inflection: it only falls)"
+    linear_rows = "\n".join(
+        f"| {r['t']} | {r['pretrain_loss']:.4f} | {r['pretrain_loss_after_ft']:.4f} | {r['ft_loss']:.4f} |"
+        for r in lin["rows"]
+    )
     text = f"""# Catastrophic overtraining: {cfg.name}
 
 `{cfg.pretrain}` pretrained at {len(rows)} budgets ({s["params"]:,} parameters), each annealed to zero; sensitivity
@@ -92,17 +97,11 @@ change on the known people's biographies after the write.
 dim {lin["config"]["dim"]}, A's singular values {lin["config"]["s_max"]:g} ... {lin["config"]["s_min"]:g}, B shares
 {lin["config"]["shared"]} modes and turns the others by {lin["config"]["angle"]:g} rad, {lin["config"]["ft_steps"]}
 fine-tuning steps at lr {lin["config"]["lr"]:g}. The pretraining loss after fine-tuning is lowest after t =
-{lin["inflection_t"]} pretraining steps\
-{" and rises after it (the inflection)" if lin["inflection_t"] else " (no inflection: it only falls)"}.
+{lin["inflection_t"]} pretraining steps{bend}.
 
 | t | pretraining loss | after fine-tuning | fine-tuning loss |
 | ---: | ---: | ---: | ---: |
-{
-        chr(10).join(
-            f"| {r['t']} | {r['pretrain_loss']:.4f} | {r['pretrain_loss_after_ft']:.4f} | {r['ft_loss']:.4f} |"
-            for r in lin["rows"]
-        )
-    }
+{linear_rows}
 
 ![pretraining loss before and after fine-tuning against pretraining time](linear.png)
 """
