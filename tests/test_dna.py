@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from retain.cli.main import main as cli
-from retain.dna.genome import LABELS, VOCAB, GenomeConfig, decode, encode, genome, task
+from retain.dna.genome import LABELS, VOCAB, GenomeConfig, decode, encode, genome, motif, task
 from retain.errors import RetainError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,7 +40,7 @@ def test_the_genome_carries_copied_segments_the_chain_alone_does_not():
 
 
 def test_the_repeat_task_returns_the_key_only_in_its_positive_examples():
-    cfg = GenomeConfig(length=2000, task_len=200, k=8)
+    cfg = GenomeConfig(length=2000, task_len=200, k=8, task="repeat")
     x, y = task(cfg, 200, "train")
     assert x.shape == (200, 200) and y.sum() == 100
     head = lambda row: {row[i : i + cfg.k].tobytes() for i in range(32)}  # noqa: E731  (the key's offsets)
@@ -51,11 +51,23 @@ def test_the_repeat_task_returns_the_key_only_in_its_positive_examples():
     assert not any(np.array_equal(a, b) for a, b in zip(x, test_x))  # the splits are drawn apart
 
 
+def test_the_motif_stands_near_the_start_of_positive_examples_and_nowhere_in_negative_ones():
+    cfg = GenomeConfig(length=2000, task_len=200, k=6)  # k 6: chance occurrences are common, so the redraw is tested
+    x, y = task(cfg, 200, "train")
+    assert x.shape == (200, 200) and y.sum() == 100
+    m = motif(cfg)
+    at = [[i for i in range(200 - cfg.k + 1) if np.array_equal(row[i : i + cfg.k], m)] for row in x]
+    assert all(a and min(a) < 32 for a, label in zip(at, y) if label)
+    assert not any(a for a, label in zip(at, y) if not label)
+    assert np.array_equal(m, motif(GenomeConfig(k=6))) and not np.array_equal(m, motif(GenomeConfig(k=6, seed=1)))
+
+
 @pytest.mark.parametrize("key,value,message", [
     ("lengths", "[64, 32]", "lengths must rise"),
     ("prompt_tokens", "[0]", "prompt_tokens must be positive"),
     ("model.order", "1", "model.order must be >= 2"),
     ("genome.k", "40", "need 2 <= k <= 16"),
+    ("genome.task", "copy", "genome.task must be motif or repeat"),
 ])  # fmt: skip
 def test_bad_dna_config_is_one_line_before_any_run(key, value, message, tmp_path, capsys):
     assert (

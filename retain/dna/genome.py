@@ -5,10 +5,13 @@ repeats are copied: at a rate `repeat_rate` per position a segment of 8-32 nucle
 `repeat_distance` positions back is copied again, each letter mutated with probability `mutation`. Next-
 nucleotide prediction on it rewards both the local statistics and copying from far back.
 
-The task (`repeat`): a sequence of `task_len` nucleotides from the same chain whose first `k`-mer (the key,
-at a random offset within the first 32) either comes back as its last `k` letters (label A) or does not
-(label N, a fresh k-mer of the same chain, so that letter statistics do not tell them apart). Only a model that
-carries the key across the whole sequence can answer.
+Two tasks on sequences of `task_len` nucleotides from the same chain, labelled A or N:
+- `motif`: a fixed `k`-mer (drawn once from the seed) stands at a random offset within the first 32 letters
+  (A) or nowhere in the sequence (N). Its presence hundreds of letters before the label decides it.
+- `repeat`: the sequence's first `k`-mer (the key, at a random offset within the first 32) comes back as its
+  last `k` letters (A) or does not (N, a fresh k-mer of the same chain, so that letter statistics do not tell
+  them apart). The model must carry an arbitrary key across the sequence and compare: associative recall,
+  which the first run's 2-layer model did not learn (docs/log.md).
 
 The tokenizer follows the reference (hyena-dna): [CLS] 0, [SEP] 1, [BOS] 2, [MASK] 3, [PAD] 4, [RESERVED] 5,
 [UNK] 6, then A C G T N as 7-11; a labelled example is the sequence, [SEP], then the label nucleotide.
@@ -60,8 +63,10 @@ class GenomeConfig:
     """Chance each copied letter is replaced by a random one."""
     task_len: int = 512
     """Nucleotides per task example."""
+    task: str = "motif"
+    """motif (a fixed k-mer near the start decides the label) or repeat (the first k-mer comes back at the end)."""
     k: int = 8
-    """Length of the task's key k-mer."""
+    """Length of the task's motif or key k-mer."""
     n_train: int = 2000
     """Task examples to train the prompts and the fine-tuning on."""
     n_test: int = 500
@@ -80,6 +85,8 @@ class GenomeConfig:
             raise ValueError(
                 f"genome: need 2 <= k <= 16 and task_len >= 2 k + 40, got k {self.k}, task_len {self.task_len}"
             )
+        if self.task not in ("motif", "repeat"):
+            raise ValueError(f"genome.task must be motif or repeat, got {self.task!r}")
         if self.n_train < 2 or self.n_test < 2:
             raise ValueError("genome: n_train and n_test must be at least 2")
 
@@ -119,13 +126,33 @@ def genome(cfg: GenomeConfig) -> np.ndarray:
     return g
 
 
+def motif(cfg: GenomeConfig) -> np.ndarray:
+    """The motif task's k-mer (letters 0-3), fixed by the seed."""
+    return np.random.default_rng([cfg.seed, 4]).integers(0, 4, cfg.k)
+
+
+def holds(row: np.ndarray, kmer: np.ndarray) -> bool:
+    """Whether `kmer` occurs anywhere in `row`."""
+    windows = np.lib.stride_tricks.sliding_window_view(row, len(kmer))
+    return bool((windows == kmer).all(1).any())
+
+
 def task(cfg: GenomeConfig, n: int, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """`n` examples of the repeat task: letters (n, task_len) and labels (n,) 1 for A (the key returns), 0 for N."""
+    """`n` examples of `cfg.task`: letters (n, task_len) and labels (n,), 1 for A, 0 for N."""
     rng = np.random.default_rng([cfg.seed, {"train": 2, "test": 3}[split]])
     probs = chain(cfg.seed)
     x = np.stack([background(cfg.task_len, probs, rng) for _ in range(n)])
     y = np.arange(n) % 2
     rng.shuffle(y)
+    if cfg.task == "motif":
+        m = motif(cfg)
+        for row, label in zip(x, y):
+            while holds(row, m):  # a chance occurrence would mislabel a negative, or add a late copy
+                row[:] = background(cfg.task_len, probs, rng)
+            if label:
+                at = int(rng.integers(0, 32))
+                row[at : at + cfg.k] = m
+        return x, y
     for row, label in zip(x, y):
         at = int(rng.integers(0, 32))
         key = row[at : at + cfg.k].copy()
