@@ -14,8 +14,9 @@ first-token margin >= 0.1, benchmarks.probe_margin).
 
     python -m benchmarks.write_control --set seed=1 --out runs/write-control-seed1
 
-Writes its section of docs/RESULTS.md (default: write_control_seed<seed>). The run directory keeps the probe draw
-and the replay texts, so a second call with the same --out reuses them.
+Writes its section of docs/RESULTS.md (default: write_control_seed<seed>). The run directory keeps the probe draw,
+the replay texts and the written adapter (written.safetensors), so a second call with the same --out reads them
+back instead of writing again.
 """
 
 from __future__ import annotations
@@ -80,7 +81,6 @@ def main() -> None:
     from benchmarks.probe_margin import margins
     from retain.config import load_config
     from retain.continual.loop import ContinualConfig, answers, evaluate, fixed_questions, prepare
-    from retain.errors import RetainError
     from retain.eval.exact_match import grade
     from retain.memory import make_memory
     from retain.memory.writers import make_writer
@@ -129,11 +129,25 @@ def main() -> None:
     before = hits()
     if sum(before) != len(before):
         print(f"note: the bare model now answers {sum(before)} of the {len(before)} kept questions")
-    seconds = 0.0
-    with resumable(out):
-        for m in progress(materials, desc=mcfg.name):
-            rehearsal.upto(m.session)
-            seconds += memory.write(m).seconds
+    saved, lora = out / "written.safetensors", {n: p for n, p in memory.model.named_parameters() if "lora_" in n}
+    if saved.exists():  # written by an earlier call: read back, not written again
+        from safetensors.torch import load_file
+
+        with torch.no_grad():
+            for n, t in load_file(saved).items():
+                lora[n].copy_(t)
+        seconds = json.loads((out / "written.json").read_text())["write_seconds"]
+    else:
+        from safetensors.torch import save_file
+
+        seconds = 0.0
+        with resumable(out):
+            for m in progress(materials, desc=mcfg.name):
+                rehearsal.upto(m.session)
+                seconds += memory.write(m).seconds
+        save_file({n: p.detach().contiguous() for n, p in lora.items()}, saved)
+        (out / "written.json").write_text(json.dumps({"write_seconds": seconds}))
+    trained = {n: p.detach().clone() for n, p in lora.items()}
     final = evaluate(memory, suites, bs)
     written = updates(memory.model)
     margin = margins(out)
@@ -150,6 +164,10 @@ def main() -> None:
         return {"kept": on([True] * len(h)), "known": on(known), "firm": on(firm)}
 
     rows = {"written": drops(final["base_hits"])}
+    # the same product B A through other factors: what rounding alone flips (under bf16 the factors matter)
+    set_updates(memory.model, written)
+    refactored = hits()
+    rows["written, refactored"] = drops(refactored)
     set_updates(memory.model, [-d for d in written])
     rows["negated"] = drops(hits())
     gen = torch.Generator().manual_seed(derive_seed(cfg.seed, "write_control"))
@@ -157,15 +175,15 @@ def main() -> None:
     for _ in progress(range(args.draws), desc="random updates"):
         set_updates(memory.model, [random_like(d, gen) for d in written])
         draws.append(drops(hits()))
-    set_updates(memory.model, written)
-    check = hits()
-    if check != final["base_hits"]:  # the written adapter read back through set_updates answers as before
-        raise RetainError("write_control: the written adapter did not round-trip through its SVD")
+    with torch.no_grad():
+        for n, t in trained.items():
+            lora[n].copy_(t)
     for i, d in enumerate(draws):
         rows[f"random {i + 1}"] = d
     rand = {k: statistics.mean(d[k] for d in draws) for k in ("kept", "known", "firm")} if draws else None
     norms = [float(d.norm()) for d in written]
-    summary = {"rows": rows, "random_mean": rand, "em": final["sessions"], "write_seconds": seconds,
+    flips = sum(a != b for a, b in zip(refactored, final["base_hits"]))
+    summary = {"rows": rows, "random_mean": rand, "em": final["sessions"], "write_seconds": seconds, "flips": flips,
                "kept": len(before), "known": sum(known), "firm": sum(firm),
                "update_norm_median": statistics.median(norms)}  # fmt: skip
     (out / "write_control.json").write_text(json.dumps(summary, indent=1))
@@ -180,8 +198,10 @@ def main() -> None:
     body = (f"`{args.config}` with {' '.join(args.overrides) or 'no overrides'}: medium `{mcfg.name}` written over "
             f"{len(materials)} sessions ({seconds:.0f} s; EM after the last write {em:.3f}, mean over sessions), "
             f"then the kept base-probe questions ({len(before)}; {sum(known)} known, {sum(firm)} firm) asked of "
-            "adapters with the written update's singular values in every module: the written one, its negation, "
-            f"and {len(draws)} with random singular vectors. Run directory `{out}`.\n\n" + "\n".join(lines))  # fmt: skip
+            "adapters with the written update's singular values in every module: the written one, the same product "
+            f"B A through its SVD factors (under bf16 other factors round otherwise: {flips} answers differ), its "
+            f"negation, and {len(draws)} with random singular vectors. Run directory `{out}`.\n\n")  # fmt: skip
+    body += "\n".join(lines)
     section = args.section or f"write_control_seed{cfg.seed}"
     write_section(section, f"The base drop of a write against random updates of its size (seed {cfg.seed})", body)
     print(body)
