@@ -2,7 +2,7 @@
 on copy and reverse with inputs of at most `--train-len` symbols, tested up to twice as long (Kazemnejad et al.
 2023 at CPU scale: ../shared/references/seed-methods.md section 3).
 
-    python -m benchmarks.length_split                       # 2 tasks x 3 positions x 3 seeds, ~25 min on 1 core
+    python -m benchmarks.length_split --tasks copy          # 3 positions x 3 seeds, ~30 min on 1 core
     python -m benchmarks.length_split --tasks copy --seeds 0 --steps 300 --section length_split_smoke
 
 An example is `[BOS] x1 .. xn [SEP] y1 .. yn` with y = x (copy) or x reversed (reverse); the loss is on the y
@@ -28,6 +28,8 @@ from benchmarks.results import RESULTS, resumable, write_section
 
 BOS, SEP, FIRST = 0, 1, 2  # special tokens, then the symbols
 POSITIONS = ("rope", "nope", "alibi")
+SHAPE = ("train_len", "steps", "d_model", "layers", "heads", "symbols", "batch_size", "lr")  # a record read back
+# must have been trained with the same
 TASKS = ("copy", "reverse")
 
 
@@ -82,7 +84,7 @@ def train(task: str, position: str, seed: int, args, path: Path) -> dict:
         for n in args.test_lens:
             _, tok[n], em[n] = scores(model, *batch(task, n, 256, args.symbols, held))
     rec = {"task": task, "position": position, "seed": seed, "em": em, "token_acc": tok, "seconds": seconds,
-           "train_len": args.train_len, "steps": args.steps}  # fmt: skip
+           **{k: getattr(args, k) for k in SHAPE}}  # fmt: skip
     path.write_text(json.dumps(rec))
     return rec
 
@@ -121,12 +123,12 @@ def main() -> None:
     ap.add_argument("--train-len", type=int, default=16, help="longest input seen in training")
     ap.add_argument("--test-lens", nargs="+", type=int, default=[4, 8, 12, 16, 20, 24, 28, 32])
     ap.add_argument("--symbols", type=int, default=16)
-    ap.add_argument("--steps", type=int, default=1500)
+    ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--d-model", type=int, default=64)
+    ap.add_argument("--d-model", type=int, default=128)
     ap.add_argument("--layers", type=int, default=2)
-    ap.add_argument("--heads", type=int, default=2)
+    ap.add_argument("--heads", type=int, default=4)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default="runs/length-split")
     ap.add_argument("--section", default="length_split")
@@ -145,7 +147,7 @@ def main() -> None:
                     path = out / f"{task}-{position}-seed{seed}.json"
                     if path.exists():  # finished before: read back
                         rec = json.loads(path.read_text())
-                        if rec["steps"] == args.steps and rec["train_len"] == args.train_len:
+                        if all(rec.get(k) == getattr(args, k) for k in SHAPE):
                             rec["em"] = {int(k): v for k, v in rec["em"].items()}
                             rec["token_acc"] = {int(k): v for k, v in rec["token_acc"].items()}
                             if set(args.test_lens) <= set(rec["em"]):
@@ -155,19 +157,20 @@ def main() -> None:
     inside = [n for n in args.test_lens if n <= args.train_len]
     beyond = [n for n in args.test_lens if n > args.train_len]
     lines = ["| task | position | " + " | ".join(f"n={n}" for n in args.test_lens)
-             + " | mean EM, n <= train | mean EM, n > train | s per run |",
-             "| --- | --- |" + " ---: |" * (len(args.test_lens) + 3)]  # fmt: skip
+             + " | mean EM, n <= train | mean EM, n > train | token accuracy, n > train | s per run |",
+             "| --- | --- |" + " ---: |" * (len(args.test_lens) + 4)]  # fmt: skip
     for task in args.tasks:
         for position in args.positions:
             runs = [r for r in records if r["task"] == task and r["position"] == position]
 
-            def cell(ns, runs=runs):
-                vals = [statistics.mean(r["em"][n] for n in ns) for r in runs]
+            def cell(ns, runs=runs, key="em"):
+                vals = [statistics.mean(r[key][n] for n in ns) for r in runs]
                 sd = f" ± {statistics.stdev(vals):.2f}" if len(vals) > 1 else ""
                 return f"{statistics.mean(vals):.2f}{sd}" if ns else "-"
 
             per_n = " | ".join(f"{statistics.mean(r['em'][n] for r in runs):.2f}" for n in args.test_lens)
-            lines.append(f"| {task} | {position} | {per_n} | {cell(inside)} | {cell(beyond)} | "
+            tok = cell(beyond, key="token_acc")
+            lines.append(f"| {task} | {position} | {per_n} | {cell(inside)} | {cell(beyond)} | {tok} | "
                          f"{statistics.mean(r['seconds'] for r in runs):.0f} |")  # fmt: skip
     img = RESULTS.parent / "img" / f"{args.section}.png"
     img.parent.mkdir(exist_ok=True)

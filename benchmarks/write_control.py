@@ -28,6 +28,7 @@ from pathlib import Path
 
 from benchmarks.results import resumable, write_section
 
+KEYS = ("kept", "known", "firm")
 FIRM = 0.1  # first-token margin at or above which the bare model's answer is firm (benchmarks.probe_margin.THIN)
 
 
@@ -72,6 +73,7 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], dest="overrides", help="config override, repeatable")
     ap.add_argument("--medium", default="lora-distill-cloze-forward", help="the LoRA medium of the config to write")
     ap.add_argument("--draws", type=int, default=3, help="random updates of the written size")
+    ap.add_argument("--scales", nargs="+", type=float, default=[1.0], help="also scale every singular value by these")
     ap.add_argument("--out", required=True, help="a run directory (reused when it exists)")
     ap.add_argument("--section", default=None)
     args = ap.parse_args()
@@ -163,6 +165,9 @@ def main() -> None:
 
         return {"kept": on([True] * len(h)), "known": on(known), "firm": on(firm)}
 
+    def mean_drops(ds: list[dict]) -> dict[str, float]:
+        return {k: statistics.mean(d[k] for d in ds) for k in KEYS}
+
     rows = {"written": drops(final["base_hits"])}
     # the same product B A through other factors: what rounding alone flips (under bf16 the factors matter)
     set_updates(memory.model, written)
@@ -175,15 +180,31 @@ def main() -> None:
     for _ in progress(range(args.draws), desc="random updates"):
         set_updates(memory.model, [random_like(d, gen) for d in written])
         draws.append(drops(hits()))
+    # the size a write may have: the written update and random ones, every singular value scaled by `scale`
+    sizes = []
+    for scale in progress([x for x in args.scales if x != 1], desc="sizes"):
+        set_updates(memory.model, [scale * d for d in written])
+        ev = evaluate(memory, suites, bs)
+        rand = []
+        for _ in range(args.draws):
+            set_updates(memory.model, [scale * random_like(d, gen) for d in written])
+            rand.append(drops(hits()))
+        sizes.append({"scale": scale, "em": statistics.mean(ev["sessions"]), "written": drops(ev["base_hits"]),
+                      "random": mean_drops(rand)})  # fmt: skip
     with torch.no_grad():
         for n, t in trained.items():
             lora[n].copy_(t)
     for i, d in enumerate(draws):
         rows[f"random {i + 1}"] = d
-    rand = {k: statistics.mean(d[k] for d in draws) for k in ("kept", "known", "firm")} if draws else None
+    rand = mean_drops(draws) if draws else None
     norms = [float(d.norm()) for d in written]
     flips = sum(a != b for a, b in zip(refactored, final["base_hits"]))
+    em = statistics.mean(final["sessions"])
+    if draws:
+        sizes.append({"scale": 1.0, "em": em, "written": rows["written"], "random": rand})
+    sizes.sort(key=lambda r: r["scale"])
     summary = {"rows": rows, "random_mean": rand, "em": final["sessions"], "write_seconds": seconds, "flips": flips,
+               "sizes": sizes,
                "kept": len(before), "known": sum(known), "firm": sum(firm),
                "update_norm_median": statistics.median(norms)}  # fmt: skip
     (out / "write_control.json").write_text(json.dumps(summary, indent=1))
@@ -194,7 +215,14 @@ def main() -> None:
     if rand:
         lines.append(f"| random, mean of {len(draws)} | {rand['kept']:+.1f} pt | {rand['known']:+.1f} pt | "
                      f"{rand['firm']:+.1f} pt |")  # fmt: skip
-    em = sum(final["sessions"]) / len(final["sessions"])
+    if len(sizes) > 1:
+        lines += ["", "Every singular value of every module scaled (the written update moved towards the base, as LiTI "
+                  f"moves it, and random updates of the scaled spectrum, mean of {len(draws)} draws):", "",
+                  "| scale | written: EM | " + " | ".join(f"{w}: {k}" for w in ("written", "random") for k in KEYS)
+                  + " |", "| ---: |" + " ---: |" * 7]  # fmt: skip
+        lines += [f"| {r['scale']:g} | {r['em']:.3f} | "
+                  + " | ".join(f"{r[w][k]:+.1f} pt" for w in ("written", "random") for k in KEYS)
+                  + " |" for r in sizes]  # fmt: skip
     body = (f"`{args.config}` with {' '.join(args.overrides) or 'no overrides'}: medium `{mcfg.name}` written over "
             f"{len(materials)} sessions ({seconds:.0f} s; EM after the last write {em:.3f}, mean over sessions), "
             f"then the kept base-probe questions ({len(before)}; {sum(known)} known, {sum(firm)} firm) asked of "
