@@ -181,7 +181,7 @@ def main() -> None:
             f"{args.symbols} symbols; exact match on 256 test examples per length (mean over seeds; ± the sd over "
             f"seeds of each run's mean). Run records in `{out}`.\n\n" + "\n".join(lines)
             + f"\n\n![exact match against input length]({img.relative_to(RESULTS.parent)})")  # fmt: skip
-    write_section(args.section, "NoPE, RoPE and ALiBi on a length split (copy, reverse)", body)
+    write_section(args.section, f"NoPE, RoPE and ALiBi on a length split ({', '.join(args.tasks)})", body)
     print(body)
 
 
