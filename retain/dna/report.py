@@ -22,7 +22,7 @@ def write_report(run: RunDir, cfg, s: dict[str, Any]) -> None:
     ax.axhline(arms["frozen"]["accuracy"], color="C2", ls=":", label="frozen, no prompt")
     ax.axhline(0.5, color="grey", lw=0.5)
     ax.set(xscale="log", xlabel="prompt tokens", ylabel="test accuracy", ylim=(0.4, 1.02),
-           title=f"Long-range repeat task ({cfg.genome.task_len} nt)")  # fmt: skip
+           title=f"Long-range {cfg.genome.task} task ({cfg.genome.task_len} nt)")  # fmt: skip
     ax.legend(fontsize=8)
     fig.tight_layout()
     run.savefig(fig, "accuracy.png")
@@ -30,13 +30,17 @@ def write_report(run: RunDir, cfg, s: dict[str, Any]) -> None:
     rows = "\n".join(f"| {k} | {v['accuracy']:.3f} | {v['trained']:,} | {v['seconds']:.0f} |" for k, v in arms.items())
     stages = "\n".join(f"| {t['length']} | {t['loss']:.4f} | {t['seconds']:.0f} |" for t in s["stages"])
     ratio = ", ".join(f"{k} {v:.2f}x" for k, v in s["prompt_vs_finetune"].items() if v is not None)
+    g = cfg.genome
+    asked = (f"does a fixed {g.k}-mer stand within the first 32 letters of a {g.task_len}-nt sequence (or nowhere)?"
+             if g.task == "motif" else
+             f"does the first {g.k}-mer of a {g.task_len}-nt sequence come back as its last?")  # fmt: skip
     run.write_report(f"""# HyenaDNA on a synthetic genome: {cfg.name}
 
 A Hyena backbone ({cfg.model.n_layers} layers of {cfg.model.d_model}, order {cfg.model.order}, {s["params"]:,}
 parameters, filters of {s["l_max"]} positions) pretrained by next-nucleotide prediction on a {cfg.genome.length:,}-nt
 synthetic genome with repeats, at lengths {", ".join(map(str, cfg.lengths))} ({cfg.stage_steps} steps each, batch
-{cfg.batch_size}). The task: does the first {cfg.genome.k}-mer of a {cfg.genome.task_len}-nt sequence come back as its
-last? Label nucleotide A or N after [SEP]; {cfg.genome.n_train} training and {cfg.genome.n_test} test examples.
+{cfg.batch_size}). The task ({g.task}): {asked} Label nucleotide A or N after [SEP]; {g.n_train} training and
+{g.n_test} test examples.
 
 | arm | test accuracy | trained values | seconds |
 | --- | ---: | ---: | ---: |
