@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from benchmarks.mqar import warmup_cosine
 from benchmarks.results import RESULTS, resumable, write_section
 
 BOS, SEP, FIRST = 0, 1, 2  # special tokens, then the symbols
@@ -63,9 +63,7 @@ def train(task: str, position: str, seed: int, args, path: Path) -> dict:
                          n_heads=args.heads, d_ff=4 * args.d_model, position=position, max_seq_len=longest)  # fmt: skip
     model = init_weights(Backbone(cfg), seed=seed)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98), weight_decay=0.05)
-    warmup = max(1, args.steps // 20)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (
-        1 + math.cos(math.pi * min(1.0, s / args.steps))))  # fmt: skip
+    sched = warmup_cosine(opt, args.steps)
     g = torch.Generator().manual_seed(seed)
     t0 = time.perf_counter()
     for _ in progress(range(args.steps), desc=f"{task} {position} seed {seed}"):

@@ -104,15 +104,21 @@ VARIANTS: dict[str, dict] = {
 }
 
 
+def warmup_cosine(opt: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """The probes' schedule: linear warm-up over the first 5% of `steps`, times a cosine from 1 to 0 over all of
+    them (the product, so the cosine starts at step 0)."""
+    warmup = max(1, steps // 20)
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (
+        1 + math.cos(math.pi * min(1.0, s / steps))))  # fmt: skip
+
+
 def train(args, log_path: Path) -> tuple[list[dict], int]:
     """Train one model on MQAR; returns its evaluations (every `eval_every` steps) and its parameter count."""
     from tqdm import tqdm
 
     model = model_for(args, args.keys + args.values + 1).to(args.device)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98), weight_decay=0.1)
-    warmup = max(1, args.steps // 20)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (
-        1 + math.cos(math.pi * min(1.0, s / args.steps))))  # fmt: skip
+    sched = warmup_cosine(opt, args.steps)
     g = torch.Generator().manual_seed(args.seed)
     rows, t0 = [], time.perf_counter()
     with open(log_path, "w") as log:
