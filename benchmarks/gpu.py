@@ -2,6 +2,7 @@
 same run, written to docs/RESULTS.md with the device named (section `device_<cuda|cpu>`).
 
     python -m benchmarks.gpu                  # on a GPU machine: under 5 minutes on one H100
+    python -m benchmarks.gpu --scale cpu      # the same four on 2 CPU cores, at the default base's shape (~10 min)
     python -m benchmarks.gpu --scale quick    # a check of the script on a CPU (minutes; printed, not recorded)
 
 1. Pretraining throughput of configs/pretrain.yaml (tokens/s between the first logged step and the last).
@@ -32,6 +33,7 @@ from retain.models.device import configure, device, uses_bf16
 ROOT = Path(__file__).resolve().parents[1]
 SCALES = {  # pretrain steps, LoRA rows per batch and steps, inner-loop steps, hidden/layers of the random model
     "full": dict(pretrain_steps=300, lora_batch=16, lora_steps=60, inner_steps=40, hidden=768, layers=12),
+    "cpu": dict(pretrain_steps=100, lora_batch=8, lora_steps=20, inner_steps=20, hidden=128, layers=3),
     "quick": dict(pretrain_steps=30, lora_batch=4, lora_steps=6, inner_steps=4, hidden=64, layers=2),
 }
 

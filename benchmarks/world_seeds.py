@@ -5,7 +5,9 @@
     python -m benchmarks.world_seeds --out runs/worlds --reuse 0=runs/base   # seed 0 read from an existing run
     python -m benchmarks.world_seeds --out runs/worlds-2500 --set train.steps=2500 --section world_seeds_2500
 
-A seed whose run holds a summary is only read back; one left half-way resumes.
+A seed whose run holds a summary is only read back; one left half-way resumes. A second table asks each base the
+whole open-book suite again (every fresh person, every attribute) and splits its recall by attribute, with the
+share of wrong answers that are another value its context states: where a world's reading fails.
 """
 
 from __future__ import annotations
@@ -25,6 +27,32 @@ ROWS = [
     "binding_acc",
     "seconds",
 ]
+
+
+def attribute_rows(runs: dict[int, tuple[Path, dict]]) -> list[str]:
+    """Open-book recall per attribute of each run's base on its whole open-book suite (final-evaluation draw)."""
+    from retain.config import read_yaml
+    from retain.eval.suites import base_suites, by_attribute
+    from retain.models.build import load_model_and_tokenizer
+    from retain.world.io import load_world
+
+    table = {}
+    for seed, (out, _) in runs.items():
+        world = load_world(out / "world")
+        model, tok = load_model_and_tokenizer(out / "model")
+        cfg_seed = read_yaml(out / "config.yaml")["seed"]
+        table[seed] = by_attribute(model.eval(), tok, base_suites(world, seed=cfg_seed + 1)["open_book"])
+    attrs = sorted({a for t in table.values() for a in t})
+    lines = [
+        "| world seed | " + " | ".join(attrs) + " | wrong answers stating another value of the context |",
+        "| --- |" + " ---: |" * (len(attrs) + 1),
+    ]
+    for seed, t in table.items():
+        wrong = sum(v["n"] * (1 - v["acc"]) for v in t.values())
+        misread = sum(v["n"] * (1 - v["acc"]) * v["wrong_in_context"] for v in t.values())
+        cells = [f"{t[a]['acc']:.2f}" for a in attrs]
+        lines.append(f"| {seed} | " + " | ".join(cells) + f" | {misread / max(wrong, 1):.2f} of {wrong:.0f} |")
+    return lines
 
 
 def main() -> None:
@@ -60,7 +88,11 @@ def main() -> None:
         "each world seed. "
         f"Targets: closed-book >= {TARGETS['closed_book_acc']}, open-book >= {TARGETS['open_book_acc']}, within "
         f"{SECONDS // 60} minutes, held-out-template and session-reading accuracy within {DROP * 100:.0f} points "
-        f"of world seed {min(runs)}. `seconds` is the training wall time as the run logged it.\n\n" + "\n".join(lines)
+        f"of world seed {min(runs)}. `seconds` is the training wall time as the run logged it.\n\n"
+        + "\n".join(lines)
+        + "\n\nOpen-book recall by attribute, each base asked its whole open-book suite (every fresh person, every "
+        "attribute, the final evaluation's draw), and the share of its wrong answers that are another value its "
+        "context states:\n\n" + "\n".join(attribute_rows(runs))
     )
     write_section(args.section, "The base model on four worlds", body)
 

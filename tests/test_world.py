@@ -233,3 +233,31 @@ def test_stream_items_hold_every_session_in_context_once(tmp_path):
     assert all(c == context for c, _ in items)
     positions = [context.index(f"Session {s.index + 1}. {s.transcript}") for s in world.sessions]
     assert positions == sorted(positions)  # oldest first
+
+
+def test_by_attribute_splits_recall_and_finds_misread_values(world, monkeypatch):
+    """A reader that answers every birth city with the home city its context states scores 0 there, and every
+    such wrong answer counts as a value of the context; other attributes answered right score 1."""
+    import retain.eval.suites as S
+
+    items = X.open_book_items(world.split("eval")[:10], world, random.Random(0))
+    people = world.entities
+
+    def fake_ask(model, tok, questions, contexts, batch_size=64):
+        def reply(q):
+            e = people[q.entity]
+            if q.attribute == "birth_city":
+                return e.attrs["home_city"]
+            return "nowhere" if q.attribute == "field" else q.answer
+
+        return [reply(q) for q in questions]
+
+    monkeypatch.setattr(S, "ask", fake_ask)
+    table = S.by_attribute(None, None, items)
+    assert set(table) == set(ATTRIBUTE_SETS) | {"mentor"}  # recall only: no two-hop or compare rows
+    same = sum(people[q.entity].attrs["home_city"] == q.answer for _, q in items if q.attribute == "birth_city")
+    assert table["birth_city"]["acc"] == same / 10
+    if same < 10:
+        assert table["birth_city"]["wrong_in_context"] == 1.0
+    assert table["field"] == {"acc": 0.0, "n": 10, "wrong_in_context": 0.0}
+    assert table["employer"]["acc"] == 1.0

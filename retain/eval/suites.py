@@ -50,6 +50,25 @@ def run_suites(model, tokenizer, suites: dict[str, list[X.Item]], batch_size: in
     return out
 
 
+def by_attribute(model, tokenizer, items: list[X.Item], batch_size: int = 64) -> dict[str, dict[str, float]]:
+    """Recall accuracy of `items` per attribute asked, and the share of wrong answers that are another value
+    the context states (a reader that found a value of the right type but bound it to the wrong relation,
+    e.g. the home city asked for the birth city)."""
+    items = [(c, q) for c, q in items if q.kind == "recall"]
+    preds = ask(model, tokenizer, [q for _, q in items], [c for c, _ in items], batch_size=batch_size)
+    hits: dict[str, list[float]] = {}
+    misread: dict[str, list[bool]] = {}
+    for (context, q), p in zip(items, preds, strict=True):
+        ok = score([q], [p])["acc"]
+        hits.setdefault(q.attribute, []).append(ok)
+        if not ok:
+            misread.setdefault(q.attribute, []).append(bool(p.strip()) and context is not None and p.strip() in context)
+    return {
+        a: {"acc": sum(h) / len(h), "n": len(h), "wrong_in_context": sum(misread.get(a, [])) / max(1, len(h) - sum(h))}
+        for a, h in sorted(hits.items())
+    }
+
+
 def headline(metrics: dict[str, float]) -> dict[str, float]:
     """The summary numbers of a base model: recall accuracies closed-book, open-book, held-out templates."""
 

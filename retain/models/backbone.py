@@ -112,16 +112,20 @@ class RMSNorm(nn.Module):
         return self.weight * (h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)).to(x.dtype)
 
 
-def rope(x: torch.Tensor, theta: float, positions: torch.Tensor | None = None) -> torch.Tensor:
+def rope(x: torch.Tensor, theta: float, positions: torch.Tensor | None = None,
+         dtype: torch.dtype | None = None) -> torch.Tensor:  # fmt: skip
     """Rotary position embedding of (B, H, T, D) as Llama applies it (halves rotated, not pairs), at `positions`
-    (B, T) or 0..T-1."""
+    (B, T) or 0..T-1, with the angles' cos and sin in `dtype` (Llama's: the residual stream's). Under bf16
+    autocast that keeps the rotated q and k in fp32, as Llama does: cast back to bf16 here, the gradients of
+    the K/V heads a GQA group shares were summed in bf16, not fp32, and training drifted from Llama's."""
     T, D = x.shape[-2], x.shape[-1]
     inv = 1.0 / theta ** (torch.arange(0, D, 2, device=x.device, dtype=torch.float32) / D)
     pos = torch.arange(T, device=x.device)[None] if positions is None else positions
     angles = (pos.float()[..., None] * inv)[:, None]  # (B or 1, 1, T, D/2)
-    cos, sin = torch.cat([angles, angles], -1).cos(), torch.cat([angles, angles], -1).sin()
+    emb = torch.cat([angles, angles], -1)
+    cos, sin = emb.cos().to(dtype or x.dtype), emb.sin().to(dtype or x.dtype)
     x1, x2 = x[..., : D // 2], x[..., D // 2 :]
-    return (x * cos + torch.cat([-x2, x1], -1) * sin).to(x.dtype)
+    return x * cos + torch.cat([-x2, x1], -1) * sin
 
 
 def alibi(n_heads: int, T: int, device, S: int | None = None) -> torch.Tensor:
@@ -152,12 +156,12 @@ class Attention(nn.Module):
         q = self.q_proj(x).view(B, T, cfg.n_heads, cfg.head_dim).transpose(1, 2)
         if self.owns_kv:
             k = self.k_proj(x).view(B, T, cfg.heads_kv, cfg.head_dim).transpose(1, 2)
-            k = rope(k, cfg.rope_theta, step.positions) if cfg.position == "rope" else k
+            k = rope(k, cfg.rope_theta, step.positions, x.dtype) if cfg.position == "rope" else k
             v = self.v_proj(x).view(B, T, cfg.heads_kv, cfg.head_dim).transpose(1, 2)
             kv = step.cache.update(k, v, slot) if step.cache is not None else (k, v)
         k, v = kv
         if cfg.position == "rope":
-            q = rope(q, cfg.rope_theta, step.positions)
+            q = rope(q, cfg.rope_theta, step.positions, x.dtype)
         rep = cfg.n_heads // cfg.heads_kv
         k, v = k.repeat_interleave(rep, 1), v.repeat_interleave(rep, 1)
         mask = step.mask
@@ -185,13 +189,14 @@ class MLP(nn.Module):
 class Block(nn.Module):
     def __init__(self, cfg: BackboneConfig, owns_kv: bool):
         super().__init__()
-        self.input_layernorm = RMSNorm(cfg.d_model, cfg.rms_eps)
         if cfg.mixer == "hyena":
             self.mixer = HyenaOperator(cfg.d_model, cfg.max_seq_len, order=cfg.hyena_order)
         else:
             self.self_attn = Attention(cfg, owns_kv)
-        self.post_attention_layernorm = RMSNorm(cfg.d_model, cfg.rms_eps)
         self.mlp = MLP(cfg)
+        # registered in Llama's order, so optimizers and gradient clipping sum over the parameters as for Llama
+        self.input_layernorm = RMSNorm(cfg.d_model, cfg.rms_eps)
+        self.post_attention_layernorm = RMSNorm(cfg.d_model, cfg.rms_eps)
 
     def forward(self, x: torch.Tensor, kv, step: Step | None = None, slot: int = 0):
         h = self.input_layernorm(x)
