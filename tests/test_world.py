@@ -261,3 +261,22 @@ def test_by_attribute_splits_recall_and_finds_misread_values(world, monkeypatch)
         assert table["birth_city"]["wrong_in_context"] == 1.0
     assert table["field"] == {"acc": 0.0, "n": 10, "wrong_in_context": 0.0}
     assert table["employer"]["acc"] == 1.0
+
+
+def test_contrast_examples_state_both_cities_and_ask_both(world):
+    """mixture.contrast: a person states the two attributes of one choice set (born in one city, living in
+    another) and both are asked, so the relation alone tells the two answers apart."""
+    from retain.world.examples import SHARED_SETS
+
+    assert SHARED_SETS == [["birth_city", "home_city"]]
+    for i in range(20):
+        segs = X.icl_facts_example(world, random.Random(i), set(world.entities), max_facts=1, contrast=1.0)
+        context, questions = segs[0][0], " ".join(text for text, _ in segs[1:])
+        n_people = context.count(".")  # one sentence per fact
+        assert n_people in (2, 4)  # one or two people, two facts each
+        asked = [q for q in T.QUESTION["birth_city"] + T.QUESTION["home_city"] if q.split("{name}")[0] in questions]
+        assert asked, questions
+    plain = X.icl_facts_example(world, random.Random(0), set(world.entities), max_facts=1)
+    assert plain == X.icl_facts_example(world, random.Random(0), set(world.entities), max_facts=1, contrast=0.0)
+    with pytest.raises(ValueError, match="contrast"):
+        MixtureConfig(contrast=1.5)

@@ -46,6 +46,10 @@ class MixtureConfig:
     that copy a value out of the context form in ~200 steps; with whole biographies they plateau (docs/log.md)."""
     max_facts: int = 3
     """Most facts per person in an icl_facts example (the count is geometric: half have one)."""
+    contrast: float = 0.0
+    """Share of icl_facts people (reading warm-up included) who state both attributes of one choice set, born
+    in one city and living in another, and are asked both: without it a base can learn to copy a city out of a
+    biography without telling the two relations apart (docs/log.md, 2026-12-06 session 9)."""
     max_context_people: int = 3
     """Most fresh biographies in one in-context example."""
     max_binding_people: int = 8
@@ -60,6 +64,8 @@ class MixtureConfig:
         weights = self.task_weights().values()
         if any(w < 0 for w in weights) or sum(weights) <= 0:
             raise ValueError("mixture weights must be non-negative and not all zero")
+        if not 0.0 <= self.contrast <= 1.0:
+            raise ValueError(f"mixture.contrast must be in [0, 1], got {self.contrast}")
 
     def task_weights(self) -> dict[str, float]:
         """Each task's (unnormalised) weight, by task name."""
@@ -81,7 +87,7 @@ def sample_example(world: World, mix: MixtureConfig, rng: random.Random, reserve
     if task == "icl_bio":
         segs = X.icl_bio_example(world, rng, reserved, mix.max_context_people)
     elif task == "icl_facts":
-        segs = X.icl_facts_example(world, rng, reserved, mix.max_facts)
+        segs = X.icl_facts_example(world, rng, reserved, mix.max_facts, mix.contrast)
     elif task == "icl_binding":
         segs = X.icl_binding_example(world, rng, reserved, mix.max_binding_people)
     elif task == "icl_session":
@@ -162,7 +168,7 @@ def pretrain_batch(world: World, tokenizer, mix: MixtureConfig, seed: int, step:
     examples, total, too_long = [], 0, 0
     while total < rows * seq_len * 0.97:
         if step < mix.reading_warmup_steps:
-            segs = X.icl_facts_example(world, rng, reserved, max_facts=1)
+            segs = X.icl_facts_example(world, rng, reserved, max_facts=1, contrast=mix.contrast)
         else:
             segs = sample_example(world, mix, rng, reserved)
         ex = tokenize(tokenizer, segs)

@@ -87,17 +87,31 @@ def icl_bio_example(world: World, rng: random.Random, reserved: set[str], max_pe
     return [(context, True)] + qa_segments(qs, train_questions=True)
 
 
-def icl_facts_example(world: World, rng: random.Random, reserved: set[str], max_facts: int = 3) -> Segments:
+_BY_SET: dict[int, list[str]] = {}
+for _attr, _choices in ATTRIBUTE_SETS.items():
+    _BY_SET.setdefault(id(_choices), []).append(_attr)
+SHARED_SETS = [group for group in _BY_SET.values() if len(group) > 1]
+"""Attributes drawn from one choice set (the birth city and the home city): only the relation tells their
+values apart in a context."""
+
+
+def icl_facts_example(world: World, rng: random.Random, reserved: set[str], max_facts: int = 3,
+                      contrast: float = 0.0) -> Segments:  # fmt: skip
     """One or two fresh people with 1..max_facts facts each (geometric: half have one), sentences shuffled
     together, then a question per fact. The short context gives a strong, early gradient to the heads that copy a
-    value out of the context; full biographies alone leave a long plateau first (docs/log.md)."""
+    value out of the context; full biographies alone leave a long plateau first (docs/log.md). With probability
+    `contrast` a person states instead every attribute of one shared choice set (`SHARED_SETS`: born in one
+    city, living in another), so the answer must be bound to the relation asked, not to the value's type."""
     people = fresh_people(world, rng.randint(1, 2), rng, reserved)
     sentences, qs = [], []
     for p in people:
         k = 1
         while k < max_facts and rng.random() < 0.5:  # mostly one or two facts: a short context
             k += 1
-        for a in rng.sample(list(p.attrs), k=k):
+        chosen = rng.sample(list(p.attrs), k=k)
+        if SHARED_SETS and contrast and rng.random() < contrast:
+            chosen = rng.choice(SHARED_SETS)
+        for a in chosen:
             sentences.append(R.fact_sentence(p.name, a, p.attrs[a], rng))
             qs.append(R.question(p.name, a, p.attrs[a], rng))
     rng.shuffle(sentences)
