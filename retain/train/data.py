@@ -47,9 +47,10 @@ class MixtureConfig:
     max_facts: int = 3
     """Most facts per person in an icl_facts example (the count is geometric: half have one)."""
     contrast: float = 0.0
-    """Share of icl_facts people (reading warm-up included) who state both attributes of one choice set, born
-    in one city and living in another, and are asked both: without it a base can learn to copy a city out of a
-    biography without telling the two relations apart (docs/log.md, 2026-12-06 session 9)."""
+    """Share of icl_facts people after the reading warm-up who state both attributes of one choice set, born in
+    one city and living in another, and are asked both. Meant for bases that copy a city out of a biography
+    without telling the two relations apart; in the warm-up too, at 0.5, it slowed reading down (docs/log.md,
+    2026-12-06 session 9)."""
     max_context_people: int = 3
     """Most fresh biographies in one in-context example."""
     max_binding_people: int = 8
@@ -168,7 +169,7 @@ def pretrain_batch(world: World, tokenizer, mix: MixtureConfig, seed: int, step:
     examples, total, too_long = [], 0, 0
     while total < rows * seq_len * 0.97:
         if step < mix.reading_warmup_steps:
-            segs = X.icl_facts_example(world, rng, reserved, max_facts=1, contrast=mix.contrast)
+            segs = X.icl_facts_example(world, rng, reserved, max_facts=1)
         else:
             segs = sample_example(world, mix, rng, reserved)
         ex = tokenize(tokenizer, segs)
