@@ -49,8 +49,8 @@ class MixtureConfig:
     contrast: float = 0.0
     """Share of icl_facts people after the reading warm-up who state both attributes of one choice set, born in
     one city and living in another, and are asked both. Meant for bases that copy a city out of a biography
-    without telling the two relations apart; in the warm-up too, at 0.5, it slowed reading down (docs/log.md,
-    2026-12-06 session 9)."""
+    without telling the two relations apart: at 0.5 it fixed that on world 0 with training seed 2, not on
+    worlds 2 and 3; in the warm-up too it slowed reading down (docs/world.md)."""
     max_context_people: int = 3
     """Most fresh biographies in one in-context example."""
     max_binding_people: int = 8
