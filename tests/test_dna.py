@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from retain.cli.main import main as cli
-from retain.dna.genome import LABELS, VOCAB, GenomeConfig, decode, encode, genome, motif, task
+from retain.dna.genome import LABELS, VOCAB, GenomeConfig, decode, encode, genome, holds, marker, motif, task
 from retain.errors import RetainError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,12 +62,27 @@ def test_the_motif_stands_near_the_start_of_positive_examples_and_nowhere_in_neg
     assert np.array_equal(m, motif(GenomeConfig(k=6))) and not np.array_equal(m, motif(GenomeConfig(k=6, seed=1)))
 
 
+def test_the_genome_with_a_rule_ends_each_rule_window_with_the_marker_and_the_letter_the_motif_decides():
+    cfg = GenomeConfig(length=20000, task_len=200, k=8, rule_rate=0.5)
+    g, span = genome(cfg), cfg.task_len + cfg.k + 1
+    assert np.array_equal(genome(GenomeConfig(length=20000, task_len=200)), genome(GenomeConfig(length=20000)))
+    windows = [g[i : i + span] for i in range(0, len(g) - span + 1, span)]
+    ruled = [w for w in windows if np.array_equal(w[cfg.task_len : -1], marker(cfg))]
+    assert len(ruled) == round(0.5 * (len(g) // span))
+    letters = [int(w[-1]) for w in ruled]
+    present = [holds(w[: cfg.task_len], motif(cfg)) for w in ruled]
+    assert letters == [0 if p else 3 for p in present]  # A after a window with the motif, T after one without
+    assert 0.3 < sum(present) / len(ruled) < 0.7
+    assert not np.array_equal(marker(cfg), motif(cfg))
+
+
 @pytest.mark.parametrize("key,value,message", [
     ("lengths", "[64, 32]", "lengths must rise"),
     ("prompt_tokens", "[0]", "prompt_tokens must be positive"),
     ("model.order", "1", "model.order must be >= 2"),
     ("genome.k", "40", "need 2 <= k <= 16"),
     ("genome.task", "copy", "genome.task must be motif or repeat"),
+    ("genome.rule_rate", "1.5", "genome.rule_rate must be in"),
 ])  # fmt: skip
 def test_bad_dna_config_is_one_line_before_any_run(key, value, message, tmp_path, capsys):
     assert (

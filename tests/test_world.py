@@ -280,3 +280,25 @@ def test_contrast_examples_state_both_cities_and_ask_both(world):
     assert plain == X.icl_facts_example(world, random.Random(0), set(world.entities), max_facts=1, contrast=0.0)
     with pytest.raises(ValueError, match="contrast"):
         MixtureConfig(contrast=1.5)
+
+
+def test_relation_examples_ask_each_city_forward_and_reversed(world):
+    """mixture.icl_relation: every city a person states is asked both ways, the reverse answered by the
+    relation of the sentence that states it, and the reverse question tokenizes without <unk>."""
+    from retain.world import vocab
+    from retain.world.io import build_tokenizer
+
+    tok = build_tokenizer(world)
+    relation = {word: attr for attr, word in T.RELATION_WORD.items()}
+    for i in range(20):
+        segs = X.icl_relation_example(world, random.Random(i), set(world.entities))
+        context = segs[0][0]
+        pairs = [(segs[j][0], segs[j + 1][0].strip()) for j in range(1, len(segs), 3)]
+        reverse = [(q, a) for q, a in pairs if a in relation]
+        assert len(reverse) == sum(a in vocab.CITIES for _, a in pairs) >= 2
+        for q, word in reverse:
+            city, name = q.removeprefix("Q: What is ").removesuffix("? A:").split(" to ")
+            said = {a: any(t.format(name=name, value=city) in context for t in T.BIO[a]) for a in relation.values()}
+            assert said == {attr: attr == relation[word] for attr in said}, (q, word, context)
+            assert tok.unk_token not in tok.tokenize(q)
+    assert MixtureConfig().icl_relation == 0.0  # off by default: the recorded base's stream is unchanged

@@ -5,6 +5,10 @@ repeats are copied: at a rate `repeat_rate` per position a segment of 8-32 nucle
 `repeat_distance` positions back is copied again, each letter mutated with probability `mutation`. Next-
 nucleotide prediction on it rewards both the local statistics and copying from far back.
 
+With `rule_rate` > 0 the genome also carries the motif task's rule itself (`plant_rule`): windows whose
+first letters hold the motif or not, then a marker and the letter the rule gives. Pretraining then has a reason
+to carry the motif's presence to a window's end, which a frozen model needs for a soft prompt to read it out.
+
 Two tasks on sequences of `task_len` nucleotides from the same chain, labelled A or N:
 - `motif`: a fixed `k`-mer (drawn once from the seed) stands at a random offset within the first 32 letters
   (A) or nowhere in the sequence (N). Its presence hundreds of letters before the label decides it.
@@ -61,6 +65,11 @@ class GenomeConfig:
     """How far back a copied segment may lie."""
     mutation: float = 0.02
     """Chance each copied letter is replaced by a random one."""
+    rule_rate: float = 0.0
+    """Share of the genome laid out as the long-range rule: windows of `task_len` letters that hold the
+    task's motif in their first 32 letters or nowhere, each followed by the marker k-mer and the letter the
+    rule gives (A with the motif, T without). Next-nucleotide prediction then rewards carrying the motif's
+    presence to the window's end. 0: no rule (the runs before it)."""
     task_len: int = 512
     """Nucleotides per task example."""
     task: str = "motif"
@@ -85,6 +94,8 @@ class GenomeConfig:
             raise ValueError(
                 f"genome: need 2 <= k <= 16 and task_len >= 2 k + 40, got k {self.k}, task_len {self.task_len}"
             )
+        if not 0 <= self.rule_rate <= 0.9:
+            raise ValueError(f"genome.rule_rate must be in [0, 0.9], got {self.rule_rate}")
         if self.task not in ("motif", "repeat"):
             raise ValueError(f"genome.task must be motif or repeat, got {self.task!r}")
         if self.n_train < 2 or self.n_test < 2:
@@ -123,12 +134,42 @@ def genome(cfg: GenomeConfig) -> np.ndarray:
             i += n
         else:
             i += 1
+    if cfg.rule_rate:
+        plant_rule(g, cfg, rng)
     return g
+
+
+def plant_rule(g: np.ndarray, cfg: GenomeConfig, rng: np.random.Generator) -> None:
+    """Lay `rule_rate` of the genome out as rule windows, in place: a window of `task_len` letters with the
+    motif at an offset below 32 (half of them) or nowhere, then the marker and A (motif) or T (none)."""
+    m, mark, span = motif(cfg), marker(cfg), cfg.task_len + cfg.k + 1
+    slots = len(g) // span
+    probs = chain(cfg.seed)
+    for slot in rng.choice(slots, round(cfg.rule_rate * slots), replace=False):
+        at = int(slot) * span
+        window = g[at : at + cfg.task_len]
+        while holds(window, m):  # a chance occurrence would break the rule
+            window[:] = background(cfg.task_len, probs, rng)
+        present = rng.random() < 0.5
+        if present:
+            o = int(rng.integers(0, 32))
+            window[o : o + cfg.k] = m
+        g[at + cfg.task_len : at + span - 1] = mark
+        g[at + span - 1] = 0 if present else 3  # A or T
 
 
 def motif(cfg: GenomeConfig) -> np.ndarray:
     """The motif task's k-mer (letters 0-3), fixed by the seed."""
     return np.random.default_rng([cfg.seed, 4]).integers(0, 4, cfg.k)
+
+
+def marker(cfg: GenomeConfig) -> np.ndarray:
+    """The rule windows' end marker (letters 0-3), fixed by the seed and unlike the motif."""
+    rng = np.random.default_rng([cfg.seed, 5])
+    while True:
+        mark = rng.integers(0, 4, cfg.k)
+        if not np.array_equal(mark, motif(cfg)):
+            return mark
 
 
 def holds(row: np.ndarray, kmer: np.ndarray) -> bool:

@@ -33,6 +33,10 @@ class MixtureConfig:
     icl_binding: float = 0.0
     """Several fresh people stated with the same attributes, then questions: only the name tells the values
     apart, which teaches the binding that reading many sessions at once needs (docs/log.md)."""
+    icl_relation: float = 0.0
+    """Fresh people born in one city and living in another, asked each city's question and its reverse ("What
+    is <city> to <name>?"): trains the relation into the city's position, which bases reading the two cities
+    at chance lack (docs/world.md)."""
     summary: float = 0.05
     """A fresh session's transcript, then the generic summary a reader would keep."""
     copy: float = 0.0
@@ -71,7 +75,8 @@ class MixtureConfig:
     def task_weights(self) -> dict[str, float]:
         """Each task's (unnormalised) weight, by task name."""
         return {"bio": self.bio, "qa": self.qa, "icl_bio": self.icl_bio, "icl_facts": self.icl_facts,
-                "icl_session": self.icl_session, "icl_binding": self.icl_binding, "summary": self.summary,
+                "icl_session": self.icl_session, "icl_binding": self.icl_binding, "icl_relation": self.icl_relation,
+                "summary": self.summary,
                 "copy": self.copy}  # fmt: skip
 
 
@@ -89,6 +94,8 @@ def sample_example(world: World, mix: MixtureConfig, rng: random.Random, reserve
         segs = X.icl_bio_example(world, rng, reserved, mix.max_context_people)
     elif task == "icl_facts":
         segs = X.icl_facts_example(world, rng, reserved, mix.max_facts, mix.contrast)
+    elif task == "icl_relation":
+        segs = X.icl_relation_example(world, rng, reserved)
     elif task == "icl_binding":
         segs = X.icl_binding_example(world, rng, reserved, mix.max_binding_people)
     elif task == "icl_session":

@@ -15,6 +15,7 @@ from __future__ import annotations
 import random
 
 from retain.world import render as R
+from retain.world import templates as T
 from retain.world.templates import UPDATABLE
 from retain.world.world import ATTRIBUTE_SETS, Entity, Fact, Session, World, all_names, random_attrs
 
@@ -114,6 +115,28 @@ def icl_facts_example(world: World, rng: random.Random, reserved: set[str], max_
         for a in chosen:
             sentences.append(R.fact_sentence(p.name, a, p.attrs[a], rng))
             qs.append(R.question(p.name, a, p.attrs[a], rng))
+    rng.shuffle(sentences)
+    rng.shuffle(qs)
+    return [(" ".join(sentences), True)] + qa_segments(qs, train_questions=True)
+
+
+def icl_relation_example(world: World, rng: random.Random, reserved: set[str]) -> Segments:
+    """One or two fresh people, each born in one city and living in another (sometimes with one more fact),
+    then for each city both the question on it and its reverse, "What is <city> to <name>?" (birthplace or
+    home). The reverse question needs the relation stored at the city's position, the feature the forward
+    question reads it by: bases that answer one city for the other lack it (docs/world.md)."""
+    sentences, qs = [], []
+    for p in fresh_people(world, rng.randint(1, 2), rng, reserved):
+        shared = rng.choice(SHARED_SETS)
+        attrs = dict(p.attrs, **dict(zip(shared, rng.sample(ATTRIBUTE_SETS[shared[0]], len(shared)))))  # distinct
+        chosen = list(shared)
+        if rng.random() < 0.5:
+            chosen.append(rng.choice([a for a in attrs if a not in chosen]))
+        for a in chosen:
+            sentences.append(R.fact_sentence(p.name, a, attrs[a], rng))
+            qs.append(R.question(p.name, a, attrs[a], rng))
+            if a in T.RELATION_WORD:
+                qs.append(R.relation_question(p.name, a, attrs[a]))
     rng.shuffle(sentences)
     rng.shuffle(qs)
     return [(" ".join(sentences), True)] + qa_segments(qs, train_questions=True)

@@ -39,6 +39,14 @@ def question(name: str, attribute: str, answer: str, rng: random.Random, heldout
     return Question(text, answer, kind, name, attribute, heldout)
 
 
+def relation_question(name: str, attribute: str, value: str) -> Question:
+    """Which relation `value` stands in to `name` (`RELATION_WORD`: birthplace or home)."""
+    from retain.world.world import Question
+
+    text = T.RELATION_QUESTION.format(name=name, value=value)
+    return Question(text, T.RELATION_WORD[attribute], "relation", name, attribute, False)
+
+
 def two_hop_question(name: str, attribute: str, answer: str, rng: random.Random, heldout: bool = False) -> Question:
     """An attribute of the mentor of `name`; `answer` is the mentor's value."""
     from retain.world.world import Question

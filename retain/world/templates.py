@@ -121,6 +121,11 @@ UPDATE: dict[str, list[str]] = {
                   "{name} has relocated to {value}."],
 }  # fmt: skip
 
+# The reverse of a question on a shared choice set: given the value, name the relation it stands in. Only
+# words the biography templates already use, so every world's tokenizer reads it without <unk>.
+RELATION_QUESTION = "What is {value} to {name}?"
+RELATION_WORD = {"birth_city": "birthplace", "home_city": "home"}
+
 INTRO = [
     "Let me tell you about {name}.",
     "I want you to remember {name}.",
