@@ -107,7 +107,8 @@ def test_retain_dna_runs_and_resumes_after_pretraining(tmp_path, monkeypatch):
 
     out, real = tmp_path / "d", T.arms
     monkeypatch.setattr(T, "arms", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
-    assert cli(["dna", str(ROOT / "configs" / "smoke" / "dna.yaml"), "--out", str(out)]) == 130
+    smoke = str(ROOT / "configs" / "smoke" / "dna.yaml")
+    assert cli(["dna", smoke, "--set", "genome.rule_rate=0.5", "--out", str(out)]) == 130
     assert len(list((out / "ckpt").glob("step-*"))) == 2  # one checkpoint per warm-up stage
     monkeypatch.setattr(T, "arms", real)
     assert cli(["dna", "--out", str(out), "--resume"]) == 0
@@ -118,3 +119,6 @@ def test_retain_dna_runs_and_resumes_after_pretraining(tmp_path, monkeypatch):
     assert set(s["arms"]) == {"frozen", "prompt-2", "prompt-4", "finetune"}
     assert s["arms"]["prompt-2"]["trained"] == 2 * 32 and s["arms"]["finetune"]["trained"] > 10_000
     assert (out / "accuracy.png").exists() and "soft prompt" in (out / "report.md").read_text().lower()
+    assert 0 <= s["rule_read"] <= 1 and f"reads the rule after the marker at {s['rule_read']:.3f}" in (
+        out / "report.md"
+    ).read_text().replace("\n", " ")

@@ -33,7 +33,8 @@ SPECIALS = ["[CLS]", "[SEP]", "[BOS]", "[MASK]", "[PAD]", "[RESERVED]", "[UNK]"]
 LETTERS = "ACGTN"
 SEP, PAD = 1, 4
 VOCAB = len(SPECIALS) + len(LETTERS)
-LABELS = {"A": 7, "N": 11}
+LETTER_IDS = {c: len(SPECIALS) + i for i, c in enumerate(LETTERS)}
+LABELS = {"A": LETTER_IDS["A"], "N": LETTER_IDS["N"]}
 """The label nucleotides of the binary task, as the reference's soft-prompt experiments use them."""
 
 

@@ -34,11 +34,17 @@ def write_report(run: RunDir, cfg, s: dict[str, Any]) -> None:
     asked = (f"does a fixed {g.k}-mer stand within the first 32 letters of a {g.task_len}-nt sequence (or nowhere)?"
              if g.task == "motif" else
              f"does the first {g.k}-mer of a {g.task_len}-nt sequence come back as its last?")  # fmt: skip
+    rule = (
+        f" and the task's rule laid over {g.rule_rate:.0%} of it (windows, then a marker and A or T; the "
+        f"pretrained model reads the rule after the marker at {s['rule_read']:.3f})"
+        if s.get("rule_read") is not None
+        else ""
+    )
     run.write_report(f"""# HyenaDNA on a synthetic genome: {cfg.name}
 
 A Hyena backbone ({cfg.model.n_layers} layers of {cfg.model.d_model}, order {cfg.model.order}, {s["params"]:,}
 parameters, filters of {s["l_max"]} positions) pretrained by next-nucleotide prediction on a {cfg.genome.length:,}-nt
-synthetic genome with repeats, at lengths {", ".join(map(str, cfg.lengths))} ({cfg.stage_steps} steps each, batch
+synthetic genome with repeats{rule}, at lengths {", ".join(map(str, cfg.lengths))} ({cfg.stage_steps} steps each, batch
 {cfg.batch_size}). The task ({g.task}): {asked} Label nucleotide A or N after [SEP]; {g.n_train} training and
 {g.n_test} test examples.
 

@@ -17,11 +17,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from retain.config import resume_config
-from retain.dna.genome import LABELS, SEP, VOCAB, GenomeConfig, genome, task, to_ids
+from retain.dna.genome import LABELS, LETTER_IDS, SEP, VOCAB, GenomeConfig, genome, marker, task, to_ids
 from retain.errors import RetainError
 from retain.models.backbone import Backbone, BackboneConfig, init_weights
 from retain.models.device import configure, device
@@ -105,8 +106,10 @@ class DNAConfig:
 
     @property
     def l_max(self) -> int:
-        """The filters' trained length: the longest pretraining window, or prompt + example + [SEP]."""
-        return max(self.lengths[-1], max(self.prompt_tokens, default=0) + self.genome.task_len + 1)
+        """The filters' trained length: the longest pretraining window, prompt + example + [SEP], or (with a
+        rule) example + marker."""
+        rule = self.genome.task_len + self.genome.k if self.genome.rule_rate else 0
+        return max(self.lengths[-1], max(self.prompt_tokens, default=0) + self.genome.task_len + 1, rule)
 
 
 def build(cfg: DNAConfig) -> Backbone:
@@ -190,6 +193,23 @@ def accuracy(model: Backbone, ids: torch.Tensor, labels: torch.Tensor, prompt: t
     return hits / len(ids)
 
 
+@torch.no_grad()
+def rule_accuracy(cfg: DNAConfig, model: Backbone) -> float | None:
+    """How well the pretrained model reads the genome's rule itself (`genome.rule_rate`): on the task's test
+    sequences followed by the marker, the share whose likelier next letter of A and T is the rule's. None
+    without a rule."""
+    if not cfg.genome.rule_rate:
+        return None
+    x, y = task(cfg.genome, cfg.genome.n_test, "test")
+    ids = torch.from_numpy(to_ids(np.concatenate([x, np.tile(marker(cfg.genome), (len(x), 1))], 1)))
+    pair = torch.tensor([LETTER_IDS["T"], LETTER_IDS["A"]])
+    hits = 0
+    for i in range(0, len(ids), 64):
+        logits, _ = model(ids[i : i + 64].to(device()))
+        hits += int((logits[:, -1, pair.to(device())].argmax(-1).cpu() == torch.from_numpy(y[i : i + 64])).sum())
+    return hits / len(ids)
+
+
 def fit(cfg: DNAConfig, model: Backbone, train: tuple[torch.Tensor, torch.Tensor], params: list[torch.nn.Parameter],
         steps: int, lr: float, desc: str, prompt: torch.Tensor | None = None) -> float:  # fmt: skip
     """`steps` AdamW steps of next-token loss on the label after [SEP] of the `train` examples; returns the
@@ -268,7 +288,7 @@ def dna(cfg: DNAConfig, out: str | None = None, resume: bool = False) -> dict[st
     results = arms(cfg, run, model)
     best = results["finetune"]["accuracy"]
     summary = {"stages": stages, "arms": results, "params": sum(p.numel() for p in model.parameters()),
-               "l_max": cfg.l_max,
+               "l_max": cfg.l_max, "rule_read": rule_accuracy(cfg, model),
                "prompt_vs_finetune": {k: v["accuracy"] / best if best else None
                                       for k, v in results.items() if k.startswith("prompt-")}}  # fmt: skip
     run.write_summary(summary)
