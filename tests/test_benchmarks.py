@@ -43,3 +43,34 @@ def test_a_run_of_another_config_is_refused_not_re_reported(tmp_path):
     with pytest.raises(SystemExit, match="holds a run of another config"):
         run_config("configs/smoke/continual.yaml", tmp_path, [])
     assert run_config("configs/smoke/continual.yaml", tmp_path, ["sessions=1"]) == {"media": {}}  # the same: read back
+
+
+def test_two_hop_session_files_put_the_second_hop_in_an_earlier_session_or_in_the_world(tmp_path):
+    from benchmarks.two_hop_sessions import session_file
+    from retain.world.io import load_user_sessions
+    from retain.world.world import WorldConfig, build_world
+
+    world = build_world(WorldConfig(n_known=40, n_eval=10, n_sessions=2))
+    sessions = load_user_sessions(session_file(world, 8, 0, tmp_path / "s.jsonl"))
+    assert len(sessions) == 8
+    for i, s in enumerate(sessions):
+        (hop,) = [q for q in s.questions if q.kind.startswith("two_hop")]
+        mentor = next(q.answer for q in s.questions if "mentor" in q.text and q.kind == "recall")
+        assert hop.kind == ("two_hop_sessions" if i % 2 else "two_hop")
+        if i % 2:  # the mentor was introduced earlier, and that session states the answer
+            assert any(mentor in e.transcript and hop.answer in e.transcript for e in sessions[:i])
+            assert mentor not in world.entities
+        else:
+            assert world.entities[mentor].attrs["birth_city"] == hop.answer
+
+
+def test_the_reading_probe_separates_what_is_separable_and_nothing_else():
+    import torch
+
+    from benchmarks.reading_circuit import probe_accuracy
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(800, 16, generator=g)
+    y = (x[:, 3] > 0).float()
+    assert probe_accuracy(x, y) > 0.95
+    assert abs(probe_accuracy(x, (torch.rand(800, generator=g) > 0.5).float()) - 0.5) < 0.1
