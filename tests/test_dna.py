@@ -122,3 +122,4 @@ def test_retain_dna_runs_and_resumes_after_pretraining(tmp_path, monkeypatch):
     assert 0 <= s["rule_read"] <= 1 and f"reads the rule after the marker at {s['rule_read']:.3f}" in (
         out / "report.md"
     ).read_text().replace("\n", " ")
+    assert s["reach"]["prompt_moves"] > 0 and "moves it by" in (out / "report.md").read_text()

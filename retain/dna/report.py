@@ -40,6 +40,11 @@ def write_report(run: RunDir, cfg, s: dict[str, Any]) -> None:
         if s.get("rule_read") is not None
         else ""
     )
+    r = s.get("reach")
+    reach = (f" What a prompt has to move: the frozen model's margin of A over N after [SEP] is "
+             f"{r['margin_motif']:.2f} with the motif and {r['margin_none']:.2f} without; a random prompt of "
+             f"{max(cfg.prompt_tokens)} tokens at the letters' embedding scale moves it by {r['prompt_moves']:.2f} "
+             "on average." if r else "")  # fmt: skip
     run.write_report(f"""# HyenaDNA on a synthetic genome: {cfg.name}
 
 A Hyena backbone ({cfg.model.n_layers} layers of {cfg.model.d_model}, order {cfg.model.order}, {s["params"]:,}
@@ -52,7 +57,7 @@ synthetic genome with repeats{rule}, at lengths {", ".join(map(str, cfg.lengths)
 | --- | ---: | ---: | ---: |
 {rows}
 
-Soft prompt against fine-tuning: {ratio}.
+Soft prompt against fine-tuning: {ratio}.{reach}
 
 ![accuracy against prompt tokens](accuracy.png)
 

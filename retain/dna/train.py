@@ -210,6 +210,27 @@ def rule_accuracy(cfg: DNAConfig, model: Backbone) -> float | None:
     return hits / len(ids)
 
 
+@torch.no_grad()
+def prompt_reach(cfg: DNAConfig, model: Backbone, draws: int = 4) -> dict[str, float]:
+    """What a soft prompt has to move and how far one can: on test examples, the frozen model's label margin
+    (logit of A minus logit of N after [SEP]) with and without the motif, and the mean change of that margin
+    under random prompts of the longest length tried, at the letters' embedding scale."""
+    ids, labels = examples(cfg, "test", min(cfg.genome.n_test, 256))
+    ids = ids.to(device())
+    pair = torch.tensor(list(LABELS.values()), device=device())
+    margin = lambda prompt=None: (lambda x: x[:, 0] - x[:, 1])(label_logits(model, ids, prompt)[:, pair])  # noqa: E731
+    base, g = margin(), torch.Generator().manual_seed(derive_seed(cfg.seed, "reach"))
+    letters = model.model.embed_tokens.weight[list(LETTER_IDS.values())]
+    shape = (1, max(cfg.prompt_tokens), letters.shape[1])
+    moved = [
+        (margin(torch.randn(shape, generator=g).to(device()) * letters.std()) - base).abs().mean().item()
+        for _ in range(draws)
+    ]
+    motif = labels.to(device()) == LABELS["A"]
+    return {"margin_motif": base[motif].mean().item(), "margin_none": base[~motif].mean().item(),
+            "prompt_moves": sum(moved) / draws}  # fmt: skip
+
+
 def fit(cfg: DNAConfig, model: Backbone, train: tuple[torch.Tensor, torch.Tensor], params: list[torch.nn.Parameter],
         steps: int, lr: float, desc: str, prompt: torch.Tensor | None = None) -> float:  # fmt: skip
     """`steps` AdamW steps of next-token loss on the label after [SEP] of the `train` examples; returns the
@@ -288,7 +309,7 @@ def dna(cfg: DNAConfig, out: str | None = None, resume: bool = False) -> dict[st
     results = arms(cfg, run, model)
     best = results["finetune"]["accuracy"]
     summary = {"stages": stages, "arms": results, "params": sum(p.numel() for p in model.parameters()),
-               "l_max": cfg.l_max, "rule_read": rule_accuracy(cfg, model),
+               "l_max": cfg.l_max, "rule_read": rule_accuracy(cfg, model), "reach": prompt_reach(cfg, model),
                "prompt_vs_finetune": {k: v["accuracy"] / best if best else None
                                       for k, v in results.items() if k.startswith("prompt-")}}  # fmt: skip
     run.write_summary(summary)
