@@ -217,8 +217,12 @@ def prompt_reach(cfg: DNAConfig, model: Backbone, draws: int = 4) -> dict[str, f
     under random prompts of the longest length tried, at the letters' embedding scale."""
     ids, labels = examples(cfg, "test", min(cfg.genome.n_test, 256))
     ids = ids.to(device())
-    pair = torch.tensor(list(LABELS.values()), device=device())
-    margin = lambda prompt=None: (lambda x: x[:, 0] - x[:, 1])(label_logits(model, ids, prompt)[:, pair])  # noqa: E731
+    a, n = LABELS["A"], LABELS["N"]
+
+    def margin(prompt: torch.Tensor | None = None) -> torch.Tensor:
+        logits = label_logits(model, ids, prompt)
+        return logits[:, a] - logits[:, n]
+
     base, g = margin(), torch.Generator().manual_seed(derive_seed(cfg.seed, "reach"))
     letters = model.model.embed_tokens.weight[list(LETTER_IDS.values())]
     shape = (1, max(cfg.prompt_tokens), letters.shape[1])

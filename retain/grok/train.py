@@ -210,5 +210,5 @@ def main(cfg: GrokConfig, out: str | None = None, resume: bool = False) -> None:
     """CLI entry point of `retain grok`."""
     s = grok(cfg, out, resume)
     print(f"{s['task']} (loop {s['loop']}), {s['steps']} steps in {s['seconds']:.0f}s: train {s['train']:.3f}, "
-          f"ID test {s['id_test']:.3f}, OOD test {s['ood_test']:.3f}; train >= 0.99 at step {s['train_99_at']}, "
-          f"ID >= 0.9 at {s['id_90_at']}")  # fmt: skip
+          f"ID test {s['id_test']:.3f}, OOD test {s['ood_test']:.3f}; train >= 0.99 at step "
+          f"{s['train_99_at'] or 'never'}, ID >= 0.9 at {s['id_90_at'] or 'never'}")  # fmt: skip
