@@ -37,11 +37,8 @@ def session_file(world, n: int, seed: int, path: Path) -> Path:
         p = fresh_people(world, 1, rng, reserved)[0]
         reserved.add(p.name)
         in_session = i % 2 == 1
-        if in_session:
-            p.attrs["mentor"] = rng.choice(people).name
-        mentor = (
-            next(m for m in people if m.name == p.attrs["mentor"]) if in_session else world.entities[p.attrs["mentor"]]
-        )
+        mentor = rng.choice(people) if in_session else world.entities[p.attrs["mentor"]]
+        p.attrs["mentor"] = mentor.name
         turns, facts = R.session_turns([p], [], 1, rng)
         hop = R.two_hop_question(p.name, "birth_city", mentor.attrs["birth_city"], rng)
         hop.kind = "two_hop_sessions" if in_session else "two_hop"

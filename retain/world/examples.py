@@ -123,8 +123,9 @@ def icl_facts_example(world: World, rng: random.Random, reserved: set[str], max_
 def icl_relation_example(world: World, rng: random.Random, reserved: set[str]) -> Segments:
     """One or two fresh people, each born in one city and living in another (sometimes with one more fact),
     then for each city both the question on it and its reverse, "What is <city> to <name>?" (birthplace or
-    home). The reverse question needs the relation stored at the city's position, the feature the forward
-    question reads it by: bases that answer one city for the other lack it (docs/world.md)."""
+    home). The reverse question needs the relation stored at the city's position, the key a forward question
+    should retrieve the city by. Bases that answer one city for the other store it but do not retrieve by it,
+    and this example did not change that (docs/world.md)."""
     sentences, qs = [], []
     for p in fresh_people(world, rng.randint(1, 2), rng, reserved):
         shared = rng.choice(SHARED_SETS)
