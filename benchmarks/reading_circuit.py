@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import random
+from pathlib import Path
 
 import torch
 
@@ -113,6 +114,8 @@ def main() -> None:
     ap.add_argument("runs", nargs="+", help="pretraining run directories (each with model/ and world/)")
     ap.add_argument("--section", default="reading_circuit")
     args = ap.parse_args()
+    if missing := [r for r in args.runs if not (Path(r, "model").is_dir() and Path(r, "world").is_dir())]:
+        raise SystemExit(f"error: {', '.join(missing)}: not a pretraining run (needs model/ and world/)")
     rows = {}
     for run in args.runs:
         rows[run] = m = measure(run)

@@ -61,10 +61,14 @@ def main() -> None:
     import yaml
 
     from retain.config import read_yaml
+    from retain.errors import RetainError
     from retain.world.io import load_world
 
-    world, out = load_world(Path(args.base) / "world"), Path(args.out)
-    cfg = read_yaml(args.config)
+    try:  # bad input: one line, before any work
+        world, cfg = load_world(Path(args.base) / "world"), read_yaml(args.config)
+    except RetainError as e:
+        raise SystemExit(f"error: {e}") from None
+    out = Path(args.out)
     named = {m.get("name", m["kind"]): m for m in cfg["media"]}
     if unknown := set(args.media) - set(named):
         raise SystemExit(f"error: --media {sorted(unknown)} not in {args.config}; it has {sorted(named)}")
