@@ -83,6 +83,8 @@ def test_the_genome_with_a_rule_ends_each_rule_window_with_the_marker_and_the_le
     ("genome.k", "40", "need 2 <= k <= 16"),
     ("genome.task", "copy", "genome.task must be motif or repeat"),
     ("genome.rule_rate", "1.5", "genome.rule_rate must be in"),
+    ("prompt_position", "middle", "is not one of prefix, suffix"),
+    ("labels", "AG", "is not one of AN, AT"),
 ])  # fmt: skip
 def test_bad_dna_config_is_one_line_before_any_run(key, value, message, tmp_path, capsys):
     assert (
@@ -123,3 +125,21 @@ def test_retain_dna_runs_and_resumes_after_pretraining(tmp_path, monkeypatch):
         out / "report.md"
     ).read_text().replace("\n", " ")
     assert s["reach"]["prompt_moves"] > 0 and "moves it by" in (out / "report.md").read_text()
+
+
+def test_a_suffix_prompt_stands_after_sep_and_at_labels_are_the_rule_s_letters():
+    import torch
+
+    from retain.dna.train import DNAConfig, build, examples, label_logits
+
+    cfg = DNAConfig(genome=GenomeConfig(length=4000, task_len=48, k=4, n_train=8, n_test=8), lengths=[16, 32],
+                    prompt_tokens=[3], labels="AT", prompt_position="suffix")  # fmt: skip
+    ids, labels = examples(cfg, "train", 8)
+    assert set(labels.tolist()) == {encode("A")[0], encode("T")[0]} and (ids[:, -1] == 1).all()  # [SEP] last
+    model = build(cfg).eval()
+    prompt = torch.randn(1, 3, cfg.model.d_model)
+    with torch.no_grad():
+        emb = model.model.embed_tokens(ids)
+        by_hand = model.lm_head(model.model(torch.cat([emb, prompt.expand(8, -1, -1)], 1))[0][:, -1])
+        assert torch.allclose(label_logits(model, ids, prompt, suffix=True), by_hand)
+        assert not torch.allclose(label_logits(model, ids, prompt), by_hand)  # a prefix reads differently

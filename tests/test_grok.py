@@ -46,11 +46,24 @@ def test_comparison_splits_entities_per_attribute_and_keeps_ood_pairs_out_of_tra
         assert t - labels == (0 if v1 < v2 else 1 if v1 == v2 else 2)
 
 
+def test_comparison_atomic_order_only_reorders_the_atomic_facts():
+    kw = dict(entities=60, attributes=3, values=8, phi=2.0)
+    ref, flipped = (
+        comparison(ComparisonConfig(**kw)),
+        comparison(ComparisonConfig(**kw, atomic_order="attribute_first")),
+    )
+    n = 60 * 3  # the atomic facts come first in training
+    assert [(x[::-1], t) for x, t in ref.train[:n]] == flipped.train[:n]
+    assert all(x[0] >= 60 > x[1] for x, _ in flipped.train[:n])  # attribute token, then entity token
+    assert ref.train[n:] == flipped.train[n:] and ref.ood_test == flipped.ood_test and ref.id_test == flipped.id_test
+
+
 @pytest.mark.parametrize("cls,kw,message", [
     (CompositionConfig, {"phi": 0}, "phi must be positive"),
     (CompositionConfig, {"ood_fraction": 1.0}, r"ood_fraction must be in \(0, 1\)"),
     (ComparisonConfig, {"ood_fraction": 0.0}, r"ood_fraction must be in \(0, 1\)"),
     (ComparisonConfig, {"phi": -1}, "phi must be positive"),
+    (ComparisonConfig, {"atomic_order": "value_first"}, "atomic_order must be entity_first or attribute_first"),
 ])  # fmt: skip
 def test_bad_settings_are_one_line_errors(cls, kw, message):
     with pytest.raises(ValueError, match=message):

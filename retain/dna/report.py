@@ -41,16 +41,22 @@ def write_report(run: RunDir, cfg, s: dict[str, Any]) -> None:
         else ""
     )
     r = s.get("reach")
-    reach = (f" What a prompt has to move: the frozen model's margin of A over N after [SEP] is "
+    yes, no, where = (
+        "A",
+        cfg.labels[1],
+        "in front of the sequence" if cfg.prompt_position == "prefix" else "after [SEP]",
+    )
+    reach = (f" What a prompt has to move: the frozen model's margin of {yes} over {no} after [SEP] is "
              f"{r['margin_motif']:.2f} with the motif and {r['margin_none']:.2f} without; a random prompt of "
-             f"{max(cfg.prompt_tokens)} tokens at the letters' embedding scale moves it by {r['prompt_moves']:.2f} "
+             f"{max(cfg.prompt_tokens)} tokens {where} at the letters' embedding scale moves it by {r['prompt_moves']:.2f} "
              "on average." if r else "")  # fmt: skip
     run.write_report(f"""# HyenaDNA on a synthetic genome: {cfg.name}
 
 A Hyena backbone ({cfg.model.n_layers} layers of {cfg.model.d_model}, order {cfg.model.order}, {s["params"]:,}
 parameters, filters of {s["l_max"]} positions) pretrained by next-nucleotide prediction on a {cfg.genome.length:,}-nt
 synthetic genome with repeats{rule}, at lengths {", ".join(map(str, cfg.lengths))} ({cfg.stage_steps} steps each, batch
-{cfg.batch_size}). The task ({g.task}): {asked} Label nucleotide A or N after [SEP]; {g.n_train} training and
+{cfg.batch_size}). The task ({g.task}): {asked} Label nucleotide {yes} or {no} after [SEP], the soft
+prompt {where}; {g.n_train} training and
 {g.n_test} test examples.
 
 | arm | test accuracy | trained values | seconds |

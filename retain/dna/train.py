@@ -15,14 +15,14 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from retain.config import resume_config
-from retain.dna.genome import LABELS, LETTER_IDS, SEP, VOCAB, GenomeConfig, genome, marker, task, to_ids
+from retain.dna.genome import LETTER_IDS, SEP, VOCAB, GenomeConfig, genome, marker, task, to_ids
 from retain.errors import RetainError
 from retain.models.backbone import Backbone, BackboneConfig, init_weights
 from retain.models.device import configure, device
@@ -82,6 +82,12 @@ class DNAConfig:
     """Steps of training each soft prompt."""
     prompt_lr: float = 1e-3
     """Its lr (AdamW, constant; the paper's)."""
+    prompt_position: Literal["prefix", "suffix"] = "prefix"
+    """Where the soft prompt stands: before the sequence (HyenaDNA's), or after its [SEP], next to the label
+    (P-tuning's freedom of place). A prefix reaches the label only through the long filters' decay."""
+    labels: Literal["AN", "AT"] = "AN"
+    """The label nucleotides of the motif and the no-motif case: A and N (the reference; N never occurs in the
+    genome), or A and T, the letters `genome.rule_rate`'s rule windows end with."""
     task_batch: int = 16
     """Examples per fine-tuning or prompt step."""
     seed: int = 0
@@ -101,6 +107,10 @@ class DNAConfig:
                 raise ValueError(f"{key} must be positive, got {getattr(self, key)}")
         if min(self.lr, self.finetune_lr, self.prompt_lr) <= 0 or self.weight_decay < 0:
             raise ValueError("lr, finetune_lr and prompt_lr must be positive and weight_decay >= 0")
+        if self.prompt_position not in ("prefix", "suffix"):
+            raise ValueError(f"prompt_position must be prefix or suffix, got {self.prompt_position!r}")
+        if self.labels not in ("AN", "AT"):
+            raise ValueError(f"labels must be AN or AT, got {self.labels!r}")
         if self.model.order < 2:
             raise ValueError(f"model.order must be >= 2 (N gates, N - 1 long filters), got {self.model.order}")
 
@@ -166,30 +176,40 @@ def pretrain(cfg: DNAConfig, run: RunDir, model: Backbone) -> list[dict[str, Any
     return stages
 
 
+def label_ids(cfg: DNAConfig) -> tuple[int, int]:
+    """Token ids of the labels: (motif, no motif)."""
+    return LETTER_IDS["A"], LETTER_IDS[cfg.labels[1]]
+
+
 def examples(cfg: DNAConfig, split: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The task's inputs ([X, SEP] ids) and label token ids."""
     x, y = task(cfg.genome, n, split)
     ids = torch.cat([torch.from_numpy(to_ids(x)), torch.full((n, 1), SEP)], 1)
-    return ids, torch.tensor([LABELS["A"] if v else LABELS["N"] for v in y])
+    yes, no = label_ids(cfg)
+    return ids, torch.tensor([yes if v else no for v in y])
 
 
-def label_logits(model: Backbone, ids: torch.Tensor, prompt: torch.Tensor | None = None) -> torch.Tensor:
-    """Next-token logits after [SEP], with the soft prompt's embeddings in front when given."""
+def label_logits(model: Backbone, ids: torch.Tensor, prompt: torch.Tensor | None = None,
+                 suffix: bool = False) -> torch.Tensor:  # fmt: skip
+    """Next-token logits at the last position: after [SEP], or after the soft prompt's embeddings, which stand
+    in front of the sequence or (`suffix`) after its [SEP]."""
     x = model.model.embed_tokens(ids)
     if prompt is not None:
-        x = torch.cat([prompt.expand(len(ids), -1, -1), x], 1)
+        p = prompt.expand(len(ids), -1, -1)
+        x = torch.cat([x, p] if suffix else [p, x], 1)
     h, _ = model.model(x)
     return model.lm_head(h[:, -1])
 
 
 @torch.no_grad()
-def accuracy(model: Backbone, ids: torch.Tensor, labels: torch.Tensor, prompt: torch.Tensor | None = None) -> float:
-    """Share of examples whose label (A or N) is the likelier of the two after [SEP]."""
-    pair = torch.tensor(list(LABELS.values()))
+def accuracy(cfg: DNAConfig, model: Backbone, ids: torch.Tensor, labels: torch.Tensor,
+             prompt: torch.Tensor | None = None) -> float:  # fmt: skip
+    """Share of examples whose label is the likelier of the two at the last position."""
+    pair = torch.tensor(label_ids(cfg))
     hits = 0
     for i in range(0, len(ids), 64):
-        logits = label_logits(model, ids[i : i + 64].to(device()), prompt)[:, pair.to(device())]
-        hits += int((pair[logits.argmax(-1).cpu()] == labels[i : i + 64]).sum())
+        logits = label_logits(model, ids[i : i + 64].to(device()), prompt, cfg.prompt_position == "suffix")
+        hits += int((pair[logits[:, pair.to(device())].argmax(-1).cpu()] == labels[i : i + 64]).sum())
     return hits / len(ids)
 
 
@@ -213,14 +233,15 @@ def rule_accuracy(cfg: DNAConfig, model: Backbone) -> float | None:
 @torch.no_grad()
 def prompt_reach(cfg: DNAConfig, model: Backbone, draws: int = 4) -> dict[str, float]:
     """What a soft prompt has to move and how far one can: on test examples, the frozen model's label margin
-    (logit of A minus logit of N after [SEP]) with and without the motif, and the mean change of that margin
-    under random prompts of the longest length tried, at the letters' embedding scale."""
+    (logit of the motif's label minus the other's after [SEP]) with and without the motif, and the mean change
+    of that margin under random prompts of the longest length tried, at the letters' embedding scale, in the
+    run's prompt position."""
     ids, labels = examples(cfg, "test", min(cfg.genome.n_test, 256))
     ids = ids.to(device())
-    a, n = LABELS["A"], LABELS["N"]
+    a, n = label_ids(cfg)
 
     def margin(prompt: torch.Tensor | None = None) -> torch.Tensor:
-        logits = label_logits(model, ids, prompt)
+        logits = label_logits(model, ids, prompt, cfg.prompt_position == "suffix")
         return logits[:, a] - logits[:, n]
 
     base, g = margin(), torch.Generator().manual_seed(derive_seed(cfg.seed, "reach"))
@@ -230,7 +251,7 @@ def prompt_reach(cfg: DNAConfig, model: Backbone, draws: int = 4) -> dict[str, f
         (margin(torch.randn(shape, generator=g).to(device()) * letters.std()) - base).abs().mean().item()
         for _ in range(draws)
     ]
-    motif = labels.to(device()) == LABELS["A"]
+    motif = labels.to(device()) == a
     return {"margin_motif": base[motif].mean().item(), "margin_none": base[~motif].mean().item(),
             "prompt_moves": sum(moved) / draws}  # fmt: skip
 
@@ -247,7 +268,8 @@ def fit(cfg: DNAConfig, model: Backbone, train: tuple[torch.Tensor, torch.Tensor
         i = torch.randint(
             len(ids), (cfg.task_batch,), generator=torch.Generator().manual_seed(derive_seed(cfg.seed, desc, step))
         )
-        loss = F.cross_entropy(label_logits(model, ids[i].to(device()), prompt), labels[i].to(device()))
+        logits = label_logits(model, ids[i].to(device()), prompt, cfg.prompt_position == "suffix")
+        loss = F.cross_entropy(logits, labels[i].to(device()))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
@@ -264,7 +286,7 @@ def arms(cfg: DNAConfig, run: RunDir, model: Backbone) -> dict[str, dict[str, An
     train, test = examples(cfg, "train", cfg.genome.n_train), examples(cfg, "test", cfg.genome.n_test)
     pretrained = {k: v.clone() for k, v in model.state_dict().items()}
     if "frozen" not in done:
-        done["frozen"] = {"accuracy": accuracy(model, *test), "seconds": 0.0, "trained": 0}
+        done["frozen"] = {"accuracy": accuracy(cfg, model, *test), "seconds": 0.0, "trained": 0}
     for p in cfg.prompt_tokens:
         name = f"prompt-{p}"
         if name in done:
@@ -276,7 +298,7 @@ def arms(cfg: DNAConfig, run: RunDir, model: Backbone) -> dict[str, dict[str, An
         prompt = torch.nn.Parameter(init.detach().clone()[None])
         seconds = fit(cfg, model, train, [prompt], cfg.prompt_steps, cfg.prompt_lr, name, prompt)
         done[name] = {
-            "accuracy": accuracy(model, *test, prompt.detach()),
+            "accuracy": accuracy(cfg, model, *test, prompt.detach()),
             "seconds": seconds,
             "trained": prompt.numel(),
         }
@@ -286,7 +308,7 @@ def arms(cfg: DNAConfig, run: RunDir, model: Backbone) -> dict[str, dict[str, An
         params = list(model.parameters())
         seconds = fit(cfg, model, train, params, cfg.finetune_steps, cfg.finetune_lr, "finetune")
         done["finetune"] = {
-            "accuracy": accuracy(model, *test),
+            "accuracy": accuracy(cfg, model, *test),
             "seconds": seconds,
             "trained": sum(p.numel() for p in params),
         }

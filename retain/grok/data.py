@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from typing import Literal
 
 from retain.errors import RetainError
 
@@ -125,11 +126,16 @@ class ComparisonConfig:
     """Pairs of two ID entities that go to the ID test."""
     phi: float = 7.2
     """Comparison training queries per atomic ID fact."""
+    atomic_order: Literal["entity_first", "attribute_first"] = "entity_first"
+    """Token order of an atomic fact: (e, a) -> v as the reference, or (a, e) -> v, the order in which a query
+    (a, e1, e2) meets the attribute before each entity."""
     seed: int = 0
     """Seed of the values and the splits."""
 
     def __post_init__(self) -> None:
         _check(self.phi, self.ood_fraction, self.id_test_fraction)
+        if self.atomic_order not in ("entity_first", "attribute_first"):
+            raise ValueError(f"atomic_order must be entity_first or attribute_first, got {self.atomic_order!r}")
 
 
 LABELS = ("<", "=", ">")
@@ -161,5 +167,6 @@ def comparison(cfg: ComparisonConfig) -> Dataset:
                     else:
                         (id_test if rng.random() < cfg.id_test_fraction else pool).append(ex)
     inferred = _downsample(pool, round(cfg.phi * len(idf)), rng, "comparison training queries")
-    train = [((e, attr(a)), value(v)) for (e, a), v in sorted(vals.items())] + inferred
+    fact = (lambda e, a: (e, attr(a))) if cfg.atomic_order == "entity_first" else (lambda e, a: (attr(a), e))
+    train = [(fact(e, a), value(v)) for (e, a), v in sorted(vals.items())] + inferred
     return Dataset(E + A + cfg.values + len(LABELS), train, id_test, ood_test, idf, ood)
