@@ -48,8 +48,8 @@ def write_report(run: RunDir, cfg, s: dict[str, Any]) -> None:
     )
     reach = (f" What a prompt has to move: the frozen model's margin of {yes} over {no} after [SEP] is "
              f"{r['margin_motif']:.2f} with the motif and {r['margin_none']:.2f} without; a random prompt of "
-             f"{max(cfg.prompt_tokens)} tokens {where} at the letters' embedding scale moves it by {r['prompt_moves']:.2f} "
-             "on average." if r else "")  # fmt: skip
+             f"{max(cfg.prompt_tokens)} tokens {where} at the letters' embedding scale moves it by "
+             f"{r['prompt_moves']:.2f} on average." if r else "")  # fmt: skip
     run.write_report(f"""# HyenaDNA on a synthetic genome: {cfg.name}
 
 A Hyena backbone ({cfg.model.n_layers} layers of {cfg.model.d_model}, order {cfg.model.order}, {s["params"]:,}
