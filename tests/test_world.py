@@ -282,6 +282,26 @@ def test_contrast_examples_state_both_cities_and_ask_both(world):
         MixtureConfig(contrast=1.5)
 
 
+def test_the_contrast_phase_follows_the_reading_warm_up_then_the_mixture_takes_over(world):
+    """mixture.contrast_steps: after the one-fact warm-up, only contrast examples (both cities of each person
+    stated and asked), then the whole mixture."""
+    from retain.train.data import step_example
+
+    mix = MixtureConfig(reading_warmup_steps=10, contrast_steps=5)
+    cities = T.QUESTION["birth_city"] + T.QUESTION["home_city"]
+
+    def cities_asked(step: int, seed: int) -> int:
+        segs = step_example(world, mix, random.Random(seed), set(world.entities), step)
+        asked = " ".join(text for text, _ in segs[1:])
+        return sum(asked.count(q.split("{name}")[0]) for q in cities)
+
+    assert all(cities_asked(step, seed) in (2, 4) for step in range(10, 15) for seed in range(10))
+    assert any(cities_asked(9, seed) < 2 for seed in range(10))  # the warm-up: one fact each, rarely two cities
+    assert any(cities_asked(15, seed) not in (2, 4) for seed in range(10))  # the mixture
+    with pytest.raises(ValueError, match="contrast_steps"):
+        MixtureConfig(contrast_steps=-1)
+
+
 def test_relation_examples_ask_each_city_forward_and_reversed(world):
     """mixture.icl_relation: every city a person states is asked both ways, the reverse answered by the
     relation of the sentence that states it, and the reverse question tokenizes without <unk>."""

@@ -49,6 +49,10 @@ class MixtureConfig:
     reading_warmup_steps: int = 300
     """Draw only one-fact in-context examples for the first steps: with a one-sentence context the heads
     that copy a value out of the context form in ~200 steps; with whole biographies they plateau (docs/log.md)."""
+    contrast_steps: int = 0
+    """Steps right after the reading warm-up that draw only contrast examples (one or two fresh people, each
+    born in one city and living in another, asked both): the relation-keyed retrieval formed while copying is
+    the only thing training. 0: none."""
     max_facts: int = 3
     """Most facts per person in an icl_facts example (the count is geometric: half have one)."""
     contrast: float = 0.0
@@ -70,6 +74,8 @@ class MixtureConfig:
         weights = self.task_weights().values()
         if any(w < 0 for w in weights) or sum(weights) <= 0:
             raise ValueError("mixture weights must be non-negative and not all zero")
+        if self.reading_warmup_steps < 0 or self.contrast_steps < 0:
+            raise ValueError("mixture.reading_warmup_steps and mixture.contrast_steps must be >= 0")
         if not 0.0 <= self.contrast <= 1.0:
             raise ValueError(f"mixture.contrast must be in [0, 1], got {self.contrast}")
 
@@ -104,6 +110,16 @@ def sample_example(world: World, mix: MixtureConfig, rng: random.Random, reserve
     else:
         return X.summary_example(world, rng, reserved, mix.summary_budget_words)
     return [(segs[0][0], mix.context_loss)] + segs[1:]
+
+
+def step_example(world: World, mix: MixtureConfig, rng: random.Random, reserved: set[str], step: int) -> X.Segments:
+    """An example of step `step`'s phase: one-fact reading during the warm-up, contrast examples during
+    `contrast_steps` after it, the whole mixture after that."""
+    if step < mix.reading_warmup_steps:
+        return X.icl_facts_example(world, rng, reserved, max_facts=1)
+    if step < mix.reading_warmup_steps + mix.contrast_steps:
+        return X.icl_facts_example(world, rng, reserved, max_facts=1, contrast=1.0)
+    return sample_example(world, mix, rng, reserved)
 
 
 def tokenize(tokenizer, segments: X.Segments, bos: bool = True) -> tuple[list[int], list[bool]]:
@@ -176,11 +192,7 @@ def pretrain_batch(world: World, tokenizer, mix: MixtureConfig, seed: int, step:
     rng = random.Random(derive_seed(seed, "batch", step))
     examples, total, too_long = [], 0, 0
     while total < rows * seq_len * 0.97:
-        if step < mix.reading_warmup_steps:
-            segs = X.icl_facts_example(world, rng, reserved, max_facts=1)
-        else:
-            segs = sample_example(world, mix, rng, reserved)
-        ex = tokenize(tokenizer, segs)
+        ex = tokenize(tokenizer, step_example(world, mix, rng, reserved, step))
         if len(ex[0]) > seq_len:
             too_long += 1
             if too_long > 1000:
