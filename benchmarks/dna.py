@@ -4,6 +4,12 @@ soft prompts of several lengths, fine-tuning) against the target in docs/RESULTS
     python -m benchmarks.dna --out runs/dna-motif-128 --set genome.task_len=128 --set finetune_lr=1.0e-3
 
 The same command resumes an interrupted run (pretraining after its last stage, finished arms read back).
+`--from RUN` starts the arms on RUN's pretrained model instead of pretraining again, when the config given
+pretrains exactly as RUN's did (only the arms' keys, such as labels, prompt_position or prompt_steps, differ):
+
+    python -m benchmarks.dna --out runs/dna-rule-prefix-at --from runs/dna-rule-128-long \
+        --set genome.task_len=128 --set finetune_lr=1.0e-3 --set genome.rule_rate=0.9 --set stage_steps=600 \
+        --set labels=AT
 """
 
 from __future__ import annotations
@@ -18,18 +24,64 @@ from benchmarks.results import RESULTS, resumable, write_section
 TARGET = 0.9  # soft prompts reach >= 0.9 of fine-tuning's accuracy
 
 
+PRETRAINING = ("genome", "model", "lengths", "stage_steps", "batch_size", "lr", "weight_decay", "seed")
+"""The keys that decide the pretrained model (retain.dna.train.pretrain); the rest only shape the arms."""
+
+
+def start_from(source: Path, cfg, out: Path) -> None:
+    """A new run in `out` whose pretraining is `source`'s finished one: its checkpoints and stage records are
+    copied, so `retain dna --resume` goes straight to the arms. Refused in one line when `cfg` would pretrain
+    otherwise, or `source` has not finished pretraining."""
+    from retain.config import load_config, to_dict
+    from retain.dna.train import DNAConfig
+    from retain.runs.checkpoint import latest_checkpoint
+    from retain.runs.rundir import RunDir
+
+    if not (source / "config.yaml").is_file():
+        raise SystemExit(f"error: --from {source}: no run there (no config.yaml)")
+    theirs, ours = to_dict(load_config(DNAConfig, source / "config.yaml")), to_dict(cfg)
+    differ = [k for k in PRETRAINING if theirs[k] != ours[k]]
+    if differ:
+        raise SystemExit(f"error: --from {source}: it pretrained with other {', '.join(differ)}; give its values")
+    ckpt = latest_checkpoint(source / "ckpt")
+    if ckpt is None or int(ckpt.stem.split("-")[1]) != len(cfg.lengths):
+        raise SystemExit(f"error: --from {source}: its pretraining has not finished (resume it first)")
+    run = RunDir.create(cfg.name, out)
+    shutil.copytree(source / "ckpt", run.ckpt_dir, dirs_exist_ok=True)
+    shutil.copyfile(source / "metrics.jsonl", run / "metrics.jsonl")
+    run.write_config(cfg)
+
+
+def same_run(given, saved, out: Path) -> None:
+    """Refuse in one line a command whose config differs from the run's own in more than where it computes,
+    so that the command a RESULTS section records is the one that makes its run."""
+    from retain.config import OPERATIONAL, flat, to_dict
+
+    ours, theirs = flat(to_dict(given)), flat(to_dict(saved))
+    differ = [k for k in theirs if k not in OPERATIONAL and ours.get(k) != theirs[k]]
+    if differ:
+        shown = ", ".join(f"{k}={theirs[k]!r}" for k in differ[:6])
+        raise SystemExit(f"error: {out} was made with {shown}; give those with --set (or another --out)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default="configs/dna/hyenadna.yaml")
     ap.add_argument("--set", action="append", default=[], dest="overrides", help="config override, repeatable")
     ap.add_argument("--out", required=True)
     ap.add_argument("--section", default=None, help="RESULTS.md section (default: dna_<task>_<task_len>)")
+    ap.add_argument("--from", dest="source", default=None, help="a finished run whose pretrained model to reuse")
     args = ap.parse_args()
 
     from retain.config import load_config
     from retain.dna.train import DNAConfig, dna
 
     out = Path(args.out)
+    given = load_config(DNAConfig, args.config, args.overrides)
+    if args.source and not (out / "config.yaml").exists():
+        start_from(Path(args.source), given, out)
+    elif (out / "config.yaml").exists():  # resumed or read back: the command must say what the run is
+        same_run(given, load_config(DNAConfig, out / "config.yaml"), out)
     if (out / "summary.json").exists():
         s = json.loads((out / "summary.json").read_text())
     else:

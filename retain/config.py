@@ -207,11 +207,12 @@ OPERATIONAL = ("threads", "train.threads", "device")
 """Keys a resumed run may change: where and on how many threads it computes, not what it computes."""
 
 
-def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested config dict as dotted keys: {"train": {"lr": 1}} -> {"train.lr": 1}."""
     out = {}
     for k, v in d.items():
         if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
+            out.update(flat(v, f"{prefix}{k}."))
         else:
             out[f"{prefix}{k}"] = v
     return out
@@ -229,7 +230,7 @@ def resume_config(given: T, out: str | Path | None) -> T:
         raise RetainError(f"--resume: {out} holds no run to resume (no config.yaml); start it without --resume")
     cls = type(given)
     saved = from_dict(cls, read_yaml(path))
-    asked, default, was = _flat(to_dict(given)), _flat(to_dict(cls())), _flat(to_dict(saved))
+    asked, default, was = flat(to_dict(given)), flat(to_dict(cls())), flat(to_dict(saved))
     changed = [k for k, v in asked.items() if v != default.get(k) and v != was.get(k)]
     refused = [k for k in changed if k not in OPERATIONAL]
     if refused:
