@@ -44,6 +44,17 @@ def test_layers_overrides_the_named_depth_and_nothing_else():
         ModelConfig(layers=0)
 
 
+def test_heads_and_kv_heads_override_the_named_size():
+    tok = train_tokenizer([" ".join(f"w{i}" for i in range(600))])
+    mha = build_model(ModelConfig(size="tiny", kv_heads=4), tok).config
+    assert (mha.num_attention_heads, mha.num_key_value_heads, mha.head_dim) == (4, 4, 32)
+    eight = build_model(ModelConfig(size="tiny", heads=8), tok).config
+    assert (eight.num_attention_heads, eight.num_key_value_heads, eight.head_dim) == (8, 2, 16)
+    for bad in ({"heads": 3}, {"kv_heads": 3}, {"heads": 2, "kv_heads": 4}):
+        with pytest.raises(ValueError, match="must divide"):
+            ModelConfig(size="tiny", **bad)
+
+
 def test_load_errors_are_one_line(tmp_path):
     with pytest.raises(RetainError, match="model path not found"):
         load_model(tmp_path / "nope")

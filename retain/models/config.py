@@ -23,6 +23,10 @@ class ModelConfig:
     layers: int | None = None
     """Number of transformer blocks, overriding the named size's (None: the size's own). Depth is the dial
     of reading speed here: two-layer Llamas learn in-context lookup in far fewer steps (docs/log.md)."""
+    heads: int | None = None
+    """Attention heads per layer, overriding the named size's (None: the size's own); must divide its width."""
+    kv_heads: int | None = None
+    """K/V heads per layer (GQA), overriding the named size's (None: the size's own); must divide `heads`."""
     path: str | None = None
     """A local Hugging Face causal LM directory (weights + tokenizer) to use instead; nothing is downloaded."""
     max_seq_len: int = 2048
@@ -45,6 +49,12 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.layers is not None and self.layers < 1:
             raise ValueError(f"model.layers must be at least 1, got {self.layers}")
+        if self.size in SIZES:
+            d, _, size_heads, size_kv, _ = SIZES[self.size]
+            heads, kv = self.heads or size_heads, self.kv_heads or size_kv
+            if heads < 1 or d % heads or kv < 1 or heads % kv:
+                raise ValueError(f"model.heads ({heads}) must divide the width ({d}) and model.kv_heads ({kv}) "
+                                 "must divide model.heads")  # fmt: skip
         if self.position not in ("rope", "nope", "alibi"):
             raise ValueError(f"model.position must be rope, nope or alibi, got {self.position!r}")
         n = self.layers or (SIZES[self.size][1] if self.size in SIZES else None)
