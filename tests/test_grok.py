@@ -99,3 +99,26 @@ def test_a_grok_run_learns_logs_and_resumes_to_the_same_end(tmp_path):
         k: whole[k] for k in ("train", "id_test", "ood_test")
     }
     assert (cut / "metrics.jsonl").read_text().count('"step": 40') == 1
+
+
+def test_the_gap_table_splits_each_test_by_the_values_compared_and_adds_up(tmp_path):
+    from pathlib import Path
+
+    from benchmarks.grok_gaps import GAPS, measure
+    from retain.config import load_config
+    from retain.grok.train import GrokConfig, build, grok
+
+    smoke = Path(__file__).resolve().parents[1] / "configs" / "smoke" / "grok.yaml"
+    sets = ["threads=1", "task=comparison", "comparison.entities=60", "comparison.attributes=3", "comparison.phi=2.0",
+            "comparison.atomic_order=attribute_first"]  # fmt: skip
+    cfg = load_config(GrokConfig, smoke, sets)
+    grok(cfg, out=str(tmp_path / "c"))
+    m, data = measure(tmp_path / "c"), build(cfg)
+    for split in ("id_test", "ood_test"):
+        parts = {g: v for g, v in m[split].items() if g != "all"}
+        assert set(parts) <= set(GAPS) and sum(n for _, n in parts.values()) == len(getattr(data, split))
+        mean = sum(a * n for a, n in parts.values()) / len(getattr(data, split))
+        assert abs(mean - m[split]["all"][0]) < 1e-9
+    ties = [x for x, t in data.ood_test if t == data.vocab_size - 2]  # the "=" label
+    assert m["ood_test"].get(0, (0, 0))[1] == len(ties)  # gap 0 is exactly the ties
+    assert 0 <= m["atomic"] <= 1 and m["step"] == cfg.steps

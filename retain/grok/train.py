@@ -107,6 +107,14 @@ def build(cfg: GrokConfig) -> Dataset:
     return data
 
 
+def new_model(cfg: GrokConfig, data: Dataset) -> Backbone:
+    """The backbone for the task, initialised from the run's seed: the dataset's tokens plus a pad token."""
+    m = cfg.model
+    bcfg = BackboneConfig(vocab_size=data.vocab_size + 1, d_model=m.d_model, n_layers=m.n_layers, n_heads=m.n_heads,
+                          d_ff=m.d_ff, loop=m.loop, max_seq_len=3)  # fmt: skip
+    return init_weights(Backbone(bcfg), seed=cfg.seed).to(device())
+
+
 def tensors(examples: list[Example], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(N, 3) inputs, short ones with `pad` in front, and (N,) targets."""
     return (torch.tensor([(pad,) * (3 - len(x)) + tuple(x) for x, _ in examples]),
@@ -138,10 +146,7 @@ def grok(cfg: GrokConfig, out: str | None = None, resume: bool = False) -> dict[
     run = RunDir.open(cfg.name, out, resume)
     if not resume:
         run.write_config(cfg)
-    m = cfg.model
-    model = init_weights(Backbone(BackboneConfig(vocab_size=pad + 1, d_model=m.d_model, n_layers=m.n_layers,
-                                                 n_heads=m.n_heads, d_ff=m.d_ff, loop=m.loop, max_seq_len=3)),
-                         seed=cfg.seed).to(device())  # fmt: skip
+    model = new_model(cfg, data)
     opt = adamw(model.named_parameters(), cfg.lr, cfg.weight_decay, betas=(0.9, 0.999))
     x, y = tensors(data.train, pad)
     g = torch.Generator().manual_seed(derive_seed(cfg.seed, "eval"))
