@@ -87,7 +87,7 @@ def main() -> None:
     else:
         resume = (out / "config.yaml").exists()
         with resumable(out):
-            s = dna(DNAConfig() if resume else load_config(DNAConfig, args.config, args.overrides), str(out), resume)
+            s = dna(DNAConfig() if resume else given, str(out), resume)
     cfg = load_config(DNAConfig, out / "config.yaml")
     section = args.section or f"dna_{cfg.genome.task}_{cfg.genome.task_len}"
     img = RESULTS.parent / "img" / f"{section}.png"

@@ -23,7 +23,7 @@ def measure(run: Path) -> dict:
     """Accuracy per split and gap, and atomic recall, of the run's last checkpoint."""
     from retain.config import load_config
     from retain.grok.train import GrokConfig, build, new_model, tensors
-    from retain.runs.checkpoint import latest_checkpoint, load_checkpoint
+    from retain.runs.checkpoint import latest_checkpoint, load_checkpoint, unpack_model
 
     cfg = load_config(GrokConfig, run / "config.yaml")
     if cfg.task != "comparison":
@@ -34,7 +34,7 @@ def measure(run: Path) -> dict:
     data = build(cfg)
     model = new_model(cfg, data).cpu().eval()
     state, meta = load_checkpoint(ckpt)
-    model.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("model.")})
+    unpack_model(model, state)
     E, A = cfg.comparison.entities, cfg.comparison.attributes
     atomic = [(x, t) for x, t in data.train if len(x) == 2]
     value = {(min(x), max(x) - E): t - E - A for x, t in atomic}  # (entity, attribute) -> value, either order

@@ -31,6 +31,7 @@ from retain.runs.checkpoint import (
     load_checkpoint,
     pack_optimizer,
     save_checkpoint,
+    unpack_model,
     unpack_optimizer,
 )
 from retain.runs.files import atomic_write_json
@@ -144,7 +145,7 @@ def pretrain(cfg: DNAConfig, run: RunDir, model: Backbone) -> list[dict[str, Any
     stages, start = [], 0
     if ckpt := latest_checkpoint(run.ckpt_dir):
         state, meta = load_checkpoint(ckpt)
-        model.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("model.")})
+        unpack_model(model, state)
         unpack_optimizer(opt, state, meta["optim"])
         stages, start = meta["stages"], len(meta["stages"])
         print(f"resumed {run.path} after stage {start} (length {cfg.lengths[start - 1]})")

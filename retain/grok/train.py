@@ -31,6 +31,7 @@ from retain.runs.checkpoint import (
     load_checkpoint,
     pack_optimizer,
     save_checkpoint,
+    unpack_model,
     unpack_optimizer,
 )
 from retain.runs.progress import progress
@@ -158,7 +159,7 @@ def grok(cfg: GrokConfig, out: str | None = None, resume: bool = False) -> dict[
     start, elapsed = 0, 0.0
     if resume and (ckpt := latest_checkpoint(run.ckpt_dir)):
         state, meta = load_checkpoint(ckpt)
-        model.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("model.")})
+        unpack_model(model, state)
         unpack_optimizer(opt, state, meta["optim"])
         start, elapsed = meta["step"], meta["elapsed"]
         run.truncate_metrics(start - 1)

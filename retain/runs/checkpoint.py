@@ -105,6 +105,11 @@ def unpack_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
+def unpack_model(model: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> None:
+    """Load a checkpoint's `model.`-prefixed tensors into `model` (strictly: every key, no other)."""
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+
+
 def pack_rng() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Python, NumPy and torch RNG states, so a resumed run draws the same numbers."""
     np_state = np.random.get_state()

@@ -35,6 +35,7 @@ from retain.runs.checkpoint import (
     pack_optimizer,
     pack_rng,
     save_checkpoint,
+    unpack_model,
     unpack_optimizer,
     unpack_rng,
 )
@@ -200,7 +201,7 @@ def pretrain(cfg: PretrainConfig, out: str | None = None, resume: bool = False,
         raise RetainError(f"no checkpoint in {run.ckpt_dir} to resume from; start the run again without --resume")
     if ckpt:
         tensors, meta = load_checkpoint(ckpt)
-        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True)
+        unpack_model(model, tensors)
         unpack_optimizer(optimizer, tensors, meta["optim"])
         unpack_rng(tensors, meta["rng"])
         start, elapsed, tokens_seen = meta["step"], meta["elapsed"], meta["tokens_seen"]
