@@ -61,6 +61,8 @@ def main() -> None:
     ap.add_argument("runs", nargs="+", type=Path, help="finished `retain grok` comparison runs")
     ap.add_argument("--section", default="grok_gaps")
     args = ap.parse_args()
+    if missing := [str(r) for r in args.runs if not (r / "config.yaml").is_file()]:
+        raise SystemExit(f"error: {', '.join(missing)}: not a `retain grok` run (no config.yaml)")
     torch.set_num_threads(1)
     head = " | ".join(["tie", "gap 1", "gap 2", "gap 3", "gap 4", "gap >= 5", "all"])
     lines = [f"| run | step | split | {head} | atomic recall |", "| --- | ---: | --- |" + " ---: |" * 8]
