@@ -116,7 +116,8 @@ def main() -> None:
     sizes = ", ".join(f"{k} {v:,}" for k, v in next(iter(summaries.values()))["sizes"].items())
     body = (f"`{args.config}`{''.join(f' --set {o}' for o in args.overrides)}, seeds "
             f"{', '.join(map(str, summaries))}, run directories under `{out}`. Data: {data}; examples: {sizes}. "
-            f"Model: {m.n_layers} layers of {m.d_model}, {m.n_heads} heads, loop {m.loop}; AdamW lr {cfg.lr}, weight "
+            f"Model: {m.n_layers} layers of {m.d_model}, {m.n_heads} heads, loop {m.loop}; AdamW lr {cfg.lr}"
+            f"{f' (linear to 0 over the last {cfg.warmdown_steps:,} steps)' if cfg.warmdown_steps else ''}, weight "
             f"decay {cfg.weight_decay}, batch {cfg.batch_size}. Target ({task}): {TARGETS[task]} at the end, over "
             f"every seed. Accuracies at the last step, on fixed subsets of {cfg.eval_n} per split.\n\n"
             + "\n".join(lines) + f"\n\n![accuracy against steps]({img.relative_to(RESULTS.parent)})")  # fmt: skip

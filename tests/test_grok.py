@@ -72,6 +72,17 @@ def test_bad_settings_are_one_line_errors(cls, kw, message):
         composition(CompositionConfig(**{**COMP, "phi": 1000.0}))
 
 
+def test_warmdown_keeps_the_constant_rate_until_its_last_steps_then_falls_to_zero():
+    from retain.grok.train import GrokConfig, rate
+
+    plain, down = GrokConfig(steps=1000, lr=1e-3, warmup_steps=100), GrokConfig(steps=1000, lr=1e-3, warmup_steps=100,
+                                                                                 warmdown_steps=400)  # fmt: skip
+    assert [rate(plain, s) for s in range(601)] == [rate(down, s) for s in range(601)]  # same run up to step 600
+    assert rate(down, 800) == pytest.approx(0.5e-3) and rate(down, 1000) == 0 and rate(plain, 1000) == 1e-3
+    with pytest.raises(ValueError, match="warmdown_steps must be in"):
+        GrokConfig(steps=1000, warmup_steps=100, warmdown_steps=901)
+
+
 def test_a_grok_run_learns_logs_and_resumes_to_the_same_end(tmp_path):
     import json
     from pathlib import Path

@@ -7,8 +7,8 @@ log-spaced steps (the delayed generalisation shows on a log axis).
 
 Every example is three tokens: atomic facts get a pad token in front, so one batch mixes both kinds and the
 prediction is always read at the last position. AdamW with weight decay on matrices, linear warm-up, then a
-constant rate (as the reference); batches are a pure function of seed and step, so a resumed run takes the
-steps an uninterrupted one takes.
+constant rate (as the reference; `warmdown_steps` lets it fall to zero at the end); batches are a pure function
+of seed and step, so a resumed run takes the steps an uninterrupted one takes.
 """
 
 from __future__ import annotations
@@ -77,6 +77,8 @@ class GrokConfig:
     """AdamW weight decay on matrices (larger groks faster, per the paper)."""
     warmup_steps: int = 200
     """Linear warm-up steps."""
+    warmdown_steps: int = 0
+    """Last steps over which the rate falls linearly to zero (0: constant to the end, as the reference)."""
     eval_points: int = 30
     """Evaluations, spaced evenly in log(step)."""
     eval_n: int = 2000
@@ -96,6 +98,8 @@ class GrokConfig:
                 raise ValueError(f"{key} must be positive, got {getattr(self, key)}")
         if self.lr <= 0 or self.weight_decay < 0 or self.warmup_steps < 0:
             raise ValueError("lr must be positive and weight_decay, warmup_steps >= 0")
+        if self.warmdown_steps < 0 or self.warmdown_steps > max(0, self.steps - self.warmup_steps):
+            raise ValueError(f"warmdown_steps must be in [0, steps - warmup_steps], got {self.warmdown_steps}")
 
 
 def build(cfg: GrokConfig) -> Dataset:
@@ -120,6 +124,12 @@ def tensors(examples: list[Example], pad: int) -> tuple[torch.Tensor, torch.Tens
     """(N, 3) inputs, short ones with `pad` in front, and (N,) targets."""
     return (torch.tensor([(pad,) * (3 - len(x)) + tuple(x) for x, _ in examples]),
             torch.tensor([t for _, t in examples]))  # fmt: skip
+
+
+def rate(cfg: GrokConfig, step: int) -> float:
+    """Linear warm-up, constant, then (with `warmdown_steps`) a linear fall to zero at the last step."""
+    lr = lr_at(step, cfg.steps, cfg.lr, cfg.warmup_steps, 1.0)  # min ratio 1: constant after warm-up
+    return lr * min(1.0, (cfg.steps - step) / cfg.warmdown_steps) if cfg.warmdown_steps else lr
 
 
 def eval_steps(steps: int, points: int) -> set[int]:
@@ -180,7 +190,7 @@ def grok(cfg: GrokConfig, out: str | None = None, resume: bool = False) -> dict[
                             {"optim": o_m, "step": step, "elapsed": time.perf_counter() - t0})  # fmt: skip
         if step == cfg.steps:
             break
-        set_lr(opt, lr_at(step, cfg.steps, cfg.lr, cfg.warmup_steps, 1.0))  # min ratio 1: constant after warm-up
+        set_lr(opt, rate(cfg, step))
         i = torch.randint(
             len(x), (cfg.batch_size,), generator=torch.Generator().manual_seed(derive_seed(cfg.seed, step))
         )
