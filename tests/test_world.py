@@ -302,6 +302,20 @@ def test_the_contrast_phase_follows_the_reading_warm_up_then_the_mixture_takes_o
         MixtureConfig(contrast_steps=-1)
 
 
+def test_a_one_person_warm_up_states_and_asks_one_fact(world):
+    """mixture.warmup_people=1: every warm-up example is one person's one fact and its question; the default
+    draws two people in some."""
+    from retain.train.data import step_example
+
+    def facts(mix: MixtureConfig, seed: int) -> int:
+        return step_example(world, mix, random.Random(seed), set(world.entities), 0)[0][0].count(".")
+
+    assert {facts(MixtureConfig(warmup_people=1), seed) for seed in range(30)} == {1}
+    assert {facts(MixtureConfig(), seed) for seed in range(30)} == {1, 2}
+    with pytest.raises(ValueError, match="warmup_people must be 1 or 2"):
+        MixtureConfig(warmup_people=3)
+
+
 def test_relation_examples_ask_each_city_forward_and_reversed(world):
     """mixture.icl_relation: every city a person states is asked both ways, the reverse answered by the
     relation of the sentence that states it, and the reverse question tokenizes without <unk>."""

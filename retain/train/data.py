@@ -49,6 +49,8 @@ class MixtureConfig:
     reading_warmup_steps: int = 300
     """Draw only one-fact in-context examples for the first steps: with a one-sentence context the heads
     that copy a value out of the context form in ~200 steps; with whole biographies they plateau (docs/log.md)."""
+    warmup_people: int = 2
+    """Most fresh people in a reading warm-up example (1: one person, so no name has to be told apart)."""
     contrast_steps: int = 0
     """Steps right after the reading warm-up that draw only contrast examples (one or two fresh people, each
     born in one city and living in another, asked both): the relation-keyed retrieval formed while copying is
@@ -76,6 +78,8 @@ class MixtureConfig:
             raise ValueError("mixture weights must be non-negative and not all zero")
         if self.reading_warmup_steps < 0 or self.contrast_steps < 0:
             raise ValueError("mixture.reading_warmup_steps and mixture.contrast_steps must be >= 0")
+        if self.warmup_people not in (1, 2):
+            raise ValueError(f"mixture.warmup_people must be 1 or 2, got {self.warmup_people}")
         if not 0.0 <= self.contrast <= 1.0:
             raise ValueError(f"mixture.contrast must be in [0, 1], got {self.contrast}")
 
@@ -116,7 +120,7 @@ def step_example(world: World, mix: MixtureConfig, rng: random.Random, reserved:
     """An example of step `step`'s phase: one-fact reading during the warm-up, contrast examples during
     `contrast_steps` after it, the whole mixture after that."""
     if step < mix.reading_warmup_steps:
-        return X.icl_facts_example(world, rng, reserved, max_facts=1)
+        return X.icl_facts_example(world, rng, reserved, max_facts=1, max_people=mix.warmup_people)
     if step < mix.reading_warmup_steps + mix.contrast_steps:
         return X.icl_facts_example(world, rng, reserved, max_facts=1, contrast=1.0)
     return sample_example(world, mix, rng, reserved)

@@ -97,13 +97,13 @@ values apart in a context."""
 
 
 def icl_facts_example(world: World, rng: random.Random, reserved: set[str], max_facts: int = 3,
-                      contrast: float = 0.0) -> Segments:  # fmt: skip
-    """One or two fresh people with 1..max_facts facts each (geometric: half have one), sentences shuffled
+                      contrast: float = 0.0, max_people: int = 2) -> Segments:  # fmt: skip
+    """1..max_people fresh people with 1..max_facts facts each (geometric: half have one), sentences shuffled
     together, then a question per fact. The short context gives a strong, early gradient to the heads that copy a
     value out of the context; full biographies alone leave a long plateau first (docs/log.md). With probability
     `contrast` a person states instead every attribute of one shared choice set (`SHARED_SETS`: born in one
     city, living in another), so the answer must be bound to the relation asked, not to the value's type."""
-    people = fresh_people(world, rng.randint(1, 2), rng, reserved)
+    people = fresh_people(world, rng.randint(1, max_people), rng, reserved)
     sentences, qs = [], []
     for p in people:
         k = 1
