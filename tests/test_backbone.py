@@ -71,6 +71,24 @@ def test_without_positions_the_first_layer_cannot_tell_the_order_of_what_came_be
     assert torch.allclose(a[:, -1], b[:, -1], atol=1e-5) is invariant  # the last position's output
 
 
+def test_a_first_layer_window_hides_what_is_further_back_from_that_layer_only():
+    wide = init_weights(Backbone(BackboneConfig(**SHAPE)))
+    local = Backbone(BackboneConfig(**SHAPE, first_layer_window=4))
+    local.load_state_dict(wide.state_dict())
+    full = Backbone(BackboneConfig(**SHAPE, first_layer_window=20))  # as wide as the sequence: no change
+    full.load_state_dict(wide.state_dict())
+    ids, far = _ids(20), _ids(20).clone()
+    far[:, 10] = (far[:, 10] + 1) % 64  # 9 positions before the last
+    with torch.no_grad():
+        assert torch.equal(full(ids)[0], wide(ids)[0])
+        layer = lambda m, x: m.model.layers[0](m.model.embed_tokens(x), None)[0][:, -1]  # noqa: E731
+        assert torch.allclose(layer(local, ids), layer(local, far))  # the first layer does not see it
+        assert not torch.allclose(layer(wide, ids), layer(wide, far))
+        assert not torch.allclose(local(ids)[0][:, -1], local(far)[0][:, -1])  # later layers still see it
+        assert not torch.allclose(local(ids)[0][:, 4:], wide(ids)[0][:, 4:])
+        assert torch.allclose(local(ids)[0][:, :4], wide(ids)[0][:, :4], atol=1e-6)  # within the window: the same
+
+
 @pytest.mark.parametrize("kv_layers,kv_heads,loop", [(None, 4, 1), (None, 2, 1), (2, 1, 1), (1, 2, 3)])
 def test_the_kv_cache_bytes_the_fermi_calculator_reports_are_the_real_cache_tensors(kv_layers, kv_heads, loop):
     cfg = BackboneConfig(**{**SHAPE, "kv_heads": kv_heads}, kv_layers=kv_layers, loop=loop)
@@ -94,6 +112,7 @@ def test_the_hyena_mixer_keeps_no_cache_and_is_causal():
     ("kv_layers", 5, r"kv_layers must be between 1 and n_layers \(4\)"),
     ("mixer", "mamba", "mixer must be attention or hyena"),
     ("loop", 0, "loop must be at least 1"),
+    ("first_layer_window", 0, "first_layer_window must be at least 1"),
 ])  # fmt: skip
 def test_bad_switches_are_one_line_errors(key, value, message):
     with pytest.raises(ValueError, match=message):
@@ -158,7 +177,8 @@ def test_the_backbone_at_m_equal_l_trains_as_llama_step_by_step(bf16):
 
 
 @pytest.mark.parametrize("switches", [dict(kv_layers=2), dict(loop=2), dict(position="alibi"),
-                                      dict(position="nope", kv_layers=1, loop=3)])  # fmt: skip
+                                      dict(position="nope", kv_layers=1, loop=3),
+                                      dict(first_layer_window=3)])  # fmt: skip
 def test_every_switch_decodes_from_its_cache_as_it_reads_the_whole_sequence(switches):
     from transformers import DynamicCache
 
@@ -224,6 +244,7 @@ def test_a_switched_model_config_builds_saves_and_loads_the_backbone(tmp_path):
     ("position", "sine", "model.position must be rope, nope or alibi"),
     ("kv_layers", 5, "model.kv_layers must be between 1 and the model's 4 layers"),
     ("loop", 0, "model.loop must be at least 1"),
+    ("first_layer_window", 0, "model.first_layer_window must be at least 1"),
 ])  # fmt: skip
 def test_bad_model_switches_are_one_line(key, value, message):
     from retain.models.config import ModelConfig

@@ -65,6 +65,8 @@ class BackboneConfig:
     rope_theta: float = 10000.0
     loop: int = 1
     """Passes through the weight-shared stack of layers."""
+    first_layer_window: int | None = None
+    """The first layer attends only to the last this many positions (itself included); None: all before it."""
     mixer: Literal["attention", "hyena"] = "attention"
     hyena_order: int = 2
     max_seq_len: int = 1024
@@ -83,10 +85,13 @@ class BackboneConfig:
                              f"into kv_heads ({self.heads_kv})")  # fmt: skip
         if self.loop < 1:
             raise ValueError(f"loop must be at least 1, got {self.loop}")
+        if self.first_layer_window is not None and self.first_layer_window < 1:
+            raise ValueError(f"first_layer_window must be at least 1, got {self.first_layer_window}")
         if self.mixer == "hyena" and self.hyena_order < 2:
             raise ValueError(f"hyena_order must be >= 2 (N gates, N - 1 long filters), got {self.hyena_order}")
-        if self.mixer == "hyena" and (self.kv_layers is not None or self.position != "rope"):
-            raise ValueError("mixer hyena has no attention: leave kv_layers and position at their defaults")
+        if self.mixer == "hyena" and (self.kv_layers is not None or self.position != "rope" or self.first_layer_window):
+            raise ValueError("mixer hyena has no attention: leave kv_layers, position and first_layer_window at "
+                             "their defaults")  # fmt: skip
 
     @property
     def heads_kv(self) -> int:
@@ -139,9 +144,9 @@ def alibi(n_heads: int, T: int, device, S: int | None = None) -> torch.Tensor:
 
 
 class Attention(nn.Module):
-    def __init__(self, cfg: BackboneConfig, owns_kv: bool):
+    def __init__(self, cfg: BackboneConfig, owns_kv: bool, window: int | None = None):
         super().__init__()
-        self.cfg, self.owns_kv = cfg, owns_kv
+        self.cfg, self.owns_kv, self.window = cfg, owns_kv, window
         self.q_proj = nn.Linear(cfg.d_model, cfg.n_heads * cfg.head_dim, bias=False)
         if owns_kv:
             self.k_proj = nn.Linear(cfg.d_model, cfg.heads_kv * cfg.head_dim, bias=False)
@@ -165,6 +170,11 @@ class Attention(nn.Module):
         rep = cfg.n_heads // cfg.heads_kv
         k, v = k.repeat_interleave(rep, 1), v.repeat_interleave(rep, 1)
         mask = step.mask
+        if self.window:  # local attention: keys at most window - 1 positions back (queries are the last T of S)
+            S = k.shape[2]
+            q_at, k_at = torch.arange(S - T, S, device=x.device)[:, None], torch.arange(S, device=x.device)[None]
+            near = (k_at <= q_at) & (q_at - k_at < self.window)
+            mask = near[None, None] if mask is None else mask & near
         if cfg.position == "alibi":
             bias = alibi(cfg.n_heads, T, x.device, k.shape[2]).to(q.dtype)
             mask = bias if mask is None else bias.masked_fill(~mask, float("-inf"))
@@ -187,12 +197,12 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, cfg: BackboneConfig, owns_kv: bool):
+    def __init__(self, cfg: BackboneConfig, owns_kv: bool, window: int | None = None):
         super().__init__()
         if cfg.mixer == "hyena":
             self.mixer = HyenaOperator(cfg.d_model, cfg.max_seq_len, order=cfg.hyena_order)
         else:
-            self.self_attn = Attention(cfg, owns_kv)
+            self.self_attn = Attention(cfg, owns_kv, window)
         self.mlp = MLP(cfg)
         # registered in Llama's order, so optimizers and gradient clipping sum over the parameters as for Llama
         self.input_layernorm = RMSNorm(cfg.d_model, cfg.rms_eps)
@@ -215,7 +225,8 @@ class Decoder(nn.Module):
         super().__init__()
         self.cfg, owners = cfg, set(cfg.owners())
         self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.d_model)
-        self.layers = nn.ModuleList(Block(cfg, i in owners) for i in range(cfg.n_layers))
+        self.layers = nn.ModuleList(Block(cfg, i in owners, cfg.first_layer_window if i == 0 else None)
+                                    for i in range(cfg.n_layers))  # fmt: skip
         self.norm = RMSNorm(cfg.d_model, cfg.rms_eps)
 
     def forward(self, x: torch.Tensor, step: Step | None = None) -> tuple[torch.Tensor, KV]:
@@ -292,6 +303,7 @@ class BackboneLMConfig(PreTrainedConfig):
     kv_layers: int | None = None
     n_kv_layers: int | None = None
     loop: int = 1
+    first_layer_window: int | None = None
     rope_theta: float = 10000.0
     max_position_embeddings: int = 2048
     rms_norm_eps: float = 1e-6
@@ -312,7 +324,8 @@ class BackboneLMConfig(PreTrainedConfig):
         return BackboneConfig(vocab_size=self.vocab_size, d_model=self.hidden_size, n_layers=self.num_hidden_layers,
                               n_heads=self.num_attention_heads, kv_heads=self.num_key_value_heads,
                               kv_layers=self.kv_layers, d_ff=self.intermediate_size, position=self.position,
-                              rope_theta=self.rope_theta, loop=self.loop, max_seq_len=self.max_position_embeddings,
+                              rope_theta=self.rope_theta, loop=self.loop, first_layer_window=self.first_layer_window,
+                              max_seq_len=self.max_position_embeddings,
                               rms_eps=self.rms_norm_eps)  # fmt: skip
 
 

@@ -45,6 +45,10 @@ class ModelConfig:
     """MLKV: how many of the layers own K/V (the others reuse the nearest lower owner's); None: all."""
     loop: int = 1
     """Weight-shared depth: the stack of layers runs this many times."""
+    first_layer_window: int | None = None
+    """Local attention in the first layer: it sees only the last this many positions (None: all before it), so
+    a value can be copied from afar only by a later layer, where the relation it stands in is already written
+    at its position (docs/world.md)."""
 
     def __post_init__(self) -> None:
         if self.layers is not None and self.layers < 1:
@@ -62,11 +66,15 @@ class ModelConfig:
             raise ValueError(f"model.kv_layers must be between 1 and the model's {n} layers, got {self.kv_layers}")
         if self.loop < 1:
             raise ValueError(f"model.loop must be at least 1, got {self.loop}")
+        if self.first_layer_window is not None and self.first_layer_window < 1:
+            raise ValueError(f"model.first_layer_window must be at least 1, got {self.first_layer_window}")
         if self.path and self.switched:
-            raise ValueError("model.position, kv_layers and loop shape a model built here; a model.path is "
+            raise ValueError("model.position, kv_layers, loop and first_layer_window shape a model built here; a "
+                             "model.path is "
                              "loaded as it is: remove one or the other")  # fmt: skip
 
     @property
     def switched(self) -> bool:
         """Whether a backbone switch is away from Llama's (the backbone is built instead)."""
-        return self.position != "rope" or self.kv_layers is not None or self.loop != 1
+        return (self.position != "rope" or self.kv_layers is not None or self.loop != 1
+                or self.first_layer_window is not None)  # fmt: skip
