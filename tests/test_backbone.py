@@ -141,6 +141,16 @@ def test_the_hugging_face_face_is_llama_under_padding_and_packing():
         packed = torch.tensor([list(range(5)) + list(range(7))] * 2)  # two documents, positions restarting
         both = model(input_ids=ids, position_ids=packed).logits
         assert torch.allclose(both[:, 5:], model(input_ids=ids[:, 5:]).logits, atol=1e-5)  # the second sees only itself
+        # attention weights and hidden states, as Llama's eager attention reports them (benchmarks/reading_circuit)
+        ours = model(input_ids=ids, attention_mask=mask, position_ids=pos, output_attentions=True,
+                     output_hidden_states=True)  # fmt: skip
+        llama.set_attn_implementation("eager")
+        theirs = llama(input_ids=ids, attention_mask=mask, position_ids=pos, output_attentions=True,
+                       output_hidden_states=True)  # fmt: skip
+        assert len(ours.attentions) == len(theirs.attentions) == 4 and len(ours.hidden_states) == 5
+        assert all(torch.allclose(a[1], b[1], atol=1e-5) and torch.allclose(a[0, :, 3:], b[0, :, 3:], atol=1e-5)
+                   for a, b in zip(ours.attentions, theirs.attentions))  # fmt: skip
+        assert all(torch.allclose(a[1], b[1], atol=1e-5) for a, b in zip(ours.hidden_states, theirs.hidden_states))
 
 
 @pytest.mark.parametrize("bf16", [False, True])

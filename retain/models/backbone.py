@@ -22,6 +22,7 @@ evaluation and generation run on it through the Hugging Face cache interface (do
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -46,6 +47,10 @@ class Step:
     positions: torch.Tensor | None = None
     mask: torch.Tensor | None = None
     cache: Any = None
+    attentions: list[torch.Tensor] | None = None
+    """When a list, each attention layer appends its weights (B, H, T, S) to it (`output_attentions`)."""
+    hidden: list[torch.Tensor] | None = None
+    """When a list, the decoder appends its input and each layer's output to it (`output_hidden_states`)."""
 
 
 @dataclass
@@ -178,6 +183,12 @@ class Attention(nn.Module):
         if cfg.position == "alibi":
             bias = alibi(cfg.n_heads, T, x.device, k.shape[2]).to(q.dtype)
             mask = bias if mask is None else bias.masked_fill(~mask, float("-inf"))
+        if step.attentions is not None:  # the weights themselves, as Llama's eager attention gives them
+            S = k.shape[2]
+            see = mask if mask is not None else torch.ones(T, S, dtype=torch.bool, device=x.device).tril(S - T)
+            scores = q @ k.transpose(-1, -2) / math.sqrt(cfg.head_dim)
+            scores = scores + see if see.dtype != torch.bool else scores.masked_fill(~see, float("-inf"))
+            step.attentions.append(scores.softmax(-1))
         if mask is None:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         else:
@@ -236,11 +247,16 @@ class Decoder(nn.Module):
         for _ in range(self.cfg.loop):
             kv = None
             for layer in self.layers:
+                if step is not None and step.hidden is not None:
+                    step.hidden.append(x)
                 owns = getattr(getattr(layer, "self_attn", None), "owns_kv", False)
                 x, kv = layer(x, None if owns else kv, step, len(cache))
                 if owns:
                     cache.append(kv)
-        return self.norm(x), cache
+        x = self.norm(x)
+        if step is not None and step.hidden is not None:
+            step.hidden.append(x)  # the last one normed, as Hugging Face's
+        return x, cache
 
 
 class Backbone(nn.Module):
@@ -401,7 +417,8 @@ class BackboneForCausalLM(PreTrainedModel):
     def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
                 position_ids: torch.Tensor | None = None, cache=None, inputs_embeds: torch.Tensor | None = None,
                 labels: torch.Tensor | None = None, use_cache: bool | None = None, logits_to_keep: int = 0,
-                num_items_in_batch: torch.Tensor | None = None, **_: Any) -> CausalLMOutputWithPast:  # fmt: skip
+                num_items_in_batch: torch.Tensor | None = None, output_attentions: bool = False,
+                output_hidden_states: bool = False, **_: Any) -> CausalLMOutputWithPast:  # fmt: skip
         x = inputs_embeds if inputs_embeds is not None else self.model.embed_tokens(input_ids)
         B, T = x.shape[:2]
         if use_cache and cache is None:
@@ -413,7 +430,8 @@ class BackboneForCausalLM(PreTrainedModel):
             raise ValueError(f"{past + T} positions exceed max_position_embeddings={self.cfg.max_seq_len}")
         if position_ids is None:
             position_ids = torch.arange(past, past + T, device=x.device)[None].expand(B, -1)
-        step = Step(position_ids, visible(attention_mask, position_ids, T, past), cache)
+        step = Step(position_ids, visible(attention_mask, position_ids, T, past), cache,
+                    [] if output_attentions else None, [] if output_hidden_states else None)  # fmt: skip
         h, _ = self.model(x, step)
         logits = self.lm_head(h[:, -logits_to_keep:] if logits_to_keep else h)
         loss = None
@@ -423,7 +441,9 @@ class BackboneForCausalLM(PreTrainedModel):
                 loss = F.cross_entropy(pred, gold, ignore_index=-100)
             else:
                 loss = F.cross_entropy(pred, gold, ignore_index=-100, reduction="sum") / num_items_in_batch
-        return CausalLMOutputWithPast(loss=loss, logits=logits, cache=cache if use_cache else None)
+        return CausalLMOutputWithPast(loss=loss, logits=logits, cache=cache if use_cache else None,
+                                      attentions=tuple(step.attentions) if output_attentions else None,
+                                      hidden_states=tuple(step.hidden) if output_hidden_states else None)  # fmt: skip
 
 
 AutoConfig.register(BackboneLMConfig.model_type, BackboneLMConfig)
