@@ -11,32 +11,17 @@ never looks at the cities gets no gradient toward the head that would tell them 
 from __future__ import annotations
 
 import argparse
-import random
 import time
 from pathlib import Path
 
 import torch
 
-from benchmarks.reading_circuit import contrast_items
+from benchmarks.reading_circuit import contrast_accuracy, contrast_questions
 from benchmarks.results import write_section
-
-
-def contrast_questions(world, tok, n: int = 100, seed: int = 1) -> tuple[list, list[str]]:
-    """Prompts and right answers: one question on each city of `n` fresh people."""
-    from retain.models.text import text_format
-    from retain.world import render as R
-
-    fmt, rng, prompts, rights = text_format(tok), random.Random(seed), [], []
-    for name, context, asks in contrast_items(world, n, seed):
-        for attr, right, _ in asks:
-            prompts.append(fmt.prompt(R.question(name, attr, right, rng).text, context))
-            rights.append(right)
-    return prompts, rights
 
 
 def repair(run: str, optimizer: str, lr: float, steps: int, every: int, seed: int = 0) -> list[tuple[int, float]]:
     """(step, contrast accuracy) while `run`'s model trains on contrast examples alone at a constant `lr`."""
-    from retain.eval.qa import answer
     from retain.models.build import load_model_and_tokenizer
     from retain.train.data import MixtureConfig, forward_packed, pretrain_batch
     from retain.train.optim import make_optimizer
@@ -44,15 +29,14 @@ def repair(run: str, optimizer: str, lr: float, steps: int, every: int, seed: in
 
     model, tok = load_model_and_tokenizer(f"{run}/model")
     world = load_world(f"{run}/world")
-    prompts, rights = contrast_questions(world, tok)
+    questions = contrast_questions(world, tok, 100)
     mix = MixtureConfig(reading_warmup_steps=0, contrast_steps=steps + 1)  # contrast examples only
     opt = make_optimizer(optimizer, model.named_parameters(), lr, 0.0)
     reserved, curve = set(world.entities), []
     for step in range(steps + 1):
         if step % every == 0:
             model.eval()
-            said = answer(model, tok, prompts)
-            curve.append((step, sum(s == r for s, r in zip(said, rights)) / len(rights)))
+            curve.append((step, contrast_accuracy(model, tok, questions)))
             print(f"{run} {optimizer} step {step}: contrast {curve[-1][1]:.3f}", flush=True)
         if step == steps:
             break

@@ -47,33 +47,44 @@ def contrast_items(world, n: int, seed: int, relation_first: bool = False):
     return items
 
 
+def contrast_questions(world, tok, n: int, seed: int = 1) -> list[tuple[tuple[str, str], str, str]]:
+    """(prompt, right city, wrong city): one question on each city of `n` fresh people (`contrast_items`)."""
+    from retain.models.text import text_format
+    from retain.world import render as R
+
+    fmt, rng = text_format(tok), random.Random(seed)
+    return [(fmt.prompt(R.question(name, attr, right, rng).text, context), right, wrong)
+            for name, context, asks in contrast_items(world, n, seed) for attr, right, wrong in asks]  # fmt: skip
+
+
+def contrast_accuracy(model, tok, questions: list[tuple[tuple[str, str], str, str]]) -> float:
+    """Share of `contrast_questions` answered with the right city (0.5 is chance)."""
+    from retain.eval.qa import answer
+
+    said = answer(model, tok, [prompt for prompt, _, _ in questions])
+    return sum(s == right for s, (_, right, _) in zip(said, questions)) / len(questions)
+
+
 @torch.no_grad()
 def measure(run: str) -> dict:
     """The contrast accuracy, the relation probe per layer and the answer position's attention per layer."""
-    from retain.eval.qa import answer, encode
+    from retain.eval.qa import encode
     from retain.models.build import load_model_and_tokenizer
-    from retain.models.text import text_format
-    from retain.world import render as R
     from retain.world.io import load_world
 
     model, tok = load_model_and_tokenizer(f"{run}/model")
     model.eval().set_attn_implementation("eager")  # attention weights out
-    world, fmt, rng = load_world(f"{run}/world"), text_format(tok), random.Random(1)
+    world = load_world(f"{run}/world")
     token = lambda ids, word: ids.index(tok(" " + word, add_special_tokens=False)["input_ids"][-1])  # noqa: E731
 
-    prompts, rights, attn = [], [], {}
-    for name, context, asks in contrast_items(world, N_PEOPLE, seed=1):
-        for attr, right, wrong in asks:
-            prompt = fmt.prompt(R.question(name, attr, right, rng).text, context)
-            prompts.append(prompt)
-            rights.append(right)
-            ids = encode(tok, prompt[0]) + encode(tok, prompt[1], bos=False)  # as `answer` reads it
-            out = model(torch.tensor([ids]), output_attentions=True)
-            r, w = token(ids, right), token(ids, wrong)
-            for layer, a in enumerate(out.attentions):
-                attn.setdefault(layer, []).append(a[0, :, -1][:, [r, w]])  # heads x (right, wrong)
-    said = answer(model, tok, prompts)
-    contrast = sum(s == r for s, r in zip(said, rights)) / len(rights)
+    questions, attn = contrast_questions(world, tok, N_PEOPLE), {}
+    for prompt, right, wrong in questions:
+        ids = encode(tok, prompt[0]) + encode(tok, prompt[1], bos=False)  # as `answer` reads it
+        out = model(torch.tensor([ids]), output_attentions=True)
+        r, w = token(ids, right), token(ids, wrong)
+        for layer, a in enumerate(out.attentions):
+            attn.setdefault(layer, []).append(a[0, :, -1][:, [r, w]])  # heads x (right, wrong)
+    contrast = contrast_accuracy(model, tok, questions)
 
     states, labels = [], []
     for _, context, asks in contrast_items(world, N_PROBE, seed=2, relation_first=True):
