@@ -100,6 +100,24 @@ def test_pack_drops_an_example_longer_than_a_row():
     assert (labels[0, 3:] == -100).all()
 
 
+def test_tokenize_is_each_segment_tokenized_alone():
+    """tokenize encodes an example's segments in one call; the ids and the loss mask must be those of
+    encoding each segment on its own (the EOS placeholder becoming the end token)."""
+    from retain.train.data import tokenize
+    from retain.world import examples as X
+    from retain.world.tokenizer import train_tokenizer
+
+    tok = train_tokenizer(["Ada Lovelace was born in Paris. Q: where? Rome"] * 3, kind="bpe", vocab_size=300)
+    segs = [("Ada Lovelace was born in", False), (" Paris", True), (X.EOS, True), ("Q: where?", False), (" Rome", True)]
+    ids, mask = tokenize(tok, segs)
+    want, want_mask = [tok.bos_token_id], [False]
+    for text, train in segs:
+        piece = [tok.eos_token_id] if text == X.EOS else tok.encode(text, add_special_tokens=False)
+        want, want_mask = want + piece, want_mask + [train] * len(piece)
+    assert ids == want and mask == want_mask and ids.count(tok.eos_token_id) == 1
+    assert tokenize(tok, [(X.EOS, True)], bos=False) == ([tok.eos_token_id], [True])
+
+
 def test_packed_examples_do_not_see_each_other():
     from transformers import LlamaConfig, LlamaForCausalLM
 

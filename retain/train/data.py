@@ -131,8 +131,10 @@ def tokenize(tokenizer, segments: X.Segments, bos: bool = True) -> tuple[list[in
     """Token ids and loss mask of an example; the EOS placeholder becomes the tokenizer's end token."""
     ids: list[int] = [tokenizer.bos_token_id] if bos and tokenizer.bos_token_id is not None else []
     mask: list[bool] = [False] * len(ids)
+    texts = [text for text, _ in segments if text != X.EOS]  # one tokenizer call per example, not per segment
+    pieces = iter(tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else [])
     for text, train in segments:
-        piece = [tokenizer.eos_token_id] if text == X.EOS else tokenizer(text, add_special_tokens=False)["input_ids"]
+        piece = [tokenizer.eos_token_id] if text == X.EOS else next(pieces)
         ids += piece
         mask += [train] * len(piece)
     return ids, mask

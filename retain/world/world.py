@@ -7,6 +7,7 @@ reproducible from its config alone. Text rendering lives in `retain.world.render
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from dataclasses import dataclass, field
@@ -197,8 +198,10 @@ def random_attrs(rng: random.Random, mentors: list[str]) -> dict[str, str]:
     return attrs
 
 
-def all_names() -> list[str]:
-    return [f"{f} {last}" for f in vocab.FIRST_NAMES for last in vocab.LAST_NAMES]
+@functools.cache
+def all_names() -> tuple[str, ...]:
+    """Every first-last name pair, in a fixed order (cached: example generation draws from it per person)."""
+    return tuple(f"{f} {last}" for f in vocab.FIRST_NAMES for last in vocab.LAST_NAMES)
 
 
 def reserved_names(world: World) -> set[str]:
@@ -211,7 +214,7 @@ def build_world(cfg: WorldConfig) -> World:
     from retain.world.render import session_questions, session_turns
 
     rng = random.Random(derive_seed(cfg.seed, "entities"))
-    names = all_names()
+    names = list(all_names())
     rng.shuffle(names)
     n_session = cfg.n_sessions * cfg.new_per_session
     known_names = names[: cfg.n_known]
