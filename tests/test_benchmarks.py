@@ -74,3 +74,22 @@ def test_the_reading_probe_separates_what_is_separable_and_nothing_else():
     y = (x[:, 3] > 0).float()
     assert probe_accuracy(x, y) > 0.95
     assert abs(probe_accuracy(x, (torch.rand(800, generator=g) > 0.5).float()) - 0.5) < 0.1
+
+
+def test_contrast_items_state_two_different_cities_and_ask_each():
+    from benchmarks.reading_circuit import contrast_items
+    from retain.world.world import WorldConfig, build_world
+
+    world = build_world(WorldConfig(n_known=20, n_eval=5, n_sessions=1))
+    items = contrast_items(world, 30, seed=0, relation_first=True)
+    assert len(items) == 30 and not {name for name, _, _ in items} & set(world.entities)  # fresh people only
+    for name, context, asks in items:
+        (a1, born, home), (a2, home2, born2) = asks
+        assert (a1, a2) == ("birth_city", "home_city") and born != home and (born, home) == (born2, home2)
+        assert name in context and born in context and home in context
+        for sentence in context.split(". "):  # relation_first: no sentence opens with its city
+            assert not sentence.startswith((born, home))
+    assert items == contrast_items(world, 30, seed=0, relation_first=True)  # seeded
+    opens = [s for _, context, asks in contrast_items(world, 30, seed=0) for s in context.split(". ")
+             if s.startswith((asks[0][1], asks[0][2]))]  # fmt: skip
+    assert opens  # without relation_first some sentences do open with the city
