@@ -93,3 +93,14 @@ def test_contrast_items_state_two_different_cities_and_ask_each():
     opens = [s for _, context, asks in contrast_items(world, 30, seed=0) for s in context.split(". ")
              if s.startswith((asks[0][1], asks[0][2]))]  # fmt: skip
     assert opens  # without relation_first some sentences do open with the city
+
+
+def test_every_results_section_with_a_command_names_its_commit():
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "RESULTS.md").read_text()
+    sections = re.findall(r"<!-- bench:(\S+) -->(.*?)<!-- /bench:\1 -->", text, re.S)
+    assert len(sections) > 50
+    unstamped = [name for name, body in sections if "Command: " in body and "\nCommit: " not in body]
+    assert not unstamped, f"sections without a Commit line: {unstamped}"
