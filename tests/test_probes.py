@@ -73,3 +73,23 @@ def test_retain_probe_sensitivity_grows_with_gamma(plain_base, tmp_path):
     r = json.loads((tmp_path / "s" / "probe.json").read_text())
     assert r["mean_change"][0] == 0.0 and r["mean_change"][2] > abs(r["mean_change"][1])
     assert (tmp_path / "s" / "sensitivity.png").exists()
+
+
+def test_a_world_base_is_probed_one_document_a_sequence_a_plain_text_in_running_chunks(smoke_base, plain_base):
+    """Pretraining never lets a world model attend from one document to the next, so a probe of a world base
+    reads each biography and session as its own sequence after BOS; any other text runs on in chunks."""
+    from retain.continual.stream import resolve_base
+    from retain.models.build import load_model_and_tokenizer
+    from retain.probes.run import ProbeConfig, default_documents, load
+
+    cfg = ProbeConfig(model=str(smoke_base), chunk_tokens=48, max_tokens=600)
+    _, chunks = load(cfg)
+    _, tok = load_model_and_tokenizer(resolve_base(str(smoke_base)).model_dir)
+    docs = default_documents(resolve_base(str(smoke_base)).path, cfg.seed)
+    assert len(docs) > len(chunks) and sum(map(len, chunks)) <= 600
+    for chunk, doc in zip(chunks, docs):
+        want = [tok.bos_token_id] + tok(doc, add_special_tokens=False)["input_ids"]
+        assert chunk == want[: len(chunk)] and len(chunk) == min(48, len(want)) or chunk is chunks[-1]
+
+    _, plain = load(ProbeConfig(model=str(plain_base), chunk_tokens=48, max_tokens=600))
+    assert sum(map(len, plain)) == 600 and all(len(c) == 48 for c in plain[:-1])

@@ -60,15 +60,14 @@ def linearity(cfg: ProbeConfig, out: str | None = None) -> dict:
     from retain.runs.files import atomic_write_json
     from retain.runs.rundir import RunDir
 
-    model, ids = load(cfg)
-    d = model.config.hidden_size
-    if len(ids) < cfg.min_ratio * d:
-        raise RetainError(f"text has {len(ids)} tokens for hidden size {d}; the score needs n >> d: give at least "
+    model, chunks = load(cfg)
+    d, n = model.config.hidden_size, sum(len(c) for c in chunks)
+    if n < cfg.min_ratio * d:
+        raise RetainError(f"text has {n} tokens for hidden size {d}; the score needs n >> d: give at least "
                           f"{int(cfg.min_ratio * d)} tokens (a longer text, or lower min_ratio)")  # fmt: skip
-    chunks = [ids[i : i + cfg.chunk_tokens] for i in range(0, len(ids), cfg.chunk_tokens)]
-    result = scores(hidden_states(model, [c for c in chunks if len(c) >= 2]))
+    result = scores(hidden_states(model, chunks))
     mean = {k: sum(v) / len(v) for k, v in result.items()}
-    record = {"model": str(cfg.model), "adapter": cfg.adapter, "tokens": len(ids), "hidden_size": d,
+    record = {"model": str(cfg.model), "adapter": cfg.adapter, "tokens": n, "hidden_size": d,
               "layers": len(result["residual"]), **{f"{k}_per_layer": v for k, v in result.items()},
               **{f"{k}_mean": m for k, m in mean.items()}}  # fmt: skip
     run = RunDir.create("linearity", out)
@@ -77,7 +76,7 @@ def linearity(cfg: ProbeConfig, out: str | None = None) -> dict:
     rows = "\n".join(f"| {i} | {a:.4f} | {b:.4f} |" for i, (a, b) in
                      enumerate(zip(result["residual"], result["without_residual"])))  # fmt: skip
     run.write_report(f"# Linearity of {cfg.model}{' + ' + cfg.adapter if cfg.adapter else ''}\n\n"
-                     f"{len(ids)} tokens pooled (n/d = {len(ids) / d:.1f}), {len(result['residual'])} layers. "
+                     f"{n} tokens pooled (n/d = {n / d:.1f}), {len(result['residual'])} layers. "
                      f"Mean score {mean['residual']:.4f} with the residual stream, "
                      f"{mean['without_residual']:.4f} without.\n\n![](linearity.png)\n\n"
                      f"| layer | with residual | without |\n| ---: | ---: | ---: |\n{rows}\n")  # fmt: skip

@@ -68,8 +68,8 @@ def sensitivity(cfg: ProbeConfig, out: str | None = None) -> dict:
     from retain.runs.files import atomic_write_json
     from retain.runs.rundir import RunDir
 
-    model, ids = load(cfg)
-    chunks = [c for c in (ids[i : i + cfg.chunk_tokens] for i in range(0, len(ids), cfg.chunk_tokens)) if len(c) >= 2]
+    model, chunks = load(cfg)
+    n = sum(len(c) for c in chunks)
     std, base = init_std(model, cfg.seed), loss(model, chunks)
     g = torch.Generator().manual_seed(cfg.seed)
     changes = []
@@ -82,7 +82,7 @@ def sensitivity(cfg: ProbeConfig, out: str | None = None) -> dict:
         changes.append(row)
     mean = [sum(r) / len(r) for r in changes]
     sd = [math.sqrt(sum((x - m) ** 2 for x in r) / max(1, len(r) - 1)) for r, m in zip(changes, mean)]
-    record = {"model": str(cfg.model), "adapter": cfg.adapter, "tokens": len(ids), "loss": base,
+    record = {"model": str(cfg.model), "adapter": cfg.adapter, "tokens": n, "loss": base,
               "gammas": cfg.gammas, "changes": changes, "mean_change": mean, "sd_change": sd}  # fmt: skip
     run = RunDir.create("sensitivity", out)
     atomic_write_json(run / "probe.json", record)
@@ -96,7 +96,7 @@ def sensitivity(cfg: ProbeConfig, out: str | None = None) -> dict:
     ax.set(xscale="log", xlabel="gamma (noise / init std)", ylabel="loss change", title=f"Sensitivity: {cfg.model}")
     run.savefig(fig, "sensitivity.png")
     rows = "\n".join(f"| {gm} | {m:+.4f} | {s:.4f} |" for gm, m, s in zip(cfg.gammas, mean, sd))
-    run.write_report(f"# Sensitivity of {cfg.model}\n\nLoss {base:.4f} on {len(ids)} tokens; {cfg.samples} "
+    run.write_report(f"# Sensitivity of {cfg.model}\n\nLoss {base:.4f} on {n} tokens; {cfg.samples} "
                      f"perturbations per gamma.\n\n| gamma | loss change | sd |\n| ---: | ---: | ---: |\n{rows}\n\n"
                      "![](sensitivity.png)\n")  # fmt: skip
     return {**record, "out": str(run.path)}
