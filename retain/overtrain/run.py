@@ -114,7 +114,7 @@ def sensitivity_of(run: Path, cfg: OvertrainConfig, pretrain_dir: Path) -> dict[
 
     if not (run / "probe.json").exists():
         sensitivity(ProbeConfig(action="sensitivity", model=str(pretrain_dir), gammas=cfg.gammas,
-                                samples=cfg.samples, seed=cfg.seed), out=str(run))  # fmt: skip
+                                samples=cfg.samples, seed=cfg.seed, sessions=False), out=str(run))  # fmt: skip
     return json.loads((run / "probe.json").read_text())
 
 

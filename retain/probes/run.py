@@ -25,6 +25,9 @@ class ProbeConfig:
     """A UTF-8 text file to run through the model; None: the world's biographies and sessions for a
     pretraining run (one sequence each, as pretraining saw them), else the shipped held-out text and probe
     questions (retain/data/probe/)."""
+    sessions: bool = True
+    """With a world base and no text: read the session transcripts too, not only the known people's
+    biographies (pretraining never trains on a transcript, so they are text the base has not learned)."""
     chunk_tokens: int = 128
     """Tokens per sequence: a text is cut into chunks this long, a world document cut at it."""
     max_tokens: int = 16384
@@ -50,8 +53,8 @@ class ProbeConfig:
             raise ValueError(f"min_ratio must be at least 1 (n > d tokens), got {self.min_ratio}")
 
 
-def default_documents(model_path: Path, seed: int) -> list[str] | None:
-    """The world's biographies and session transcripts for a pretraining run, one document each; None for a
+def default_documents(model_path: Path, seed: int, sessions: bool = True) -> list[str] | None:
+    """The world's biographies (and session transcripts) for a pretraining run, one document each; None for a
     model without a world."""
     from retain.continual.stream import resolve_base
 
@@ -61,7 +64,7 @@ def default_documents(model_path: Path, seed: int) -> list[str] | None:
     from retain.world.render import bio
 
     rng = random.Random(seed)
-    return [bio(e, rng) for e in base.world.known] + [s.transcript for s in base.world.sessions]
+    return [bio(e, rng) for e in base.world.known] + [s.transcript for s in base.world.sessions if sessions]
 
 
 def default_text() -> str:
@@ -113,7 +116,7 @@ def load(cfg: ProbeConfig):
         model = PeftModel.from_pretrained(model, cfg.adapter).merge_and_unload()
     model.eval()
     if cfg.text is None:
-        documents = default_documents(base.path, cfg.seed)
+        documents = default_documents(base.path, cfg.seed, cfg.sessions)
         return model, sequences(tok, cfg, documents, None if documents else default_text())
     try:
         text = Path(cfg.text).read_text(encoding="utf-8")
