@@ -80,8 +80,8 @@ def write_report(run: RunDir, cfg, s: dict[str, Any]) -> None:
     text = f"""# Catastrophic overtraining: {cfg.name}
 
 `{cfg.pretrain}`{overrides} pretrained at {len(rows)} budgets ({s["params"]:,} parameters), each annealed to zero;
-sensitivity from {cfg.samples} perturbations per gamma on the known people's biographies, each its own sequence; one write of
-`{cfg.write}` into each. Loss change dL is the mean next-token loss change under theta + eps, eps ~ N(0,
+sensitivity from {cfg.samples} perturbations per gamma on the known people's biographies, each its own sequence;
+one write of `{cfg.write}` into each. Loss change dL is the mean next-token loss change under theta + eps, eps ~ N(0,
 gamma^2 Sigma_init); base drop is the write's closed-book base-knowledge drop; ppl drift is the perplexity
 change on the known people's biographies after the write.
 
