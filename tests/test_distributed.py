@@ -42,8 +42,9 @@ def losses(run: Path) -> list[float]:
 
 def test_two_ranks_take_the_steps_of_one_process_on_the_same_global_batch(tmp_path):
     sets = [*STEPS, "train.steps=20", "train.eval_every=20", "train.ckpt_every=20"]
+    proc = torchrun(tmp_path / "two", *sets, wait=False)  # the ranks start up while one process trains
     pretrain(load_config(PretrainConfig, SMOKE, sets), out=tmp_path / "one")
-    proc = torchrun(tmp_path / "two", *sets)
+    proc.output = proc.communicate(timeout=300)[0]
     assert proc.returncode == 0, proc.output[-2000:]
     one, two = losses(tmp_path / "one"), losses(tmp_path / "two")
     assert len(one) == len(two) == 20
@@ -101,9 +102,11 @@ def _relative(a: dict, b: dict, prefix: str) -> float:
 
 def test_two_ranks_write_a_memory_with_the_gradients_of_one_process(smoke_base, tmp_path):
     worker = [str(ROOT / "tests" / "ddp_writes.py"), str(smoke_base)]
-    one = subprocess.run([sys.executable, *worker, str(tmp_path / "one.st")], env=ENV, capture_output=True, text=True)
-    two = subprocess.run([*TORCHRUN, *worker, str(tmp_path / "two.st")], env=ENV, capture_output=True, text=True)
-    assert one.returncode == 0 and two.returncode == 0, (one.stderr + two.stderr)[-3000:]
+    runs = [subprocess.Popen([*cmd, *worker, str(tmp_path / f"{name}.st")], env=ENV, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+            for name, cmd in (("one", [sys.executable]), ("two", TORCHRUN))]  # side by side  # fmt: skip
+    errors = "".join(p.communicate(timeout=300)[1] for p in runs)
+    assert all(p.returncode == 0 for p in runs), errors[-3000:]
     a, b = load_file(tmp_path / "one.st"), load_file(tmp_path / "two.st")
     assert sorted(a) == sorted(b) and {k.split(".")[2] for k in a} == {"lora", "soft_prompt", "kv_prefix"}
     assert _relative(a, b, "grad.") < 1e-5  # each rank's share of the loss, the gradients summed: the same step
