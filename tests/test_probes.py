@@ -84,11 +84,12 @@ def test_a_world_base_is_probed_one_document_a_sequence_a_plain_text_in_running_
 
     cfg = ProbeConfig(model=str(smoke_base), chunk_tokens=48, max_tokens=600)
     _, chunks = load(cfg)
-    _, tok = load_model_and_tokenizer(resolve_base(str(smoke_base)).model_dir)
-    docs = default_documents(resolve_base(str(smoke_base)).path, cfg.seed)
+    base = resolve_base(str(smoke_base))
+    _, tok = load_model_and_tokenizer(base.model_dir)
+    docs = default_documents(base.world, cfg.seed)
     assert len(docs) > len(chunks) and sum(map(len, chunks)) <= 600
-    bios = default_documents(resolve_base(str(smoke_base)).path, cfg.seed, sessions=False)
-    assert bios == docs[: len(bios)] and len(docs) - len(bios) == len(resolve_base(str(smoke_base)).world.sessions)
+    bios = default_documents(base.world, cfg.seed, sessions=False)
+    assert bios == docs[: len(bios)] and len(docs) - len(bios) == len(base.world.sessions)
     for chunk, doc in zip(chunks, docs):
         want = [tok.bos_token_id] + tok(doc, add_special_tokens=False)["input_ids"]
         assert chunk == want[: len(chunk)] and len(chunk) == min(48, len(want)) or chunk is chunks[-1]

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import math
-import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,11 +100,10 @@ def plan(cfg: OvertrainConfig):
 
 def bios_text(pretrain_dir: Path, seed: int) -> str:
     """The known people's biographies, one paragraph each: the base knowledge a write may cost."""
+    from retain.probes.run import default_documents
     from retain.world.io import load_world
-    from retain.world.render import bio
 
-    rng = random.Random(seed)
-    return "\n\n".join(bio(e, rng) for e in load_world(pretrain_dir / "world").known)
+    return "\n\n".join(default_documents(load_world(pretrain_dir / "world"), seed, sessions=False))
 
 
 def sensitivity_of(run: Path, cfg: OvertrainConfig, pretrain_dir: Path) -> dict[str, Any]:

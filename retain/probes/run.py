@@ -53,18 +53,12 @@ class ProbeConfig:
             raise ValueError(f"min_ratio must be at least 1 (n > d tokens), got {self.min_ratio}")
 
 
-def default_documents(model_path: Path, seed: int, sessions: bool = True) -> list[str] | None:
-    """The world's biographies (and session transcripts) for a pretraining run, one document each; None for a
-    model without a world."""
-    from retain.continual.stream import resolve_base
-
-    base = resolve_base(model_path)
-    if base.world is None:
-        return None
+def default_documents(world, seed: int, sessions: bool = True) -> list[str]:
+    """A world's known people's biographies (and its session transcripts), one document each."""
     from retain.world.render import bio
 
     rng = random.Random(seed)
-    return [bio(e, rng) for e in base.world.known] + [s.transcript for s in base.world.sessions if sessions]
+    return [bio(e, rng) for e in world.known] + [s.transcript for s in world.sessions if sessions]
 
 
 def default_text() -> str:
@@ -116,8 +110,9 @@ def load(cfg: ProbeConfig):
         model = PeftModel.from_pretrained(model, cfg.adapter).merge_and_unload()
     model.eval()
     if cfg.text is None:
-        documents = default_documents(base.path, cfg.seed, cfg.sessions)
-        return model, sequences(tok, cfg, documents, None if documents else default_text())
+        if base.world is None:
+            return model, sequences(tok, cfg, None, default_text())
+        return model, sequences(tok, cfg, default_documents(base.world, cfg.seed, cfg.sessions), None)
     try:
         text = Path(cfg.text).read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
