@@ -89,6 +89,20 @@ def test_a_first_layer_window_hides_what_is_further_back_from_that_layer_only():
         assert torch.allclose(local(ids)[0][:, :4], wide(ids)[0][:, :4], atol=1e-6)  # within the window: the same
 
 
+def test_window_heads_holds_only_the_first_heads_of_the_first_layer():
+    model = init_weights(Backbone(BackboneConfig(**SHAPE, first_layer_window=4, window_heads=2)))
+    ids, far = _ids(20), _ids(20).clone()
+    far[:, 10] = (far[:, 10] + 1) % 64
+    seen = []
+    model.model.layers[0].self_attn.o_proj.register_forward_pre_hook(lambda m, args: seen.append(args[0][:, -1]))
+    with torch.no_grad():
+        model(ids), model(far)
+    outs = torch.stack(seen)  # (run, batch, 4 heads x 8 dims): the heads' outputs before o_proj
+    near, rest = outs[..., :16], outs[..., 16:]  # heads 0-1 | heads 2-3
+    assert torch.allclose(near[0], near[1])  # the windowed heads do not see position 10
+    assert not torch.allclose(rest[0], rest[1])  # the others do
+
+
 @pytest.mark.parametrize("kv_layers,kv_heads,loop", [(None, 4, 1), (None, 2, 1), (2, 1, 1), (1, 2, 3)])
 def test_the_kv_cache_bytes_the_fermi_calculator_reports_are_the_real_cache_tensors(kv_layers, kv_heads, loop):
     cfg = BackboneConfig(**{**SHAPE, "kv_heads": kv_heads}, kv_layers=kv_layers, loop=loop)
@@ -113,6 +127,7 @@ def test_the_hyena_mixer_keeps_no_cache_and_is_causal():
     ("mixer", "mamba", "mixer must be attention or hyena"),
     ("loop", 0, "loop must be at least 1"),
     ("first_layer_window", 0, "first_layer_window must be at least 1"),
+    ("window_heads", 2, "window_heads must be between 1 and n_heads"),
 ])  # fmt: skip
 def test_bad_switches_are_one_line_errors(key, value, message):
     with pytest.raises(ValueError, match=message):
@@ -188,7 +203,7 @@ def test_the_backbone_at_m_equal_l_trains_as_llama_step_by_step(bf16):
 
 @pytest.mark.parametrize("switches", [dict(kv_layers=2), dict(loop=2), dict(position="alibi"),
                                       dict(position="nope", kv_layers=1, loop=3),
-                                      dict(first_layer_window=3)])  # fmt: skip
+                                      dict(first_layer_window=3), dict(first_layer_window=3, window_heads=1)])  # fmt: skip
 def test_every_switch_decodes_from_its_cache_as_it_reads_the_whole_sequence(switches):
     from transformers import DynamicCache
 
@@ -255,6 +270,7 @@ def test_a_switched_model_config_builds_saves_and_loads_the_backbone(tmp_path):
     ("kv_layers", 5, "model.kv_layers must be between 1 and the model's 4 layers"),
     ("loop", 0, "model.loop must be at least 1"),
     ("first_layer_window", 0, "model.first_layer_window must be at least 1"),
+    ("window_heads", 2, "model.window_heads needs model.first_layer_window"),
 ])  # fmt: skip
 def test_bad_model_switches_are_one_line(key, value, message):
     from retain.models.config import ModelConfig

@@ -72,6 +72,8 @@ class BackboneConfig:
     """Passes through the weight-shared stack of layers."""
     first_layer_window: int | None = None
     """The first layer attends only to the last this many positions (itself included); None: all before it."""
+    window_heads: int | None = None
+    """How many of the first layer's heads (the first ones) the window holds; None: all of them."""
     mixer: Literal["attention", "hyena"] = "attention"
     hyena_order: int = 2
     max_seq_len: int = 1024
@@ -92,6 +94,9 @@ class BackboneConfig:
             raise ValueError(f"loop must be at least 1, got {self.loop}")
         if self.first_layer_window is not None and self.first_layer_window < 1:
             raise ValueError(f"first_layer_window must be at least 1, got {self.first_layer_window}")
+        if self.window_heads is not None and not (self.first_layer_window and 1 <= self.window_heads <= self.n_heads):
+            raise ValueError(f"window_heads must be between 1 and n_heads ({self.n_heads}) and needs a "
+                             f"first_layer_window, got {self.window_heads}")  # fmt: skip
         if self.mixer == "hyena" and self.hyena_order < 2:
             raise ValueError(f"hyena_order must be >= 2 (N gates, N - 1 long filters), got {self.hyena_order}")
         if self.mixer == "hyena" and (self.kv_layers is not None or self.position != "rope" or self.first_layer_window):
@@ -179,7 +184,11 @@ class Attention(nn.Module):
             S = k.shape[2]
             q_at, k_at = torch.arange(S - T, S, device=x.device)[:, None], torch.arange(S, device=x.device)[None]
             near = (k_at <= q_at) & (q_at - k_at < self.window)
-            mask = near[None, None] if mask is None else mask & near
+            if cfg.window_heads is not None:  # the window holds the first window_heads heads; the rest see all
+                windowed = torch.arange(cfg.n_heads, device=x.device)[:, None, None] < cfg.window_heads
+                near = torch.where(windowed, near, k_at <= q_at)
+            near = near.view(1, -1, T, S)  # (1, 1 or n_heads, T, S)
+            mask = near if mask is None else mask & near
         if cfg.position == "alibi":
             bias = alibi(cfg.n_heads, T, x.device, k.shape[2]).to(q.dtype)
             mask = bias if mask is None else bias.masked_fill(~mask, float("-inf"))
@@ -320,6 +329,7 @@ class BackboneLMConfig(PreTrainedConfig):
     n_kv_layers: int | None = None
     loop: int = 1
     first_layer_window: int | None = None
+    window_heads: int | None = None
     rope_theta: float = 10000.0
     max_position_embeddings: int = 2048
     rms_norm_eps: float = 1e-6
@@ -341,7 +351,7 @@ class BackboneLMConfig(PreTrainedConfig):
                               n_heads=self.num_attention_heads, kv_heads=self.num_key_value_heads,
                               kv_layers=self.kv_layers, d_ff=self.intermediate_size, position=self.position,
                               rope_theta=self.rope_theta, loop=self.loop, first_layer_window=self.first_layer_window,
-                              max_seq_len=self.max_position_embeddings,
+                              window_heads=self.window_heads, max_seq_len=self.max_position_embeddings,
                               rms_eps=self.rms_norm_eps)  # fmt: skip
 
 

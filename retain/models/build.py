@@ -48,6 +48,7 @@ def backbone_config(cfg: ModelConfig, vocab_size: int, pad_id: int, bos_id: int,
                             num_attention_heads=llama.num_attention_heads,
                             num_key_value_heads=llama.num_key_value_heads, position=cfg.position,
                             kv_layers=cfg.kv_layers, loop=cfg.loop, first_layer_window=cfg.first_layer_window,
+                            window_heads=cfg.window_heads,
                             rope_theta=cfg.rope_theta,
                             max_position_embeddings=cfg.max_seq_len, tie_word_embeddings=cfg.tie_embeddings,
                             pad_token_id=pad_id, bos_token_id=bos_id, eos_token_id=eos_id)  # fmt: skip

@@ -50,6 +50,9 @@ class ModelConfig:
     a value can be copied from afar only by a later layer, where the relation it stands in is already written
     at its position. At 16 and 2,500 steps reading formed on all four world seeds (open-book 0.99, both cities),
     with closed-book recall 0.87-0.97; at 8 world 1 formed reading too late (docs/world.md)."""
+    window_heads: int | None = None
+    """How many of the first layer's heads the window holds (the first ones; the others see all before them);
+    None: every head. Needs `first_layer_window`."""
 
     def __post_init__(self) -> None:
         if self.layers is not None and self.layers < 1:
@@ -60,6 +63,8 @@ class ModelConfig:
             if heads < 1 or d % heads or kv < 1 or heads % kv:
                 raise ValueError(f"model.heads ({heads}) must divide the width ({d}) and model.kv_heads ({kv}) "
                                  "must divide model.heads")  # fmt: skip
+            if self.window_heads is not None and self.window_heads > heads:
+                raise ValueError(f"model.window_heads ({self.window_heads}) is more than the model's {heads} heads")
         if self.position not in ("rope", "nope", "alibi"):
             raise ValueError(f"model.position must be rope, nope or alibi, got {self.position!r}")
         n = self.layers or (SIZES[self.size][1] if self.size in SIZES else None)
@@ -69,6 +74,9 @@ class ModelConfig:
             raise ValueError(f"model.loop must be at least 1, got {self.loop}")
         if self.first_layer_window is not None and self.first_layer_window < 1:
             raise ValueError(f"model.first_layer_window must be at least 1, got {self.first_layer_window}")
+        if self.window_heads is not None and not (self.first_layer_window and self.window_heads >= 1):
+            raise ValueError(f"model.window_heads needs model.first_layer_window and must be at least 1, got "
+                             f"{self.window_heads}")  # fmt: skip
         if self.path and self.switched:
             raise ValueError("model.position, kv_layers, loop and first_layer_window shape a model built here; a "
                              "model.path is "
