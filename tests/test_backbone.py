@@ -203,7 +203,8 @@ def test_the_backbone_at_m_equal_l_trains_as_llama_step_by_step(bf16):
 
 @pytest.mark.parametrize("switches", [dict(kv_layers=2), dict(loop=2), dict(position="alibi"),
                                       dict(position="nope", kv_layers=1, loop=3),
-                                      dict(first_layer_window=3), dict(first_layer_window=3, window_heads=1)])  # fmt: skip
+                                      dict(first_layer_window=3),
+                                      dict(first_layer_window=3, window_heads=1)])  # fmt: skip
 def test_every_switch_decodes_from_its_cache_as_it_reads_the_whole_sequence(switches):
     from transformers import DynamicCache
 

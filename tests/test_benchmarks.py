@@ -104,3 +104,15 @@ def test_every_results_section_with_a_command_names_its_commit():
     assert len(sections) > 50
     unstamped = [name for name, body in sections if "Command: " in body and "\nCommit: " not in body]
     assert not unstamped, f"sections without a Commit line: {unstamped}"
+
+
+def test_world_seeds_names_each_target_a_world_misses_with_the_sampling_error_of_a_fall():
+    from benchmarks.world_seeds import missed
+
+    ref = {"closed_book_acc": 0.97, "open_book_acc": 0.98, "seconds": 500, "heldout_template_acc": 0.5,
+           "heldout_template/n": 200, "session_icl_acc": 0.9, "session_icl/n": 90}  # fmt: skip
+    assert missed(ref, ref) == ""
+    assert missed({**ref, "heldout_template_acc": 0.46, "session_icl_acc": 0.99}, ref) == ""  # within 5 points
+    worse = {**ref, "open_book_acc": 0.81, "seconds": 700, "heldout_template_acc": 0.3}
+    # SE of the fall: sqrt(0.3 * 0.7 / 200 + 0.5 * 0.5 / 200) = 4.8 points
+    assert missed(worse, ref) == "open-book, time, held-out templates -20.0 pt (SE 4.8)"
