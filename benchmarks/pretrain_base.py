@@ -3,6 +3,7 @@
     python -m benchmarks.pretrain_base --out runs/base            # trains (or resumes) configs/pretrain.yaml
     python -m benchmarks.pretrain_base --out runs/base --config configs/pretrain.yaml
     python -m benchmarks.pretrain_base --out runs/base --section pretrain_base_repro   # a second machine's run
+    python -m benchmarks.pretrain_base --out runs/base-w16 --set model.first_layer_window=16 --section NAME
 
 A run directory that already holds a summary is only read, so the section can be rewritten without
 training again.
@@ -11,10 +12,9 @@ training again.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from benchmarks.results import write_section
+from benchmarks.results import pretrain_or_resume, write_section
 
 # The targets of the base model on 2 CPU cores (issue 4).
 TARGETS = {"closed_book_acc": 0.95, "open_book_acc": 0.90}
@@ -40,16 +40,13 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default="configs/pretrain.yaml")
     p.add_argument("--out", default="runs/base")
+    p.add_argument("--set", action="append", default=[], dest="overrides", help="override a config key")
     p.add_argument("--section", default="pretrain_base", help="name of the RESULTS.md section")
     args = p.parse_args()
     out = Path(args.out)
-    if not (out / "summary.json").exists():
-        from retain.config import load_config
-        from retain.train.pretrain import PretrainConfig, pretrain
-
-        pretrain(load_config(PretrainConfig, args.config), str(out), resume=(out / "ckpt").is_dir())
-    s = json.loads((out / "summary.json").read_text())
-    body = (f"`{args.config}` trained into `{out}`; report and plots: `{out}/report.md`. Closed book is recall "
+    s = pretrain_or_resume(args.config, args.overrides, out)
+    sets = "".join(f" --set {o}" for o in args.overrides)
+    body = (f"`{args.config}`{sets} trained into `{out}`; report and plots: `{out}/report.md`. Closed book is recall "
             f"on the known people (QA and biography-only splits), open book is recall with the person's "
             f"biography in context (fresh people).\n\n{table(s)}")  # fmt: skip
     title = f"Base model pretraining ({args.config})" + ("" if args.section == "pretrain_base" else f", {args.section}")
