@@ -76,6 +76,7 @@ def main() -> None:
     p.add_argument("--out", default="runs/distill_storage_alone")
     p.add_argument("--seeds", type=int, default=8, help="seeds 0..N-1")
     p.add_argument("--set", action="append", default=[], help="override a config key")
+    p.add_argument("--section", help="name of the RESULTS.md section (default: the config's file name)")
     args = p.parse_args()
     out = Path(args.out)
     runs = [run_config(args.config, out / f"seed{i}", [f"base={args.base}", f"seed={i}", *args.set])
@@ -93,7 +94,7 @@ def main() -> None:
     means = {name: [statistics.mean(b[1][name][j] for b in by_kind) for j in range(len(counts))]
              for name in by_kind[0][1]}  # fmt: skip
     body += f"\n\nACC after the last write by kind of question, mean over the seeds:\n\n{kind_table(counts, means)}"
-    write_section(Path(args.config).stem, f"Seed spread of the continual loop ({args.config})", body)
+    write_section(args.section or Path(args.config).stem, f"Seed spread of the continual loop ({args.config})", body)
 
 
 if __name__ == "__main__":
