@@ -21,11 +21,16 @@ RESULTS = Path(__file__).resolve().parents[1] / "docs" / "RESULTS.md"
 @contextmanager
 def resumable(out: Path | str):
     """A benchmark's run into `out`: Ctrl-C ends it with one line saying the same command resumes, not a
-    traceback (finished work is already on disk)."""
+    traceback (finished work is already on disk); a run's own refusal (RetainError) is one line too."""
+    from retain.errors import RetainError
+
     try:
         yield
     except KeyboardInterrupt:
         raise SystemExit(f"\ninterrupted: finished work is saved in {out}; the same command resumes") from None
+    except RetainError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def cpu_name() -> str:

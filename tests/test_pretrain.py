@@ -133,3 +133,14 @@ def test_packed_examples_do_not_see_each_other():
         packed = forward_packed(model, ids, pos).logits[0, 7:12]
         alone = model(input_ids=torch.tensor([b])).logits[0]
     torch.testing.assert_close(packed, alone, atol=1e-5, rtol=1e-5)
+
+
+def test_a_study_reads_a_finished_run_back_only_for_the_config_it_was_trained_with(smoke_base):
+    from retain.config import load_config
+    from retain.train.pretrain import pretrain_or_resume
+
+    smoke = Path(__file__).resolve().parents[1] / "configs" / "smoke" / "pretrain.yaml"
+    summary = json.loads((smoke_base / "summary.json").read_text())
+    assert pretrain_or_resume(load_config(PretrainConfig, smoke, ["train.threads=1"]), smoke_base) == summary
+    with pytest.raises(RetainError, match=r"finished run of other values of train.lr \(.*, asked 0.5\)"):
+        pretrain_or_resume(load_config(PretrainConfig, smoke, ["train.lr=0.5"]), smoke_base)
