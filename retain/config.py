@@ -218,6 +218,12 @@ def flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def shown(keys: list[str], was: dict[str, Any], asked: dict[str, Any]) -> str:
+    """The first five of `keys` (dotted) as `key (was -> asked)`, and how many more: what a refusal names."""
+    more = f" and {len(keys) - 5} more" if len(keys) > 5 else ""
+    return ", ".join(f"{k} ({was.get(k)!r} -> {asked[k]!r})" for k in keys[:5]) + more
+
+
 def resume_config(given: T, out: str | Path | None) -> T:
     """The config a resumed run continues with: the run's own (the config.yaml in `out`), plus any operational
     key (`OPERATIONAL`) the given config sets. A given config that asks for anything else the run was not
@@ -234,11 +240,9 @@ def resume_config(given: T, out: str | Path | None) -> T:
     changed = [k for k, v in asked.items() if v != default.get(k) and v != was.get(k)]
     refused = [k for k in changed if k not in OPERATIONAL]
     if refused:
-        shown = ", ".join(f"{k} ({was.get(k)!r} -> {asked[k]!r})" for k in refused[:5])
-        more = f" and {len(refused) - 5} more" if len(refused) > 5 else ""
-        raise ConfigError(f"--resume: {path} was started with other values of {shown}{more}; resume with no config "
-                          f"(only {', '.join(OPERATIONAL)} may change), or start a new run in another "
-                          "--out")  # fmt: skip
+        raise ConfigError(f"--resume: {path} was started with other values of {shown(refused, was, asked)}; resume "
+                          f"with no config (only {', '.join(OPERATIONAL)} may change), or start a new run in "
+                          "another --out")  # fmt: skip
     data = to_dict(saved)
     for k in changed:  # operational keys only
         *parents, leaf = k.split(".")

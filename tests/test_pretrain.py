@@ -142,5 +142,5 @@ def test_a_study_reads_a_finished_run_back_only_for_the_config_it_was_trained_wi
     smoke = Path(__file__).resolve().parents[1] / "configs" / "smoke" / "pretrain.yaml"
     summary = json.loads((smoke_base / "summary.json").read_text())
     assert pretrain_or_resume(load_config(PretrainConfig, smoke, ["train.threads=1"]), smoke_base) == summary
-    with pytest.raises(RetainError, match=r"finished run of other values of train.lr \(.*, asked 0.5\)"):
+    with pytest.raises(RetainError, match=r"finished run of other values of train.lr \(.* -> 0.5\)"):
         pretrain_or_resume(load_config(PretrainConfig, smoke, ["train.lr=0.5"]), smoke_base)

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 import torch
 
-from retain.config import OPERATIONAL, flat, from_dict, read_yaml, resume_config, to_dict
+from retain.config import OPERATIONAL, flat, from_dict, read_yaml, resume_config, shown, to_dict
 from retain.errors import RetainError
 from retain.eval.suites import base_suites, headline, run_suites
 from retain.models.build import build_model, load_model_and_tokenizer, load_tokenizer, param_count
@@ -289,9 +289,8 @@ def pretrain_or_resume(cfg: PretrainConfig, out: Path) -> dict[str, Any]:
     was, asked = flat(to_dict(from_dict(PretrainConfig, read_yaml(out / "config.yaml")))), flat(to_dict(cfg))
     differ = [k for k in asked if asked[k] != was.get(k) and k not in OPERATIONAL]
     if differ:
-        shown = ", ".join(f"{k} ({was.get(k)!r}, asked {asked[k]!r})" for k in differ[:5])
-        raise RetainError(f"{out} holds a finished run of other values of {shown}; choose another --out, or "
-                          "delete it to train again")  # fmt: skip
+        raise RetainError(f"{out} holds a finished run of other values of {shown(differ, was, asked)}; choose "
+                          "another --out, or delete it to train again")  # fmt: skip
     return json.loads((out / "summary.json").read_text())
 
 
