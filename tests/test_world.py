@@ -302,6 +302,41 @@ def test_the_contrast_phase_follows_the_reading_warm_up_then_the_mixture_takes_o
         MixtureConfig(contrast_steps=-1)
 
 
+def test_an_added_contrast_keeps_the_persons_other_facts(world):
+    """mixture.contrast_adds: the two cities come on top of the facts drawn for the person, so a contrast example
+    still asks about other attributes; without it the pair replaces them (exactly two questions a person)."""
+    def stated_and_asked(adds: bool, seed: int) -> tuple[str, int]:
+        segs = X.icl_facts_example(world, random.Random(seed), set(world.entities), max_facts=3, contrast=1.0,
+                                   max_people=1, contrast_adds=adds)  # fmt: skip
+        return segs[0][0], sum(text.count("?") for text, _ in segs[1:])
+
+    cities = ATTRIBUTE_SETS["birth_city"]
+    for seed in range(30):
+        context, n_asked = stated_and_asked(False, seed)
+        assert n_asked == 2 and sum(c in context for c in cities) == 2  # born in one city, living in another
+        context, n_asked = stated_and_asked(True, seed)
+        assert n_asked >= 2 and sum(c in context for c in cities) == 2
+    assert any(stated_and_asked(True, seed)[1] > 2 for seed in range(30))  # other facts kept beside the pair
+
+
+def test_the_contrast_stops_at_contrast_until(world):
+    """mixture.contrast_until: icl_facts draws contrast people before that step and plain ones from it on."""
+    from retain.train.data import step_example
+
+    mix = MixtureConfig(bio=0, qa=0, icl_bio=0, icl_facts=1, icl_session=0, summary=0, reading_warmup_steps=0,
+                        contrast=1.0, contrast_until=20, max_facts=1)  # fmt: skip
+    cities = T.QUESTION["birth_city"] + T.QUESTION["home_city"]
+
+    def cities_asked(step: int, seed: int) -> int:
+        segs = step_example(world, mix, random.Random(seed), set(world.entities), step)
+        return sum(" ".join(t for t, _ in segs[1:]).count(q.split("{name}")[0]) for q in cities)
+
+    assert all(cities_asked(19, seed) in (2, 4) for seed in range(10))
+    assert any(cities_asked(20, seed) not in (2, 4) for seed in range(10))
+    with pytest.raises(ValueError, match="contrast_until"):
+        MixtureConfig(contrast_until=-1)
+
+
 def test_a_one_person_warm_up_states_and_asks_one_fact(world):
     """mixture.warmup_people=1: every warm-up example is one person's one fact and its question; the default
     draws two people in some."""

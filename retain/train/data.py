@@ -63,6 +63,12 @@ class MixtureConfig:
     one city and living in another, and are asked both. Meant for bases that copy a city out of a biography
     without telling the two relations apart: at 0.5 it fixed that on world 0 with training seed 2, not on
     worlds 2 and 3; in the warm-up too it slowed reading down (docs/world.md)."""
+    contrast_adds: bool = False
+    """State a contrast person's two cities on top of the facts drawn for them, instead of in their place: the
+    contrast then takes no share of the other attributes' reading (at 0.5 in place of them, world 1 had not
+    learned to copy a birth date's month by step 2,500; docs/world.md)."""
+    contrast_until: int = 0
+    """Last step (exclusive) of the contrast; after it icl_facts is the plain one again. 0: the whole run."""
     max_context_people: int = 3
     """Most fresh biographies in one in-context example."""
     max_binding_people: int = 8
@@ -77,8 +83,8 @@ class MixtureConfig:
         weights = self.task_weights().values()
         if any(w < 0 for w in weights) or sum(weights) <= 0:
             raise ValueError("mixture weights must be non-negative and not all zero")
-        if self.reading_warmup_steps < 0 or self.contrast_steps < 0:
-            raise ValueError("mixture.reading_warmup_steps and mixture.contrast_steps must be >= 0")
+        if self.reading_warmup_steps < 0 or self.contrast_steps < 0 or self.contrast_until < 0:
+            raise ValueError("mixture.reading_warmup_steps, contrast_steps and contrast_until must be >= 0")
         if self.warmup_people not in (1, 2):
             raise ValueError(f"mixture.warmup_people must be 1 or 2, got {self.warmup_people}")
         if not 0.0 <= self.contrast <= 1.0:
@@ -92,8 +98,9 @@ class MixtureConfig:
                 "copy": self.copy}  # fmt: skip
 
 
-def sample_example(world: World, mix: MixtureConfig, rng: random.Random, reserved: set[str]) -> X.Segments:
-    """One example of a task drawn by the mixture weights."""
+def sample_example(world: World, mix: MixtureConfig, rng: random.Random, reserved: set[str],
+                   step: int = 0) -> X.Segments:  # fmt: skip
+    """One example of a task drawn by the mixture weights (`step` says whether the contrast is still on)."""
     tasks = mix.task_weights()
     task = rng.choices(list(tasks), weights=list(tasks.values()))[0]
     if task == "bio":
@@ -105,7 +112,8 @@ def sample_example(world: World, mix: MixtureConfig, rng: random.Random, reserve
     if task == "icl_bio":
         segs = X.icl_bio_example(world, rng, reserved, mix.max_context_people)
     elif task == "icl_facts":
-        segs = X.icl_facts_example(world, rng, reserved, mix.max_facts, mix.contrast)
+        contrast = mix.contrast if not mix.contrast_until or step < mix.contrast_until else 0.0
+        segs = X.icl_facts_example(world, rng, reserved, mix.max_facts, contrast, contrast_adds=mix.contrast_adds)
     elif task == "icl_relation":
         segs = X.icl_relation_example(world, rng, reserved)
     elif task == "icl_binding":
@@ -124,7 +132,7 @@ def step_example(world: World, mix: MixtureConfig, rng: random.Random, reserved:
         return X.icl_facts_example(world, rng, reserved, max_facts=1, max_people=mix.warmup_people)
     if step < mix.reading_warmup_steps + mix.contrast_steps:
         return X.icl_facts_example(world, rng, reserved, max_facts=1, contrast=1.0)
-    return sample_example(world, mix, rng, reserved)
+    return sample_example(world, mix, rng, reserved, step)
 
 
 def tokenize(tokenizer, segments: X.Segments, bos: bool = True) -> tuple[list[int], list[bool]]:

@@ -97,12 +97,14 @@ values apart in a context."""
 
 
 def icl_facts_example(world: World, rng: random.Random, reserved: set[str], max_facts: int = 3,
-                      contrast: float = 0.0, max_people: int = 2) -> Segments:  # fmt: skip
+                      contrast: float = 0.0, max_people: int = 2, contrast_adds: bool = False) -> Segments:  # fmt: skip
     """1..max_people fresh people with 1..max_facts facts each (geometric: half have one), sentences shuffled
     together, then a question per fact. The short context gives a strong, early gradient to the heads that copy a
     value out of the context; full biographies alone leave a long plateau first (docs/log.md). With probability
     `contrast` a person states instead every attribute of one shared choice set (`SHARED_SETS`: born in one
-    city, living in another), so the answer must be bound to the relation asked, not to the value's type."""
+    city, living in another), so the answer must be bound to the relation asked, not to the value's type; with
+    `contrast_adds` that pair comes on top of the person's other facts instead of replacing them, so the contrast
+    takes no share from the other attributes' reading."""
     people = fresh_people(world, rng.randint(1, max_people), rng, reserved)
     sentences, qs = [], []
     for p in people:
@@ -111,7 +113,8 @@ def icl_facts_example(world: World, rng: random.Random, reserved: set[str], max_
             k += 1
         chosen = rng.sample(list(p.attrs), k=k)
         if SHARED_SETS and contrast and rng.random() < contrast:
-            chosen = rng.choice(SHARED_SETS)
+            shared = rng.choice(SHARED_SETS)
+            chosen = list(shared) + [a for a in chosen if a not in shared] if contrast_adds else shared
         for a in chosen:
             sentences.append(R.fact_sentence(p.name, a, p.attrs[a], rng))
             qs.append(R.question(p.name, a, p.attrs[a], rng))
