@@ -305,6 +305,7 @@ def test_the_contrast_phase_follows_the_reading_warm_up_then_the_mixture_takes_o
 def test_an_added_contrast_keeps_the_persons_other_facts(world):
     """mixture.contrast_adds: the two cities come on top of the facts drawn for the person, so a contrast example
     still asks about other attributes; without it the pair replaces them (exactly two questions a person)."""
+
     def stated_and_asked(adds: bool, seed: int) -> tuple[str, int]:
         segs = X.icl_facts_example(world, random.Random(seed), set(world.entities), max_facts=3, contrast=1.0,
                                    max_people=1, contrast_adds=adds)  # fmt: skip
