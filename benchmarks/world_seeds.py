@@ -4,15 +4,20 @@
     python -m benchmarks.world_seeds --out runs/worlds                  # seeds 0 1 2 3 into runs/worlds/seed{i}
     python -m benchmarks.world_seeds --out runs/worlds --reuse 0=runs/base   # seed 0 read from an existing run
     python -m benchmarks.world_seeds --out runs/worlds-2500 --set train.steps=2500 --section world_seeds_2500
+    python -m benchmarks.world_seeds --out runs/world0-seeds --world 0 --seeds 0 1 2 3   # training seeds
 
 A seed whose run holds a summary is only read back; one left half-way resumes. A second table asks each base the
 whole open-book suite again (every fresh person, every attribute) and splits its recall by attribute, with the
-share of wrong answers that are another value its context states: where a world's reading fails.
+share of wrong answers that are another value its context states: where a world's reading fails. A third splits
+the held-out-template suite the same way: each attribute has one held-out question form, so this accuracy moves
+in steps of about a seventh as single forms generalise or not. `--world N` holds the world at seed N and varies
+the training seed alone: the spread a world-seed comparison has to be read against.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 from pathlib import Path
 
 from benchmarks.pretrain_base import SECONDS, TARGETS
@@ -43,8 +48,8 @@ def missed(s: dict, ref: dict) -> str:
     return ", ".join(out)
 
 
-def attribute_rows(runs: dict[int, tuple[Path, dict]]) -> list[str]:
-    """Open-book recall per attribute of each run's base on its whole open-book suite (final-evaluation draw)."""
+def attribute_rows(runs: dict[int, tuple[Path, dict]], suite: str = "open_book", label: str = "world seed"):
+    """Recall per attribute of each run's base on its whole `suite` (final-evaluation draw)."""
     from retain.config import read_yaml
     from retain.eval.suites import base_suites, by_attribute
     from retain.models.build import load_model_and_tokenizer
@@ -55,10 +60,10 @@ def attribute_rows(runs: dict[int, tuple[Path, dict]]) -> list[str]:
         world = load_world(out / "world")
         model, tok = load_model_and_tokenizer(out / "model")
         cfg_seed = read_yaml(out / "config.yaml")["seed"]
-        table[seed] = by_attribute(model.eval(), tok, base_suites(world, seed=cfg_seed + 1)["open_book"])
+        table[seed] = by_attribute(model.eval(), tok, base_suites(world, seed=cfg_seed + 1)[suite])
     attrs = sorted({a for t in table.values() for a in t})
     lines = [
-        "| world seed | " + " | ".join(attrs) + " | wrong answers stating another value of the context |",
+        f"| {label} | " + " | ".join(attrs) + " | wrong answers stating another value of the context |",
         "| --- |" + " ---: |" * (len(attrs) + 1),
     ]
     for seed, t in table.items():
@@ -77,38 +82,56 @@ def main() -> None:
     ap.add_argument("--reuse", action="append", default=[], help="SEED=RUN_DIR: read that seed from a finished run")
     ap.add_argument("--set", action="append", default=[], dest="overrides", help="override for every seed")
     ap.add_argument("--section", default="world_seeds", help="name of the RESULTS.md section")
+    ap.add_argument("--world", type=int, default=None, help="hold world.seed here and vary only the training seed")
     args = ap.parse_args()
+    label = "world seed" if args.world is None else f"training seed (world {args.world})"
 
     reuse = {int(k): Path(v) for k, v in (r.split("=", 1) for r in args.reuse)}
     runs = {}
     for seed in args.seeds:
         out = reuse.get(seed, Path(args.out) / f"seed{seed}")
-        runs[seed] = (
-            out,
-            pretrain_or_resume(args.config, [*args.overrides, f"world.seed={seed}", f"seed={seed}"], out),
-        )
+        world = seed if args.world is None else args.world
+        overrides = [*args.overrides, f"world.seed={world}", f"seed={seed}"]
+        runs[seed] = (out, pretrain_or_resume(args.config, overrides, out))
     ref = runs[min(runs)][1]
     lines = [
-        "| world seed | run | " + " | ".join(ROWS) + " | targets |",
+        f"| {label} | run | " + " | ".join(ROWS) + " | targets |",
         "| --- | --- |" + " ---: |" * len(ROWS) + " --- |",
     ]
     for seed, (out, s) in runs.items():
         cells = [f"{s[k]:.0f}" if k == "seconds" else f"{s[k]:.3f}" for k in ROWS]
         lines.append(f"| {seed} | `{out}` | " + " | ".join(cells) + f" | {missed(s, ref) or 'met'} |")
+    spread = "; ".join(
+        f"{name} {min(v):.3f}-{max(v):.3f} (SD {statistics.stdev(v):.3f})"
+        for name, v in (
+            (name, [s[k] for _, s in runs.values()])
+            for name, k in (("held-out templates", "heldout_template_acc"), ("session reading", "session_icl_acc"))
+        )
+        if len(v) > 1
+    )
+    varied = (
+        "`world.seed` and `seed` set to each world seed"
+        if args.world is None
+        else (f"`world.seed={args.world}` and `seed` set to each training seed")
+    )
     body = (
-        f"`{args.config}`{''.join(f' --set {o}' for o in args.overrides)} with `world.seed` and `seed` set to "
-        "each world seed. "
+        f"`{args.config}`{''.join(f' --set {o}' for o in args.overrides)} with {varied}. "
         f"Targets: closed-book >= {TARGETS['closed_book_acc']}, open-book >= {TARGETS['open_book_acc']}, within "
         f"{SECONDS // 60} minutes, held-out-template and session-reading accuracy within {DROP * 100:.0f} points "
-        f"of world seed {min(runs)}; a fall names, in brackets, one standard error of the difference of the two "
+        f"of {label} {min(runs)}; a fall names, in brackets, one standard error of the difference of the two "
         "accuracies from the suites' sizes alone (the evaluation's sampling noise, not the training run's). "
         "`seconds` is the training wall time as the run logged it.\n\n"
         + "\n".join(lines)
+        + (f"\n\nSpread over the rows: {spread}." if spread else "")
         + "\n\nOpen-book recall by attribute, each base asked its whole open-book suite (every fresh person, every "
         "attribute, the final evaluation's draw), and the share of its wrong answers that are another value its "
-        "context states:\n\n" + "\n".join(attribute_rows(runs))
+        "context states:\n\n"
+        + "\n".join(attribute_rows(runs, label=label))
+        + "\n\nHeld-out-template recall by attribute (one held-out question form each, the whole suite):\n\n"
+        + "\n".join(attribute_rows(runs, "heldout_template", label))
     )
-    write_section(args.section, "The base model on four worlds", body)
+    title = "The base model on four worlds" if args.world is None else f"World {args.world}, several training seeds"
+    write_section(args.section, title, body)
 
 
 if __name__ == "__main__":
