@@ -335,7 +335,11 @@ def test_the_contrast_stops_at_contrast_until(world):
     assert all(cities_asked(19, seed) in (2, 4) for seed in range(10))
     assert any(cities_asked(20, seed) not in (2, 4) for seed in range(10))
     with pytest.raises(ValueError, match="contrast_until"):
-        MixtureConfig(contrast_until=-1)
+        MixtureConfig(contrast=0.5, contrast_until=-1)
+    with pytest.raises(ValueError, match="set mixture.contrast > 0"):  # shaping a contrast that is off
+        MixtureConfig(contrast_until=100)
+    with pytest.raises(ValueError, match="set mixture.contrast > 0"):
+        MixtureConfig(contrast_adds=True)
 
 
 def test_a_one_person_warm_up_states_and_asks_one_fact(world):

@@ -91,6 +91,8 @@ class MixtureConfig:
             raise ValueError(f"mixture.warmup_people must be 1 or 2, got {self.warmup_people}")
         if not 0.0 <= self.contrast <= 1.0:
             raise ValueError(f"mixture.contrast must be in [0, 1], got {self.contrast}")
+        if not self.contrast and (self.contrast_adds or self.contrast_until):
+            raise ValueError("mixture.contrast_adds and contrast_until shape the contrast; set mixture.contrast > 0")
 
     def task_weights(self) -> dict[str, float]:
         """Each task's (unnormalised) weight, by task name."""
