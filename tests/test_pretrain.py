@@ -144,3 +144,22 @@ def test_a_study_reads_a_finished_run_back_only_for_the_config_it_was_trained_wi
     assert pretrain_or_resume(load_config(PretrainConfig, smoke, ["train.threads=1"]), smoke_base) == summary
     with pytest.raises(RetainError, match=r"finished run of other values of train.lr \(.* -> 0.5\)"):
         pretrain_or_resume(load_config(PretrainConfig, smoke, ["train.lr=0.5"]), smoke_base)
+
+
+def test_data_seed_draws_the_batches(tmp_path, monkeypatch):
+    """`data_seed` is the seed the batches are drawn from (None: `seed`)."""
+    import retain.train.pretrain as P
+
+    seen = []
+    real = P.pretrain_batch
+    monkeypatch.setattr(P, "pretrain_batch", lambda *a, **k: seen.append(a[3]) or real(*a, **k))
+
+    def stop(step):
+        if step == 1:
+            raise KeyboardInterrupt
+
+    for data_seed, out in ((None, "plain"), (7, "data7")):
+        seen.clear()
+        with pytest.raises(KeyboardInterrupt):
+            pretrain(from_dict(PretrainConfig, {**TINY, "data_seed": data_seed}), out=tmp_path / out, on_step=stop)
+        assert set(seen) == {TINY.get("seed", 0) if data_seed is None else data_seed}

@@ -118,6 +118,9 @@ class PretrainConfig:
     """Run name; the run directory defaults to runs/<name>-<timestamp>/."""
     seed: int = 0
     """Seed of the model init and of every batch."""
+    data_seed: int | None = None
+    """Seed of the batches alone (None: `seed`), to tell a lottery of the initialisation from one of the data
+    order (docs/world.md)."""
     device: str = "auto"
     """auto (the first CUDA GPU if any, else the CPU), cpu, cuda or cuda:N (retain/models/device.py)."""
     world: WorldConfig = field(default_factory=WorldConfig)
@@ -233,7 +236,8 @@ def pretrain(cfg: PretrainConfig, out: str | None = None, resume: bool = False,
             break
 
         set_lr(optimizer, lr_at(step, t_cfg.steps, t_cfg.lr, t_cfg.warmup_steps, t_cfg.min_lr_ratio))
-        batch = pretrain_batch(world, tok, cfg.mixture, cfg.seed, step, t_cfg.batch_size, t_cfg.seq_len, reserved)
+        data_seed = cfg.seed if cfg.data_seed is None else cfg.data_seed
+        batch = pretrain_batch(world, tok, cfg.mixture, data_seed, step, t_cfg.batch_size, t_cfg.seq_len, reserved)
         # the loss is a token sum over the global batch's predicted tokens: N ranks step as one process would
         n_items = (batch[1][:, 1:] != -100).sum() / distributed.world_size()
         ids, labels, positions = to_model(model, *distributed.my_rows(*batch))
