@@ -130,7 +130,11 @@ def main() -> None:
         + "\n\nHeld-out-template recall by attribute (one held-out question form each, the whole suite):\n\n"
         + "\n".join(attribute_rows(runs, "heldout_template", label))
     )
-    title = "The base model on four worlds" if args.world is None else f"World {args.world}, several training seeds"
+    title = (
+        f"World {args.world}, several training seeds"
+        if args.world is not None
+        else f"The base model on {len(runs)} worlds"
+    )
     write_section(args.section, title, body)
 
 
