@@ -48,19 +48,26 @@ def missed(s: dict, ref: dict) -> str:
     return ", ".join(out)
 
 
-def attribute_rows(runs: dict[int, tuple[Path, dict]], suite: str = "open_book", label: str = "world seed"):
-    """Recall per attribute of each run's base on its whole `suite` (final-evaluation draw)."""
+def attribute_tables(runs: dict[int, tuple[Path, dict]], suites: list[str]) -> dict[str, dict[int, dict]]:
+    """Recall per attribute of each run's base on each whole suite of `suites` (final-evaluation draw), by suite
+    and run; each base is loaded once."""
     from retain.config import read_yaml
     from retain.eval.suites import base_suites, by_attribute
     from retain.models.build import load_model_and_tokenizer
     from retain.world.io import load_world
 
-    table = {}
+    tables: dict[str, dict[int, dict]] = {suite: {} for suite in suites}
     for seed, (out, _) in runs.items():
-        world = load_world(out / "world")
         model, tok = load_model_and_tokenizer(out / "model")
         cfg_seed = read_yaml(out / "config.yaml")["seed"]
-        table[seed] = by_attribute(model.eval(), tok, base_suites(world, seed=cfg_seed + 1)[suite])
+        items = base_suites(load_world(out / "world"), seed=cfg_seed + 1)
+        for suite in suites:
+            tables[suite][seed] = by_attribute(model.eval(), tok, items[suite])
+    return tables
+
+
+def attribute_rows(table: dict[int, dict], label: str) -> list[str]:
+    """A table of `attribute_tables`, one row per run, with the share of wrong answers another context value."""
     attrs = sorted({a for t in table.values() for a in t})
     lines = [
         f"| {label} | " + " | ".join(attrs) + " | wrong answers stating another value of the context |",
@@ -101,19 +108,17 @@ def main() -> None:
     for seed, (out, s) in runs.items():
         cells = [f"{s[k]:.0f}" if k == "seconds" else f"{s[k]:.3f}" for k in ROWS]
         lines.append(f"| {seed} | `{out}` | " + " | ".join(cells) + f" | {missed(s, ref) or 'met'} |")
-    spread = "; ".join(
-        f"{name} {min(v):.3f}-{max(v):.3f} (SD {statistics.stdev(v):.3f})"
-        for name, v in (
-            (name, [s[k] for _, s in runs.values()])
-            for name, k in (("held-out templates", "heldout_template_acc"), ("session reading", "session_icl_acc"))
-        )
-        if len(v) > 1
-    )
-    varied = (
-        "`world.seed` and `seed` set to each world seed"
-        if args.world is None
-        else (f"`world.seed={args.world}` and `seed` set to each training seed")
-    )
+    spreads = []
+    for name, k in (("held-out templates", "heldout_template_acc"), ("session reading", "session_icl_acc")):
+        v = [s[k] for _, s in runs.values()]
+        if len(v) > 1:
+            spreads.append(f"{name} {min(v):.3f}-{max(v):.3f} (SD {statistics.stdev(v):.3f})")
+    spread = "; ".join(spreads)
+    if args.world is None:
+        varied = "`world.seed` and `seed` set to each world seed"
+    else:
+        varied = f"`world.seed={args.world}` and `seed` set to each training seed"
+    tables = attribute_tables(runs, ["open_book", "heldout_template"])
     body = (
         f"`{args.config}`{''.join(f' --set {o}' for o in args.overrides)} with {varied}. "
         f"Targets: closed-book >= {TARGETS['closed_book_acc']}, open-book >= {TARGETS['open_book_acc']}, within "
@@ -126,9 +131,9 @@ def main() -> None:
         + "\n\nOpen-book recall by attribute, each base asked its whole open-book suite (every fresh person, every "
         "attribute, the final evaluation's draw), and the share of its wrong answers that are another value its "
         "context states:\n\n"
-        + "\n".join(attribute_rows(runs, label=label))
+        + "\n".join(attribute_rows(tables["open_book"], label))
         + "\n\nHeld-out-template recall by attribute (one held-out question form each, the whole suite):\n\n"
-        + "\n".join(attribute_rows(runs, "heldout_template", label))
+        + "\n".join(attribute_rows(tables["heldout_template"], label))
     )
     title = (
         f"World {args.world}, several training seeds"

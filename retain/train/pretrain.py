@@ -220,6 +220,7 @@ def pretrain(cfg: PretrainConfig, out: str | None = None, resume: bool = False,
         )
 
     quick = base_suites(world, seed=cfg.seed, n=cfg.eval.during_n)
+    data_seed = cfg.seed if cfg.data_seed is None else cfg.data_seed
     t0 = time.perf_counter() - elapsed
     bar = progress(total=t_cfg.steps, initial=start, desc="pretrain", quiet=not main)
     for step in range(start, t_cfg.steps + 1):
@@ -236,7 +237,6 @@ def pretrain(cfg: PretrainConfig, out: str | None = None, resume: bool = False,
             break
 
         set_lr(optimizer, lr_at(step, t_cfg.steps, t_cfg.lr, t_cfg.warmup_steps, t_cfg.min_lr_ratio))
-        data_seed = cfg.seed if cfg.data_seed is None else cfg.data_seed
         batch = pretrain_batch(world, tok, cfg.mixture, data_seed, step, t_cfg.batch_size, t_cfg.seq_len, reserved)
         # the loss is a token sum over the global batch's predicted tokens: N ranks step as one process would
         n_items = (batch[1][:, 1:] != -100).sum() / distributed.world_size()
