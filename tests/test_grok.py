@@ -112,6 +112,28 @@ def test_a_grok_run_learns_logs_and_resumes_to_the_same_end(tmp_path):
     assert (cut / "metrics.jsonl").read_text().count('"step": 40') == 1
 
 
+def test_precision_bf16_computes_the_grok_run_under_autocast(tmp_path):
+    import json
+    from pathlib import Path
+
+    from retain.config import load_config
+    from retain.grok.train import GrokConfig, grok
+    from retain.models.device import bf16_is_native
+
+    if not bf16_is_native("cpu"):
+        pytest.skip("this CPU has no bf16 hardware")
+    smoke = Path(__file__).resolve().parents[1] / "configs" / "smoke" / "grok.yaml"
+    losses = {}
+    for precision in ("fp32", "bf16"):
+        cfg = load_config(GrokConfig, smoke, ["threads=1", "steps=20", "ckpt_every=20", f"precision={precision}"])
+        grok(cfg, out=str(tmp_path / precision))
+        records = map(json.loads, (tmp_path / precision / "metrics.jsonl").read_text().splitlines())
+        losses[precision] = [r["loss"] for r in records if r["loss"]]
+    # the same data, init and batches: the curves start together and part only by rounding
+    assert losses["bf16"] != losses["fp32"]
+    assert losses["bf16"][-1] == pytest.approx(losses["fp32"][-1], rel=0.05)
+
+
 def test_the_gap_table_splits_each_test_by_the_values_compared_and_adds_up(tmp_path):
     from pathlib import Path
 

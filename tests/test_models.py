@@ -55,6 +55,20 @@ def test_heads_and_kv_heads_override_the_named_size():
             ModelConfig(size="tiny", **bad)
 
 
+def test_width_overrides_the_named_width_and_its_mlp():
+    tok = train_tokenizer([" ".join(f"w{i}" for i in range(600))])
+    narrow = build_model(ModelConfig(size="tiny", width=32, layers=1), tok)
+    c = narrow.config
+    assert (c.hidden_size, c.intermediate_size, c.num_attention_heads, c.head_dim) == (32, 128, 4, 8)
+    n_vocab = len(tok)
+    # embeddings (tied) + one layer: q, k, v, o (GQA, 2 of 4 heads) + the MLP + two norms, + the final norm
+    assert sum(p.numel() for p in narrow.parameters()) == n_vocab * 32 + (32 * 32 * 2 + 2 * 32 * 16 + 3 * 32 * 128
+                                                                          + 2 * 32) + 32  # fmt: skip
+    for bad in ({"width": 0}, {"width": 30}):  # 30 is not divisible by the 4 heads
+        with pytest.raises(ValueError, match="model.width|must divide"):
+            ModelConfig(size="tiny", **bad)
+
+
 def test_load_errors_are_one_line(tmp_path):
     with pytest.raises(RetainError, match="model path not found"):
         load_model(tmp_path / "nope")

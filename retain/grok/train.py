@@ -25,7 +25,7 @@ from retain.config import resume_config
 from retain.errors import RetainError
 from retain.grok.data import ComparisonConfig, CompositionConfig, Dataset, Example, comparison, composition
 from retain.models.backbone import Backbone, BackboneConfig, init_weights
-from retain.models.device import configure, device
+from retain.models.device import Precision, autocast, configure, device
 from retain.runs.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
@@ -92,6 +92,9 @@ class GrokConfig:
     """auto, cpu, cuda or cuda:N (retain/models/device.py)."""
     threads: int | None = None
     """torch CPU threads (None: torch's default)."""
+    precision: Precision = "fp32"
+    """fp32 (every recorded grokking number), bf16 autocast (refused where the device would emulate it) or auto
+    (bf16 where the hardware computes it); parameters and AdamW state stay fp32 either way."""
 
     def __post_init__(self) -> None:
         for key in ("steps", "batch_size", "eval_points", "eval_n", "ckpt_every"):
@@ -141,7 +144,8 @@ def eval_steps(steps: int, points: int) -> set[int]:
 def accuracy(model: Backbone, x: torch.Tensor, y: torch.Tensor, batch: int = 4096) -> float:
     hits = 0
     for i in range(0, len(x), batch):
-        logits, _ = model(x[i : i + batch].to(device()))
+        with autocast(device()):
+            logits, _ = model(x[i : i + batch].to(device()))
         hits += int((logits[:, -1].argmax(-1).cpu() == y[i : i + batch]).sum())
     return hits / max(1, len(x))
 
@@ -150,7 +154,7 @@ def grok(cfg: GrokConfig, out: str | None = None, resume: bool = False) -> dict[
     """Train and evaluate; writes metrics.jsonl, checkpoints, summary.json, report.md and accuracy.png."""
     if resume:
         cfg = resume_config(cfg, out)
-    configure(cfg.device, "fp32")
+    configure(cfg.device, cfg.precision)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     data = build(cfg)  # bad sizes fail here, before the run directory
@@ -195,8 +199,9 @@ def grok(cfg: GrokConfig, out: str | None = None, resume: bool = False) -> dict[
         i = torch.randint(
             len(x), (cfg.batch_size,), generator=torch.Generator().manual_seed(derive_seed(cfg.seed, step))
         )
-        logits, _ = model(x[i].to(device()))
-        loss = F.cross_entropy(logits[:, -1], y[i].to(device()))
+        with autocast(device()):
+            logits, _ = model(x[i].to(device()))
+        loss = F.cross_entropy(logits[:, -1].float(), y[i].to(device()))
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)

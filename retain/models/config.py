@@ -27,6 +27,9 @@ class ModelConfig:
     """Attention heads per layer, overriding the named size's (None: the size's own); must divide its width."""
     kv_heads: int | None = None
     """K/V heads per layer (GQA), overriding the named size's (None: the size's own); must divide `heads`."""
+    width: int | None = None
+    """Hidden width, overriding the named size's (None: the size's own); the MLP keeps 4x it. The dial for
+    models far below `tiny`, e.g. to reach hundreds of tokens per parameter on a CPU (docs/overtrain.md)."""
     path: str | None = None
     """A local Hugging Face causal LM directory (weights + tokenizer) to use instead; nothing is downloaded."""
     max_seq_len: int = 2048
@@ -55,10 +58,13 @@ class ModelConfig:
     None: every head. Needs `first_layer_window`."""
 
     def __post_init__(self) -> None:
+        if self.width is not None and self.width < 1:
+            raise ValueError(f"model.width must be at least 1, got {self.width}")
         if self.layers is not None and self.layers < 1:
             raise ValueError(f"model.layers must be at least 1, got {self.layers}")
         if self.size in SIZES:
             d, _, size_heads, size_kv, _ = SIZES[self.size]
+            d = self.width or d
             heads, kv = self.heads or size_heads, self.kv_heads or size_kv
             if heads < 1 or d % heads or kv < 1 or heads % kv:
                 raise ValueError(f"model.heads ({heads}) must divide the width ({d}) and model.kv_heads ({kv}) "
