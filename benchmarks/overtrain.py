@@ -3,6 +3,9 @@ report written to docs/RESULTS.md with the plots copied to docs/img/.
 
     python -m benchmarks.overtrain --out runs/overtrain
     python -m benchmarks.overtrain --out runs/overtrain-3 --set "tokens_per_param=[1, 3, 10]" --section overtrain_3
+    python -m benchmarks.overtrain --out runs/overtrain-w32 --set 'tokens_per_param=[10, 30, 100, 300, 1000]' \
+        --set 'pretrain_set=[train.eval_every=100000, model.width=32, model.layers=1]' --set samples=32 \
+        --set 'write_set=[media.1.lr=5.0e-4]' --section overtrain_w32   # the paper's regime, ~30 min alone
 
 Targets (issue 31): the loss change under perturbation monotone in pretraining tokens at fixed gamma over the
 budgets tried; the base-knowledge drop after one write against the same budgets, with the correlation stated;

@@ -27,8 +27,10 @@ def plots(run: RunDir, s: dict[str, Any]) -> None:
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
     for g in rows[0]["loss_change"]:
         a.plot(tokens, [r["loss_change"][g] for r in rows], "o-", label=f"gamma {g}")
-    a.set(xscale="log", yscale="symlog", xlabel="pretraining tokens", ylabel="loss change under perturbation",
-          title="Sensitivity")  # fmt: skip
+    changes = [abs(v) for r in rows for v in r["loss_change"].values() if v]
+    # log-like down to the smallest change measured (a change can be negative, so symlog, not log)
+    a.set_yscale("symlog", linthresh=min(changes, default=1.0))
+    a.set(xscale="log", xlabel="pretraining tokens", ylabel="loss change under perturbation", title="Sensitivity")
     a.legend(fontsize=8)
     for name in rows[0]["media"]:
         b.plot(tokens, [r["media"][name]["base_acc_drop"] * 100 for r in rows], "o-", label=name)
