@@ -214,10 +214,8 @@ def pretrain(cfg: PretrainConfig, out: str | None = None, resume: bool = False,
     elif main:
         precision = "bf16 autocast" if bf16 else "fp32" + (" (this device has no bf16 hardware)" if t_cfg.bf16 else "")
         ranks = f" x {distributed.world_size()} ranks" if distributed.world_size() > 1 else ""
-        print(
-            f"pretraining {params:,} params ({cfg.model.path or cfg.model.size}) on {device}{ranks} in "
-            f"{precision}; run dir {run.path}"
-        )
+        shape = cfg.model.path or cfg.model.size + (f", width {cfg.model.width}" if cfg.model.width else "")
+        print(f"pretraining {params:,} params ({shape}) on {device}{ranks} in {precision}; run dir {run.path}")
 
     quick = base_suites(world, seed=cfg.seed, n=cfg.eval.during_n)
     data_seed = cfg.seed if cfg.data_seed is None else cfg.data_seed
