@@ -14,16 +14,13 @@ from retain.models.backbone import (  # registers model type retain_backbone
     BackboneForCausalLM,
     BackboneLMConfig,
 )
-from retain.models.config import SIZES, ModelConfig
+from retain.models.config import ModelConfig
 from retain.models.device import device
 
 
 def llama_config(cfg: ModelConfig, vocab_size: int, pad_id: int, bos_id: int, eos_id: int) -> LlamaConfig:
     """The HF config of a named size for a given vocabulary."""
-    d, layers, heads, kv_heads, ff = SIZES[cfg.size]
-    if cfg.width:
-        d, ff = cfg.width, 4 * cfg.width
-    layers, heads, kv_heads = cfg.layers or layers, cfg.heads or heads, cfg.kv_heads or kv_heads
+    d, layers, heads, kv_heads, ff = cfg.shape()
     return LlamaConfig(
         vocab_size=vocab_size,
         hidden_size=d,

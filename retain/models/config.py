@@ -63,9 +63,7 @@ class ModelConfig:
         if self.layers is not None and self.layers < 1:
             raise ValueError(f"model.layers must be at least 1, got {self.layers}")
         if self.size in SIZES:
-            d, _, size_heads, size_kv, _ = SIZES[self.size]
-            d = self.width or d
-            heads, kv = self.heads or size_heads, self.kv_heads or size_kv
+            d, _, heads, kv, _ = self.shape()
             if heads < 1 or d % heads or kv < 1 or heads % kv:
                 raise ValueError(f"model.heads ({heads}) must divide the width ({d}) and model.kv_heads ({kv}) "
                                  "must divide model.heads")  # fmt: skip
@@ -73,7 +71,7 @@ class ModelConfig:
                 raise ValueError(f"model.window_heads ({self.window_heads}) is more than the model's {heads} heads")
         if self.position not in ("rope", "nope", "alibi"):
             raise ValueError(f"model.position must be rope, nope or alibi, got {self.position!r}")
-        n = self.layers or (SIZES[self.size][1] if self.size in SIZES else None)
+        n = self.shape()[1] if self.size in SIZES else self.layers
         if self.kv_layers is not None and n is not None and not 1 <= self.kv_layers <= n:
             raise ValueError(f"model.kv_layers must be between 1 and the model's {n} layers, got {self.kv_layers}")
         if self.loop < 1:
@@ -87,6 +85,13 @@ class ModelConfig:
             raise ValueError("model.position, kv_layers, loop and first_layer_window shape a model built here; a "
                              "model.path is "
                              "loaded as it is: remove one or the other")  # fmt: skip
+
+    def shape(self) -> tuple[int, int, int, int, int]:
+        """(width, layers, heads, kv_heads, MLP width) of the named size with this config's overrides."""
+        d, layers, heads, kv_heads, ff = SIZES[self.size]
+        if self.width:
+            d, ff = self.width, 4 * self.width
+        return d, self.layers or layers, self.heads or heads, self.kv_heads or kv_heads, ff
 
     @property
     def switched(self) -> bool:
