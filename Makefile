@@ -31,11 +31,15 @@ demo: $(STAMP)
 	else $(BIN)/retain run configs/demo/continual.yaml --set base=$(DEMO)/base --out $(DEMO)/continual; fi
 	@echo "results: $(DEMO)/fermi (plots), $(DEMO)/world (stats.json), $(DEMO)/base/report.md, $(DEMO)/continual/report.md"
 
+# The suite runs on one worker per core (pytest-xdist, up to 4), each computing on one thread: on two cores
+# that is ~1.6x faster than one process on two threads, whose tiny matmuls gain little from the second core.
+XDIST := -n auto --maxprocesses 4 --dist worksteal
+
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(XDIST)
 
 test-slow: $(STAMP)
-	$(BIN)/python -m pytest -q -m slow
+	$(BIN)/python -m pytest -q -m slow $(XDIST)
 
 test-gpu: $(STAMP)
 	$(BIN)/python -m pytest -q -m gpu

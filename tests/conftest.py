@@ -1,10 +1,13 @@
-"""Shared fixtures. Run the fast suite with `make test` (or `pytest -q`); slow checks with `make test-slow`."""
+"""Shared fixtures. Run the fast suite with `make test` (`pytest -q -n auto`: one worker per core), one file
+with `pytest tests/test_x.py`; slow checks with `make test-slow`."""
 
 import os
 
 import pytest
 
 os.environ.setdefault("RETAIN_PROGRESS", "0")
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `pytest -n 2`: each worker computes on one core
+    os.environ["OMP_NUM_THREADS"] = "1"
 
 
 @pytest.fixture(autouse=True)

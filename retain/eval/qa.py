@@ -55,15 +55,19 @@ def answer(model: torch.nn.Module, tokenizer, prompts: Sequence[tuple[str, str] 
             groups: dict[str, list[int]] = defaultdict(list)
             for i, (h, _) in enumerate(parts):
                 groups[h].append(i)
+            alone: list[int] = []  # prompts read whole, all in one batched generation
             for head, idx in groups.items():
                 head_ids = start + enc(head)
                 if share and head and len(idx) > 1 and prefix_fits(model, len(head_ids)):
                     shared = kv_of(model, head_ids)  # read once: its cache is every question's prefix
                     rows = generate(model, [enc(parts[i][1]) for i in idx], prefix=shared, **gen)
+                    for i, r in zip(idx, rows):
+                        out[i] = r
                 else:
-                    rows = generate(model, [head_ids + enc(parts[i][1]) for i in idx], **gen)
-                for i, r in zip(idx, rows):
-                    out[i] = r
+                    alone += idx
+            rows = generate(model, [start + enc(parts[i][0]) + enc(parts[i][1]) for i in alone], **gen)
+            for i, r in zip(alone, rows):
+                out[i] = r
     return [decode_answer(tokenizer, o) for o in out]
 
 

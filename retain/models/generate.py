@@ -69,10 +69,12 @@ def generate(
 
 
 def cache_kwarg(model: torch.nn.Module) -> str:
-    """transformers >= 5.2x names the cache argument `cache`; older releases `past_key_values`."""
+    """transformers >= 5.2x names the cache argument `cache`; older releases `past_key_values`. A PEFT model's
+    forward takes **kwargs: the model it wraps names the argument."""
     import inspect
 
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(inner.forward).parameters else "past_key_values"
 
 
 def kv_pairs(out) -> list[tuple[torch.Tensor, torch.Tensor]]:
