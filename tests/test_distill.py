@@ -280,12 +280,14 @@ def test_a_sharpened_teacher_divides_its_logits_before_the_top_k(base, monkeypat
         MediumConfig(teacher_temperature=0.0)
 
 
-def test_bad_distill_input_is_one_line(base):
+def test_bad_distill_input_is_one_line(base, smoke_base):
     model, tok, world = base
     with pytest.raises(RetainError, match="does not fit the model's context"):
         make_memory(MediumConfig(kind="kv_prefix", prompt_tokens=10**6), model, tok)
+    fresh, _ = load_model_and_tokenizer(smoke_base / "model")
     with pytest.raises(RetainError, match="exceeds the vocabulary"):
-        make_memory(MediumConfig(kind="lora", objective="distill", top_k=10**6), model, tok)
+        make_memory(MediumConfig(kind="lora", objective="distill", top_k=10**6), fresh, tok)
+    assert not hasattr(fresh, "peft_config")  # refused before the LoRA wrapped the model
     mem = make_memory(MediumConfig(kind="lora", objective="distill", n_queries=2, steps=1), model, tok)
     s = world.sessions[0]
     with pytest.raises(RetainError, match="no transcript text"):

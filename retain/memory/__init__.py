@@ -17,6 +17,7 @@ KINDS = {"none": NoMemory, "context": ContextMemory, "lora": LoraMemory, "soft_p
 def make_memory(cfg: MediumConfig, model, tokenizer, base_text=None, shot_pool=None, seed: int = 0) -> Memory:
     """The medium `cfg.kind` around `model` (which it may modify: pass a fresh copy per medium).
     `base_text(rng)` draws base-knowledge text for replay; `shot_pool` holds questions for many-shot ICL."""
+    cfg.check_model(model.config)  # before a medium modifies the model
     cls = KINDS[cfg.kind]
     if cls is NoMemory:
         return cls(model, tokenizer, cfg)

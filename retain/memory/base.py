@@ -294,7 +294,8 @@ class MediumConfig:
 
     def check_model(self, config) -> None:
         """One-line RetainError when this medium cannot run on a model with Hugging Face `config`: the
-        continual loop calls it for every medium before a run starts, every medium on construction."""
+        continual loop calls it for every medium before a run starts, `make_memory` before it builds one (a
+        LoRA wraps the caller's model in place)."""
         limit = getattr(config, "max_position_embeddings", None)
         if self.kind == "kv_prefix" and limit is not None and self.prompt_tokens >= limit:
             raise RetainError(f"media '{self.name}': a kv_prefix of {self.prompt_tokens} tokens does not fit the "
@@ -425,7 +426,6 @@ class Memory(ABC):
     """Texts and prompts start with BOS; False for a medium whose prefix holds it (a KV prefix)."""
 
     def __init__(self, model: torch.nn.Module, tokenizer, cfg: MediumConfig):
-        cfg.check_model(model.config)
         self.model, self.tokenizer, self.cfg = model, tokenizer, cfg
         self.arch: Arch = from_hf_config(model.config.to_dict())
         self.queries: list[str] = []
