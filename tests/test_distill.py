@@ -65,7 +65,7 @@ def test_prefix_of_the_whole_session_reproduces_the_teacher(base):
     mem.initialise(ctx)
     loss = D.student_loss(mem, teachers)
     loss.backward()
-    assert float(loss) < 1e-4
+    assert loss.item() < 1e-4
     assert max(float(p.grad.abs().max()) for p in mem.trainable()) < 1e-4
     # a prefix of only part of the session is not the teacher
     part = make_memory(MediumConfig(kind="kv_prefix", prompt_tokens=8), model, tok)
