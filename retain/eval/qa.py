@@ -55,7 +55,7 @@ def answer(model: torch.nn.Module, tokenizer, prompts: Sequence[tuple[str, str] 
             groups: dict[str, list[int]] = defaultdict(list)
             for i, (h, _) in enumerate(parts):
                 groups[h].append(i)
-            alone: list[int] = []  # prompts read whole, all in one batched generation
+            alone: dict[int, list[int]] = {}  # prompts read whole, all in one batched generation
             for head, idx in groups.items():
                 head_ids = start + enc(head)
                 if share and head and len(idx) > 1 and prefix_fits(model, len(head_ids)):
@@ -64,9 +64,8 @@ def answer(model: torch.nn.Module, tokenizer, prompts: Sequence[tuple[str, str] 
                     for i, r in zip(idx, rows):
                         out[i] = r
                 else:
-                    alone += idx
-            rows = generate(model, [start + enc(parts[i][0]) + enc(parts[i][1]) for i in alone], **gen)
-            for i, r in zip(alone, rows):
+                    alone |= {i: head_ids + enc(parts[i][1]) for i in idx}
+            for i, r in zip(alone, generate(model, list(alone.values()), **gen)):
                 out[i] = r
     return [decode_answer(tokenizer, o) for o in out]
 

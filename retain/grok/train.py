@@ -95,7 +95,7 @@ class GrokConfig:
     precision: Precision = "fp32"
     """fp32 (every recorded grokking number), bf16 autocast (refused where the device would emulate it) or auto
     (bf16 where the hardware computes it); parameters and AdamW state stay fp32 either way. bf16 is 1.46x faster
-    on the CPU but one of two composition seeds collapsed after generalising (docs/grok.md)."""
+    on the CPU; one of two composition seeds collapsed late in bf16, and one in fp32 at batch 256 (docs/grok.md)."""
 
     def __post_init__(self) -> None:
         for key in ("steps", "batch_size", "eval_points", "eval_n", "ckpt_every"):
