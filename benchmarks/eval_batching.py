@@ -53,6 +53,9 @@ def main() -> None:
     args = ap.parse_args()
     configure("cpu", "auto")
     base = Path(args.base)
+    if not ((base / "model").is_dir() and (base / "world").is_dir()):
+        raise SystemExit(f"error: --base {base} has no model/ and world/; train one first: "
+                         f"retain pretrain configs/pretrain.yaml --out {base}")  # fmt: skip
     model, tok = load_model_and_tokenizer(base / "model")
     suites = base_suites(load_world(base / "world"), seed=args.seed, n=args.n)
     rows, totals = [], [0.0, 0.0]
