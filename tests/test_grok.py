@@ -81,6 +81,8 @@ def test_warmdown_keeps_the_constant_rate_until_its_last_steps_then_falls_to_zer
     assert rate(down, 800) == pytest.approx(0.5e-3) and rate(down, 1000) == 0 and rate(plain, 1000) == 1e-3
     with pytest.raises(ValueError, match="warmdown_steps must be in"):
         GrokConfig(steps=1000, warmup_steps=100, warmdown_steps=901)
+    with pytest.raises(ValueError, match="loss_every must be >= 0"):
+        GrokConfig(loss_every=-1)
 
 
 def test_a_grok_run_learns_logs_and_resumes_to_the_same_end(tmp_path):
@@ -91,12 +93,14 @@ def test_a_grok_run_learns_logs_and_resumes_to_the_same_end(tmp_path):
     from retain.grok.train import GrokConfig, grok
 
     cfg = load_config(
-        GrokConfig, Path(__file__).resolve().parents[1] / "configs" / "smoke" / "grok.yaml", ["threads=1"]
+        GrokConfig,
+        Path(__file__).resolve().parents[1] / "configs" / "smoke" / "grok.yaml",
+        ["threads=1", "loss_every=10"],
     )
     whole = grok(cfg, out=str(tmp_path / "whole"))
     run = tmp_path / "whole"
     assert {"summary.json", "report.md", "accuracy.png", "metrics.jsonl"} <= {p.name for p in run.iterdir()}
-    losses = [r["loss"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if r["loss"]]
+    losses = [r["loss"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if r.get("loss")]
     assert losses[-1] < losses[0]  # it trains
     # as if killed after the checkpoint at step 20: the last checkpoint and the end removed, then resumed
     import shutil
@@ -109,7 +113,16 @@ def test_a_grok_run_learns_logs_and_resumes_to_the_same_end(tmp_path):
     assert {k: again[k] for k in ("train", "id_test", "ood_test")} == {
         k: whole[k] for k in ("train", "id_test", "ood_test")
     }
-    assert (cut / "metrics.jsonl").read_text().count('"step": 40') == 1
+
+    # the resumed log is the uninterrupted one: each evaluation and each loss window once, with the same numbers
+    def records(path):
+        return [{k: v for k, v in r.items() if k not in ("time", "seconds")}
+                for r in map(json.loads, (path / "metrics.jsonl").read_text().splitlines())]  # fmt: skip
+
+    assert records(cut) == records(run)
+    windows = [r for r in records(run) if "loss_mean" in r]
+    assert [r["step"] for r in windows] == [10, 20, 30, 40] and all(r["window"] == 10 for r in windows)
+    assert all(w["loss_max"] >= w["loss_mean"] > 0 and w["grad_norm_max"] > 0 for w in windows)
 
 
 def test_precision_bf16_computes_the_grok_run_under_autocast(tmp_path):
@@ -128,7 +141,7 @@ def test_precision_bf16_computes_the_grok_run_under_autocast(tmp_path):
         cfg = load_config(GrokConfig, smoke, ["threads=1", "steps=20", "ckpt_every=20", f"precision={precision}"])
         grok(cfg, out=str(tmp_path / precision))
         records = map(json.loads, (tmp_path / precision / "metrics.jsonl").read_text().splitlines())
-        losses[precision] = [r["loss"] for r in records if r["loss"]]
+        losses[precision] = [r["loss"] for r in records if r.get("loss")]
     # the same data, init and batches: the curves start together and part only by rounding
     assert losses["bf16"] != losses["fp32"]
     assert losses["bf16"][-1] == pytest.approx(losses["fp32"][-1], rel=0.05)

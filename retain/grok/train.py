@@ -82,6 +82,9 @@ class GrokConfig:
     comparison at phi 18 it changed little: 30,000 steps meet the target with or without (docs/grok.md)."""
     eval_points: int = 30
     """Evaluations, spaced evenly in log(step)."""
+    loss_every: int = 100
+    """Steps per record of the training loss (mean and max over the window) and the largest gradient norm in it:
+    a loss spike between two evaluations shows here (0: none)."""
     eval_n: int = 2000
     """Examples per evaluated split (a fixed random subset when larger)."""
     ckpt_every: int = 1000
@@ -101,6 +104,8 @@ class GrokConfig:
         for key in ("steps", "batch_size", "eval_points", "eval_n", "ckpt_every"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be positive, got {getattr(self, key)}")
+        if self.loss_every < 0:
+            raise ValueError(f"loss_every must be >= 0 (0: no loss records), got {self.loss_every}")
         if self.lr <= 0 or self.weight_decay < 0 or self.warmup_steps < 0:
             raise ValueError("lr must be positive and weight_decay, warmup_steps >= 0")
         if self.warmdown_steps < 0 or self.warmdown_steps > max(0, self.steps - self.warmup_steps):
@@ -141,6 +146,32 @@ def eval_steps(steps: int, points: int) -> set[int]:
     return {0, steps} | {round(math.exp(i * math.log(steps) / (points - 1))) for i in range(points)}
 
 
+class Window:
+    """Training loss (mean, max) and the largest gradient norm over the steps since the last flush, kept on the
+    device so that a step does not wait for the host."""
+
+    def __init__(self, dev: torch.device) -> None:
+        self.zero = torch.zeros((), device=dev)
+        self.reset()
+
+    def reset(self) -> None:
+        self.sum = self.max = self.grad_max = self.zero
+        self.n = 0
+
+    def add(self, loss: torch.Tensor, params) -> None:
+        loss = loss.detach().float()
+        norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
+        self.sum, self.max = self.sum + loss, torch.maximum(self.max, loss)
+        self.grad_max = torch.maximum(self.grad_max, norm.float())
+        self.n += 1
+
+    def flush(self) -> dict[str, float]:
+        out = {"loss_mean": (self.sum / max(1, self.n)).item(), "loss_max": self.max.item(),
+               "grad_norm_max": self.grad_max.item(), "window": self.n}  # fmt: skip
+        self.reset()
+        return out
+
+
 @torch.no_grad()
 def accuracy(model: Backbone, x: torch.Tensor, y: torch.Tensor, batch: int = 4096) -> float:
     hits = 0
@@ -178,14 +209,16 @@ def grok(cfg: GrokConfig, out: str | None = None, resume: bool = False) -> dict[
         unpack_model(model, state)
         unpack_optimizer(opt, state, meta["optim"])
         start, elapsed = meta["step"], meta["elapsed"]
-        run.truncate_metrics(start - 1)
         print(f"resumed {run.path} at step {start}")
+    if resume:
+        run.truncate_metrics(start if start else -1)  # what was logged by the checkpoint's step stays, once
     when = eval_steps(cfg.steps, cfg.eval_points)
     t0 = time.perf_counter() - elapsed
     bar = progress(total=cfg.steps, initial=start, desc=f"grok {cfg.task}")
     loss = None
+    window = Window(device())
     for step in range(start, cfg.steps + 1):
-        if step in when:
+        if step in when and not (start and step == start):  # a resumed run logged its checkpoint's step
             accs = {k: accuracy(model, *v) for k, v in splits.items()}
             run.log({"step": step, **accs, "loss": None if loss is None else loss.item(),
                      "seconds": time.perf_counter() - t0})  # fmt: skip
@@ -204,9 +237,13 @@ def grok(cfg: GrokConfig, out: str | None = None, resume: bool = False) -> dict[
             logits, _ = model(x[i].to(device()))
         loss = F.cross_entropy(logits[:, -1].float(), y[i].to(device()))
         loss.backward()
+        if cfg.loss_every:
+            window.add(loss, model.parameters())
         opt.step()
         opt.zero_grad(set_to_none=True)
         bar.update(1)
+        if cfg.loss_every and (step + 1) % cfg.loss_every == 0:
+            run.log({"step": step + 1, **window.flush()})
     bar.close()
     summary = summarize(run, cfg, data, time.perf_counter() - t0)
     run.write_summary(summary)
