@@ -41,20 +41,32 @@ def delayed(s: dict) -> str:
     return f"train >= 0.99 at {t:,}, ID >= 0.9 at {i:,} ({i / max(t, 1):.1f}x later)"
 
 
-def plot(curves: dict[str, list[dict]], title: str, path: Path) -> None:
+def plot(curves: dict[str, list[dict]], windows: dict[str, list[dict]], title: str, path: Path) -> None:
+    """Accuracies per seed against steps (log x) and, where the runs recorded them, the largest training loss
+    per window below (a late collapse shows as a spike there)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4))
+    rows = 2 if any(windows.values()) else 1
+    fig, axes = plt.subplots(rows, 1, figsize=(7, 3.4 * rows + 0.6), sharex=True, squeeze=False)
+    ax = axes[0, 0]
     styles = {"train": ":", "id_test": "-", "ood_test": "--"}
     for i, (name, records) in enumerate(curves.items()):
         for key, ls in styles.items():
             ax.plot([max(r["step"], 1) for r in records], [r[key] for r in records], ls=ls, color=f"C{i}",
                     label=f"{name} {key.replace('_', ' ')}")  # fmt: skip
-    ax.set(xscale="log", xlabel="optimisation step", ylabel="accuracy", ylim=(-0.02, 1.02), title=title)
+    ax.set(xscale="log", ylabel="accuracy", ylim=(-0.02, 1.02), title=title)
     ax.legend(fontsize=7, ncol=2)
+    if rows == 2:
+        ax = axes[1, 0]
+        for i, (name, records) in enumerate(windows.items()):
+            ax.plot([r["step"] for r in records], [r["loss_max"] for r in records], color=f"C{i}", lw=0.8,
+                    label=f"{name}")  # fmt: skip
+        ax.set(yscale="log", ylabel="largest training loss in the window")
+        ax.legend(fontsize=7)
+    axes[-1, 0].set_xlabel("optimisation step")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -80,7 +92,7 @@ def main() -> None:
             raise SystemExit(f"error: --reuse {item}: want SEED=DIR of a finished run (DIR/summary.json)")
         reuse[int(seed)] = Path(path)
     out = Path(args.out)
-    summaries, curves = {}, {}
+    summaries, curves, windows = {}, {}, {}
     cfg = None
     with resumable(out):
         for seed in args.seeds:
@@ -96,15 +108,15 @@ def main() -> None:
                 summaries[seed] = json.loads((run / "summary.json").read_text())
             else:
                 summaries[seed] = grok(cfg, str(run), resume=(run / "config.yaml").exists())
-            curves[f"seed {seed}"] = [
-                r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if "train" in r
-            ]
+            records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+            curves[f"seed {seed}"] = [r for r in records if "train" in r]
+            windows[f"seed {seed}"] = [r for r in records if "loss_max" in r]
     task = cfg.task
     section = args.section or f"grok_{Path(args.config).stem}"
     img = RESULTS.parent / "img" / f"{section}.png"
     img.parent.mkdir(exist_ok=True)
     m = cfg.model
-    plot(curves, f"{task}, {m.n_layers} layers of {m.d_model}, loop {m.loop}, wd {cfg.weight_decay}", img)
+    plot(curves, windows, f"{task}, {m.n_layers} layers of {m.d_model}, loop {m.loop}, wd {cfg.weight_decay}", img)
     lines = ["| seed | steps | train | ID test | OOD test | delayed generalisation | seconds | target |",
              "| ---: | ---: | ---: | ---: | ---: | --- | ---: | --- |"]  # fmt: skip
     for seed, s in summaries.items():
