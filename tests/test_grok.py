@@ -83,6 +83,8 @@ def test_warmdown_keeps_the_constant_rate_until_its_last_steps_then_falls_to_zer
         GrokConfig(steps=1000, warmup_steps=100, warmdown_steps=901)
     with pytest.raises(ValueError, match="loss_every must be >= 0"):
         GrokConfig(loss_every=-1)
+    with pytest.raises(ValueError, match=r"beta2 must be in \(0, 1\)"):
+        GrokConfig(beta2=1.0)
 
 
 def test_a_grok_run_learns_logs_and_resumes_to_the_same_end(tmp_path):
@@ -123,6 +125,19 @@ def test_a_grok_run_learns_logs_and_resumes_to_the_same_end(tmp_path):
     windows = [r for r in records(run) if "loss_mean" in r]
     assert [r["step"] for r in windows] == [10, 20, 30, 40] and all(r["window"] == 10 for r in windows)
     assert all(w["loss_max"] >= w["loss_mean"] > 0 and w["grad_norm_max"] > 0 for w in windows)
+
+
+def test_beta2_reaches_the_optimizer_and_its_checkpoint(tmp_path):
+    from pathlib import Path
+
+    from retain.config import load_config
+    from retain.grok.train import GrokConfig, grok
+    from retain.runs.checkpoint import latest_checkpoint, load_checkpoint
+
+    smoke = Path(__file__).resolve().parents[1] / "configs" / "smoke" / "grok.yaml"
+    grok(load_config(GrokConfig, smoke, ["threads=1", "steps=2", "ckpt_every=2", "beta2=0.95"]), out=str(tmp_path))
+    _, meta = load_checkpoint(latest_checkpoint(tmp_path / "ckpt"))
+    assert {tuple(g["betas"]) for g in meta["optim"]["param_groups"]} == {(0.9, 0.95)}
 
 
 def test_precision_bf16_computes_the_grok_run_under_autocast(tmp_path):

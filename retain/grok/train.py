@@ -75,6 +75,9 @@ class GrokConfig:
     """Peak learning rate, constant after the warm-up."""
     weight_decay: float = 0.1
     """AdamW weight decay on matrices (larger groks faster, per the paper)."""
+    beta2: float = 0.999
+    """AdamW's second-moment decay (0.999, the reference's). A lower one follows a sudden larger gradient sooner
+    after a long run of small ones, the loss spikes' mechanism in docs/grok.md."""
     warmup_steps: int = 200
     """Linear warm-up steps."""
     warmdown_steps: int = 0
@@ -106,6 +109,8 @@ class GrokConfig:
                 raise ValueError(f"{key} must be positive, got {getattr(self, key)}")
         if self.loss_every < 0:
             raise ValueError(f"loss_every must be >= 0 (0: no loss records), got {self.loss_every}")
+        if not 0 < self.beta2 < 1:
+            raise ValueError(f"beta2 must be in (0, 1), got {self.beta2}")
         if self.lr <= 0 or self.weight_decay < 0 or self.warmup_steps < 0:
             raise ValueError("lr must be positive and weight_decay, warmup_steps >= 0")
         if self.warmdown_steps < 0 or self.warmdown_steps > max(0, self.steps - self.warmup_steps):
@@ -195,7 +200,7 @@ def grok(cfg: GrokConfig, out: str | None = None, resume: bool = False) -> dict[
     if not resume:
         run.write_config(cfg)
     model = new_model(cfg, data)
-    opt = adamw(model.named_parameters(), cfg.lr, cfg.weight_decay, betas=(0.9, 0.999))
+    opt = adamw(model.named_parameters(), cfg.lr, cfg.weight_decay, betas=(0.9, cfg.beta2))
     x, y = tensors(data.train, pad)
     g = torch.Generator().manual_seed(derive_seed(cfg.seed, "eval"))
     splits = {}
