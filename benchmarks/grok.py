@@ -30,15 +30,18 @@ def met(task: str, s: dict) -> bool:
     return s["id_test"] >= 0.9 and s["ood_test"] <= 0.1
 
 
-def delayed(s: dict) -> str:
-    """Whether training saturated before ID test accuracy did: a run summary's steps to train >= 0.99 against
-    ID >= 0.9 (retain.grok.train.summarize)."""
+def delayed(s: dict, records: list[dict]) -> str:
+    """Whether training fitted before ID test accuracy rose: where training first reached 0.9 (and ID there), and
+    its steps to train >= 0.99 against ID >= 0.9 (retain.grok.train.summarize). Training can sit at 0.9-0.97 until
+    the ID rise, so 0.99 alone would hide the delay."""
     t, i = s["train_99_at"], s["id_90_at"]
+    fit = next((r for r in records if r["train"] >= 0.9), None)
+    head = f"train >= 0.9 at {fit['step']:,} (ID {fit['id_test']:.2f}); " if fit else ""
     if t is None:
-        return "train never >= 0.99"
+        return head + "train never >= 0.99"
     if i is None:
-        return f"train >= 0.99 at {t:,}; ID never >= 0.9"
-    return f"train >= 0.99 at {t:,}, ID >= 0.9 at {i:,} ({i / max(t, 1):.1f}x later)"
+        return head + f"train >= 0.99 at {t:,}; ID never >= 0.9"
+    return head + f"train >= 0.99 at {t:,}, ID >= 0.9 at {i:,} ({i / max(t, 1):.1f}x later)"
 
 
 def plot(curves: dict[str, list[dict]], windows: dict[str, list[dict]], title: str, path: Path) -> None:
@@ -121,7 +124,7 @@ def main() -> None:
              "| ---: | ---: | ---: | ---: | ---: | --- | ---: | --- |"]  # fmt: skip
     for seed, s in summaries.items():
         lines.append(f"| {seed} | {s['steps']:,} | {s['train']:.3f} | {s['id_test']:.3f} | {s['ood_test']:.3f} | "
-                     f"{delayed(s)} | {s['seconds']:.0f} | "
+                     f"{delayed(s, curves[f'seed {seed}'])} | {s['seconds']:.0f} | "
                      f"{'met' if met(task, s) else 'not met'} |")  # fmt: skip
     data = vars(cfg.composition if task == "composition" else cfg.comparison)
     data = ", ".join(f"{k} {v}" for k, v in data.items())
