@@ -46,7 +46,7 @@ def delayed(s: dict, records: list[dict]) -> str:
 
 def plot(curves: dict[str, list[dict]], windows: dict[str, list[dict]], title: str, path: Path) -> None:
     """Accuracies per seed against steps (log x) and, where the runs recorded them, the largest training loss
-    per window below (a late collapse shows as a spike there)."""
+    per window below (a loss spike between evaluations shows there)."""
     import matplotlib
 
     matplotlib.use("Agg")

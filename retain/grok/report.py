@@ -23,7 +23,7 @@ def write_report(run, cfg, summary: dict[str, Any]) -> None:
     ax.set(xscale="log", ylabel="accuracy", ylim=(-0.02, 1.02),
            title=f"{cfg.task}, loop {cfg.model.loop}, wd {cfg.weight_decay}")  # fmt: skip
     ax.legend()
-    if windows:  # a late collapse shows as a spike of the loss and the gradient norm
+    if windows:  # loss spikes between evaluations show here
         ax = axes[1, 0]
         steps = [r["step"] for r in windows]
         ax.plot(steps, [r["loss_mean"] for r in windows], label="loss, mean")

@@ -101,7 +101,8 @@ class GrokConfig:
     precision: Precision = "fp32"
     """fp32 (every recorded grokking number), bf16 autocast (refused where the device would emulate it) or auto
     (bf16 where the hardware computes it); parameters and AdamW state stay fp32 either way. bf16 is 1.46x faster
-    on the CPU; one of two composition seeds collapsed late in bf16, and one in fp32 at batch 256 (docs/grok.md)."""
+    on the CPU. Once fitted, a composition run at a constant rate spikes every ~2,000 steps (traced in fp32), so
+    one evaluation can land in a spike (docs/grok.md)."""
 
     def __post_init__(self) -> None:
         for key in ("steps", "batch_size", "eval_points", "eval_n", "ckpt_every"):
