@@ -52,8 +52,8 @@ def contrast_questions(world, tok, n: int, seed: int = 1) -> list[tuple[tuple[st
     from retain.models.text import text_format
     from retain.world import render as R
 
-    fmt, rng = text_format(tok), random.Random(seed)
-    return [(fmt.prompt(R.question(name, attr, right, rng).text, context), right, wrong)
+    fmt, rng, forms = text_format(tok), random.Random(seed), world.config.question_forms
+    return [(fmt.prompt(R.question(name, attr, right, rng, forms=forms).text, context), right, wrong)
             for name, context, asks in contrast_items(world, n, seed) for attr, right, wrong in asks]  # fmt: skip
 
 

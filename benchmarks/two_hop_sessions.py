@@ -40,9 +40,10 @@ def session_file(world, n: int, seed: int, path: Path) -> Path:
         mentor = rng.choice(people) if in_session else world.entities[p.attrs["mentor"]]
         p.attrs["mentor"] = mentor.name
         turns, facts = R.session_turns([p], [], 1, rng)
-        hop = R.two_hop_question(p.name, "birth_city", mentor.attrs["birth_city"], rng)
+        forms = world.config.question_forms
+        hop = R.two_hop_question(p.name, "birth_city", mentor.attrs["birth_city"], rng, forms=forms)
         hop.kind = "two_hop_sessions" if in_session else "two_hop"
-        sessions.append(Session(i, turns, [p.name], facts, [], R.entity_questions(p, rng) + [hop]))
+        sessions.append(Session(i, turns, [p.name], facts, [], R.entity_questions(p, rng, forms=forms) + [hop]))
         people.append(p)
     return export_sessions(sessions, path)
 

@@ -9,9 +9,10 @@
 A seed whose run holds a summary is only read back; one left half-way resumes. A second table asks each base the
 whole open-book suite again (every fresh person, every attribute) and splits its recall by attribute, with the
 share of wrong answers that are another value its context states: where a world's reading fails. A third splits
-the held-out-template suite the same way: each attribute has one held-out question form, so this accuracy moves
-in steps of about a seventh as single forms generalise or not. `--world N` holds the world at seed N and varies
-the training seed alone: the spread a world-seed comparison has to be read against.
+the held-out-template suite the same way: each attribute has one held-out question form (two with
+`world.question_forms=10`), so this accuracy moves in steps of about a seventh as single forms generalise or not.
+`--world N` holds the world at seed N and varies the training seed alone: the spread a world-seed comparison has
+to be read against.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from pathlib import Path
 
 from benchmarks.pretrain_base import SECONDS, TARGETS
 from benchmarks.results import pretrain_or_resume, write_section
+from retain.config import read_yaml
+from retain.world import templates as T
 
 DROP = 0.05  # held-out-template and session-reading accuracy within 5 points of world seed 0
 ROWS = [
@@ -51,7 +54,6 @@ def missed(s: dict, ref: dict) -> str:
 def attribute_tables(runs: dict[int, tuple[Path, dict]], suites: list[str]) -> dict[str, dict[int, dict]]:
     """Recall per attribute of each run's base on each whole suite of `suites` (final-evaluation draw), by suite
     and run; each base is loaded once."""
-    from retain.config import read_yaml
     from retain.eval.suites import base_suites, by_attribute
     from retain.models.build import load_model_and_tokenizer
     from retain.world.io import load_world
@@ -119,6 +121,8 @@ def main() -> None:
     else:
         varied = f"`world.seed={args.world}` and `seed` set to each training seed"
     tables = attribute_tables(runs, ["open_book", "heldout_template"])
+    forms = read_yaml(runs[min(runs)][0] / "world" / "config.yaml").get("question_forms", 4)
+    heldout_forms = len(T.split(T.with_forms(T.QUESTION["field"], T.MORE_QUESTION["field"], forms), heldout=True))
     body = (
         f"`{args.config}`{''.join(f' --set {o}' for o in args.overrides)} with {varied}. "
         f"Targets: closed-book >= {TARGETS['closed_book_acc']}, open-book >= {TARGETS['open_book_acc']}, within "
@@ -132,8 +136,8 @@ def main() -> None:
         "attribute, the final evaluation's draw), and the share of its wrong answers that are another value its "
         "context states:\n\n"
         + "\n".join(attribute_rows(tables["open_book"], label))
-        + "\n\nHeld-out-template recall by attribute (one held-out question form each, the whole suite):\n\n"
-        + "\n".join(attribute_rows(tables["heldout_template"], label))
+        + f"\n\nHeld-out-template recall by attribute ({heldout_forms} held-out question form(s) each, the whole "
+        "suite):\n\n" + "\n".join(attribute_rows(tables["heldout_template"], label))
     )
     title = (
         f"World {args.world}, several training seeds"

@@ -3,6 +3,7 @@
 
 import random
 import re
+from dataclasses import replace
 
 import pytest
 
@@ -91,30 +92,58 @@ def _template_regex(template: str) -> re.Pattern:
     return re.compile(r"[^.?]+".join(re.escape(p) for p in parts))
 
 
-def test_heldout_templates_never_appear_in_training_text(world):
-    heldout = [t for group in (T.BIO, T.QUESTION, T.TWO_HOP, T.UPDATE) for ts in group.values()
-               for t in T.split(ts, heldout=True)] + T.split(T.COMPARE, True) + T.split(T.INTRO, True)  # fmt: skip
-    train = [t for group in (T.BIO, T.QUESTION, T.TWO_HOP, T.UPDATE) for ts in group.values()
-             for t in T.split(ts, heldout=False)]  # fmt: skip
+def _question_lists(forms: int) -> tuple[list[list[str]], list[str]]:
+    """The question template lists of a world of `forms` question forms (recall and two-hop), and comparison's."""
+    lists = [T.with_forms(ts, T.MORE_QUESTION[a], forms) for a, ts in T.QUESTION.items()]
+    lists += [T.with_forms(ts, T.MORE_TWO_HOP[a], forms) for a, ts in T.TWO_HOP.items()]
+    return lists, T.with_forms(T.COMPARE, T.MORE_COMPARE, forms)
+
+
+@pytest.fixture(scope="module", params=[4, 10])
+def forms_world(request, world):
+    """The test world, and the same world asking 10 question forms per attribute."""
+    return world if request.param == 4 else build_world(replace(world.config, question_forms=10))
+
+
+def test_heldout_templates_never_appear_in_training_text(forms_world):
+    world, forms = forms_world, forms_world.config.question_forms
+    questions, compare = _question_lists(forms)
+    lists = [*T.BIO.values(), *questions, *T.UPDATE.values()]
+    heldout = [t for ts in lists for t in T.split(ts, heldout=True)] + T.split(compare, True)
+    heldout += T.split(T.INTRO, True)
+    train = [t for ts in lists for t in T.split(ts, heldout=False)]
     assert not set(heldout) & set(train)
+    assert len(T.split(questions[0], False)) == (3 if forms == 4 else 8)
     rng = random.Random(0)
     reserved = set(world.entities)
     text = " ".join(seg for _ in range(600) for seg, _ in sample_example(world, MixtureConfig(), rng, reserved))
     # the stream's sessions (written into memory in later issues) also use only training templates
     text += " ".join(s.transcript + " " + " ".join(q.text for q in s.questions) for s in world.sessions)
-    for t in heldout:
-        assert not _template_regex(t).search(text), f"held-out template leaked: {t}"
+    # a 4-form world never asks the added forms: it trains on the text every recorded number was measured on
+    unused = [] if forms == 10 else [t for ts in [*T.MORE_QUESTION.values(), *T.MORE_TWO_HOP.values()] for t in ts]
+    for t in heldout + unused:
+        assert not _template_regex(t).search(text), f"held-out or unused template in training text: {t}"
     hits = sum(bool(_template_regex(t).search(text)) for t in train)
     assert hits > 0.9 * len(train)  # the check can see templates at all
 
 
-def test_heldout_eval_uses_only_heldout_templates(world):
-    rng = random.Random(0)
-    items = X.open_book_items(world.split("eval"), world, rng, heldout=True)
-    train_q = [t for ts in T.QUESTION.values() for t in T.split(ts, False)]
+def test_heldout_eval_uses_only_heldout_templates(forms_world):
+    world = forms_world
+    items = X.open_book_items(world.split("eval"), world, random.Random(0), heldout=True)
+    questions, _ = _question_lists(world.config.question_forms)
+    train_q = [t for ts in questions for t in T.split(ts, False)]
+    heldout_q = [t for ts in questions for t in T.split(ts, True)]
+    asked = set()
     for _, q in items:
         if q.kind == "recall":
             assert q.heldout and not any(_template_regex(t).fullmatch(q.text) for t in train_q)
+            asked |= {t for t in heldout_q if _template_regex(t).fullmatch(q.text)}
+    assert len(asked) > 0.8 * len(T.QUESTION) * (1 if world.config.question_forms == 4 else 2)
+
+
+def test_question_forms_are_checked():
+    with pytest.raises(ValueError, match="world.question_forms must be one of"):
+        WorldConfig(question_forms=6)
 
 
 def test_open_book_answers_are_in_the_context(world):

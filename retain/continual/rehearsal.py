@@ -70,7 +70,11 @@ class Rehearsal:
             return " ".join(R.fact_sentence(e.name, a, e.attrs[a], rng) for a in attrs)
         e = rng.choice(qa)
         attr = rng.choice(self.facts(e))
-        return R.qa_prompt(R.question(e.name, attr, e.attrs[attr], rng).text) + " " + e.attrs[attr]
+        return (
+            R.qa_prompt(R.question(e.name, attr, e.attrs[attr], rng, forms=self.world.config.question_forms).text)
+            + " "
+            + e.attrs[attr]
+        )
 
 
 class TextRehearsal:

@@ -46,7 +46,9 @@ def fresh_sessions(world: World, n: int, rng: random.Random, reserved: set[str],
     for i in range(n):
         s, people = X.fresh_session(world, rng, reserved, i, world.config.new_per_session,
                                     world.config.updates_per_session, world.config.chatter_per_session)  # fmt: skip
-        s.questions = R.session_questions(s, {**world.entities, **{p.name: p for p in people}}, rng)
+        s.questions = R.session_questions(
+            s, {**world.entities, **{p.name: p for p in people}}, rng, world.config.question_forms
+        )
         if ask:
             s.questions = [q for q in s.questions if q.kind in ask or (q.kind == "recall" and q.attribute in ask)]
             if not s.questions:

@@ -161,7 +161,9 @@ class Task:
                               "vocabulary (the default: 'is that the value ? again .')")  # fmt: skip
         rng = random.Random(derive_seed(cfg.seed, "eval"))
         qs = [
-            R.question(e.name, a, v, rng, cfg.templates == "heldout") for e in self.heldout for a, v in e.attrs.items()
+            R.question(e.name, a, v, rng, cfg.templates == "heldout", forms=world.config.question_forms)
+            for e in self.heldout
+            for a, v in e.attrs.items()
         ]
         rng.shuffle(qs)
         self.eval_questions = qs[: cfg.eval_n]
@@ -173,7 +175,11 @@ class Task:
         for _ in range(self.cfg.questions):
             e = rng.choice(self.train)
             a = rng.choice(list(e.attrs))
-            out.append(R.question(e.name, a, e.attrs[a], rng, self.cfg.templates == "heldout"))
+            out.append(
+                R.question(
+                    e.name, a, e.attrs[a], rng, self.cfg.templates == "heldout", forms=self.world.config.question_forms
+                )
+            )
         return out
 
     def first(self, q) -> list[int]:

@@ -62,28 +62,30 @@ def bio_example(entity: Entity, rng: random.Random) -> Segments:
 
 def closed_qa_example(entity: Entity, world: World, rng: random.Random, n: int = 3) -> Segments:
     """A few closed-book questions about a known entity (recall, sometimes two-hop)."""
+    forms = world.config.question_forms
     attrs = rng.sample(list(entity.attrs), k=min(n, len(entity.attrs)))
-    qs = [R.question(entity.name, a, entity.attrs[a], rng) for a in attrs]
+    qs = [R.question(entity.name, a, entity.attrs[a], rng, forms=forms) for a in attrs]
     if rng.random() < 0.3:
         mentor = world.entities[entity.attrs["mentor"]]
         attr = rng.choice(list(R.T.TWO_HOP))
-        qs.append(R.two_hop_question(entity.name, attr, mentor.attrs[attr], rng))
+        qs.append(R.two_hop_question(entity.name, attr, mentor.attrs[attr], rng, forms=forms))
     return qa_segments(qs)
 
 
 def icl_bio_example(world: World, rng: random.Random, reserved: set[str], max_people: int = 3) -> Segments:
     """Biographies of 1..max_people fresh people in context, then questions about them."""
+    forms = world.config.question_forms
     people = fresh_people(world, rng.randint(1, max_people), rng, reserved)
     context = " ".join(R.bio(p, rng) for p in people)
-    qs = [R.question(p.name, a, v, rng) for p in people for a, v in p.attrs.items()]
+    qs = [R.question(p.name, a, v, rng, forms=forms) for p in people for a, v in p.attrs.items()]
     if len(people) >= 2 and rng.random() < 0.5:
-        q = R.compare_question(people[0], people[1], rng)
+        q = R.compare_question(people[0], people[1], rng, forms=forms)
         if q:
             qs.append(q)
     if rng.random() < 0.3:
         p = rng.choice(people)
         mentor = world.entities[p.attrs["mentor"]]
-        qs.append(R.two_hop_question(p.name, "birth_city", mentor.attrs["birth_city"], rng))
+        qs.append(R.two_hop_question(p.name, "birth_city", mentor.attrs["birth_city"], rng, forms=forms))
     rng.shuffle(qs)
     return [(context, True)] + qa_segments(qs, train_questions=True)
 
@@ -105,6 +107,7 @@ def icl_facts_example(world: World, rng: random.Random, reserved: set[str], max_
     city, living in another), so the answer must be bound to the relation asked, not to the value's type; with
     `contrast_adds` that pair comes on top of the person's other facts instead of replacing them, so the contrast
     takes no share from the other attributes' reading."""
+    forms = world.config.question_forms
     people = fresh_people(world, rng.randint(1, max_people), rng, reserved)
     sentences, qs = [], []
     for p in people:
@@ -117,7 +120,7 @@ def icl_facts_example(world: World, rng: random.Random, reserved: set[str], max_
             chosen = list(shared) + [a for a in chosen if a not in shared] if contrast_adds else shared
         for a in chosen:
             sentences.append(R.fact_sentence(p.name, a, p.attrs[a], rng))
-            qs.append(R.question(p.name, a, p.attrs[a], rng))
+            qs.append(R.question(p.name, a, p.attrs[a], rng, forms=forms))
     rng.shuffle(sentences)
     rng.shuffle(qs)
     return [(" ".join(sentences), True)] + qa_segments(qs, train_questions=True)
@@ -129,6 +132,7 @@ def icl_relation_example(world: World, rng: random.Random, reserved: set[str]) -
     home). The reverse question needs the relation stored at the city's position, the key a forward question
     should retrieve the city by. Bases that answer one city for the other store it but do not retrieve by it,
     and this example did not change that (docs/world.md)."""
+    forms = world.config.question_forms
     sentences, qs = [], []
     for p in fresh_people(world, rng.randint(1, 2), rng, reserved):
         shared = rng.choice(SHARED_SETS)
@@ -138,7 +142,7 @@ def icl_relation_example(world: World, rng: random.Random, reserved: set[str]) -
             chosen.append(rng.choice([a for a in attrs if a not in chosen]))
         for a in chosen:
             sentences.append(R.fact_sentence(p.name, a, attrs[a], rng))
-            qs.append(R.question(p.name, a, attrs[a], rng))
+            qs.append(R.question(p.name, a, attrs[a], rng, forms=forms))
             if a in T.RELATION_WORD:
                 qs.append(R.relation_question(p.name, a, attrs[a]))
     rng.shuffle(sentences)
@@ -150,11 +154,12 @@ def binding_context(world: World, rng: random.Random, reserved: set[str], n_peop
                     n_attrs: int = 1) -> tuple[str, list[R.Question]]:  # fmt: skip
     """`n_people` fresh people stated with the *same* attributes, sentences shuffled, and a question on each
     of their facts. Only the name tells the values apart, so answering needs the value bound to its person."""
+    forms = world.config.question_forms
     people = fresh_people(world, n_people, rng, reserved)
     attrs = rng.sample(list(people[0].attrs), k=n_attrs)
     sentences = [R.fact_sentence(p.name, a, p.attrs[a], rng) for p in people for a in attrs]
     rng.shuffle(sentences)
-    return " ".join(sentences), [R.question(p.name, a, p.attrs[a], rng) for p in people for a in attrs]
+    return " ".join(sentences), [R.question(p.name, a, p.attrs[a], rng, forms=forms) for p in people for a in attrs]
 
 
 def icl_binding_example(world: World, rng: random.Random, reserved: set[str], max_people: int = 8) -> Segments:
@@ -191,6 +196,7 @@ def session_context(sessions: list[Session]) -> str:
 def icl_session_example(world: World, rng: random.Random, reserved: set[str], max_sessions: int = 3) -> Segments:
     """1..max_sessions sessions in context, then questions on any of them; an update must beat both the
     model's memory and an earlier session."""
+    forms = world.config.question_forms
     reserved = set(reserved)
     sessions, everyone = [], []
     for i in range(rng.randint(1, max_sessions)):
@@ -208,11 +214,13 @@ def icl_session_example(world: World, rng: random.Random, reserved: set[str], ma
         s = rng.choice(sessions)
         if s.updates and rng.random() < 0.35:
             f = rng.choice(s.updates)
-            qs.append(R.question(f.entity, f.attribute, current[f.entity][f.attribute], rng, kind="update"))
+            qs.append(
+                R.question(f.entity, f.attribute, current[f.entity][f.attribute], rng, kind="update", forms=forms)
+            )
         else:
             p = rng.choice([e for e in everyone if e.name in s.new_entities])
             attr = rng.choice(list(p.attrs))
-            qs.append(R.question(p.name, attr, current[p.name][attr], rng))
+            qs.append(R.question(p.name, attr, current[p.name][attr], rng, forms=forms))
     return [(session_context(sessions), True)] + qa_segments(qs, train_questions=True)
 
 
@@ -249,15 +257,16 @@ Item = tuple[str | None, "R.Question"]
 def closed_book_items(entities: list[Entity], world: World, rng: random.Random, heldout: bool = False,
                       two_hop: bool = True, n_compare: int = 0) -> list[Item]:  # fmt: skip
     """Recall on every attribute of each entity, plus two-hop and comparison questions, no context."""
-    items: list[Item] = [(None, q) for e in entities for q in R.entity_questions(e, rng, heldout)]
+    forms = world.config.question_forms
+    items: list[Item] = [(None, q) for e in entities for q in R.entity_questions(e, rng, heldout, forms=forms)]
     if two_hop:
         for e in entities:
             attr = rng.choice(list(R.T.TWO_HOP))
             items.append((None, R.two_hop_question(e.name, attr, world.entities[e.attrs["mentor"]].attrs[attr], rng,
-                                                   heldout)))  # fmt: skip
+                                                   heldout, forms=forms)))  # fmt: skip
     for _ in range(n_compare):
         a, b = rng.sample(entities, 2)
-        q = R.compare_question(a, b, rng, heldout)
+        q = R.compare_question(a, b, rng, heldout, forms=forms)
         if q:
             items.append((None, q))
     return items
@@ -266,14 +275,17 @@ def closed_book_items(entities: list[Entity], world: World, rng: random.Random, 
 def open_book_items(entities: list[Entity], world: World, rng: random.Random, heldout: bool = False) -> list[Item]:
     """Each entity's biography in context (held-out templates if `heldout`), then recall on every attribute,
     a two-hop question, and a comparison with a second entity whose biography is also in context."""
+    forms = world.config.question_forms
     items: list[Item] = []
     for i, e in enumerate(entities):
         context = R.bio(e, rng, heldout)
-        items += [(context, q) for q in R.entity_questions(e, rng, heldout)]
+        items += [(context, q) for q in R.entity_questions(e, rng, heldout, forms=forms)]
         mentor = world.entities[e.attrs["mentor"]]
-        items.append((context, R.two_hop_question(e.name, "birth_city", mentor.attrs["birth_city"], rng, heldout)))
+        items.append(
+            (context, R.two_hop_question(e.name, "birth_city", mentor.attrs["birth_city"], rng, heldout, forms=forms))
+        )
         other = entities[(i + 1) % len(entities)]
-        q = R.compare_question(e, other, rng, heldout)
+        q = R.compare_question(e, other, rng, heldout, forms=forms)
         if q and other is not e:
             items.append((R.bio(e, rng, heldout) + " " + R.bio(other, rng, heldout), q))
     return items

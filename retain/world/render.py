@@ -32,10 +32,12 @@ def bio(entity: Entity, rng: random.Random, heldout: bool = False) -> str:
 
 
 def question(name: str, attribute: str, answer: str, rng: random.Random, heldout: bool = False,
-             kind: str = "recall") -> Question:  # fmt: skip
+             kind: str = "recall", forms: int = 4) -> Question:  # fmt: skip
+    """A question on one attribute in a random phrasing of the world's `forms` (WorldConfig.question_forms)."""
     from retain.world.world import Question
 
-    text = rng.choice(T.split(T.QUESTION[attribute], heldout)).format(name=name)
+    templates = T.with_forms(T.QUESTION[attribute], T.MORE_QUESTION[attribute], forms)
+    text = rng.choice(T.split(templates, heldout)).format(name=name)
     return Question(text, answer, kind, name, attribute, heldout)
 
 
@@ -47,11 +49,13 @@ def relation_question(name: str, attribute: str, value: str) -> Question:
     return Question(text, T.RELATION_WORD[attribute], "relation", name, attribute, False)
 
 
-def two_hop_question(name: str, attribute: str, answer: str, rng: random.Random, heldout: bool = False) -> Question:
+def two_hop_question(name: str, attribute: str, answer: str, rng: random.Random, heldout: bool = False,
+                     forms: int = 4) -> Question:  # fmt: skip
     """An attribute of the mentor of `name`; `answer` is the mentor's value."""
     from retain.world.world import Question
 
-    text = rng.choice(T.split(T.TWO_HOP[attribute], heldout)).format(name=name)
+    templates = T.with_forms(T.TWO_HOP[attribute], T.MORE_TWO_HOP[attribute], forms)
+    text = rng.choice(T.split(templates, heldout)).format(name=name)
     return Question(text, answer, "two_hop", name, attribute, heldout)
 
 
@@ -60,7 +64,8 @@ def date_key(date: str) -> tuple[int, int, int]:
     return int(year), MONTHS.index(month), int(day)
 
 
-def compare_question(a: Entity, b: Entity, rng: random.Random, heldout: bool = False) -> Question | None:
+def compare_question(a: Entity, b: Entity, rng: random.Random, heldout: bool = False,
+                     forms: int = 4) -> Question | None:  # fmt: skip
     """Who was born earlier; None when the two share a birth date (no single answer)."""
     from retain.world.world import Question
 
@@ -68,13 +73,14 @@ def compare_question(a: Entity, b: Entity, rng: random.Random, heldout: bool = F
     if ka == kb:
         return None
     first, second = (a, b) if rng.random() < 0.5 else (b, a)
-    text = rng.choice(T.split(T.COMPARE, heldout)).format(name=first.name, other=second.name)
+    templates = T.with_forms(T.COMPARE, T.MORE_COMPARE, forms)
+    text = rng.choice(T.split(templates, heldout)).format(name=first.name, other=second.name)
     return Question(text, a.name if ka < kb else b.name, "compare", f"{a.name}|{b.name}", "birth_date", heldout)
 
 
-def entity_questions(entity: Entity, rng: random.Random, heldout: bool = False) -> list[Question]:
+def entity_questions(entity: Entity, rng: random.Random, heldout: bool = False, forms: int = 4) -> list[Question]:
     """One recall question per attribute of `entity`."""
-    return [question(entity.name, a, v, rng, heldout) for a, v in entity.attrs.items()]
+    return [question(entity.name, a, v, rng, heldout, forms=forms) for a, v in entity.attrs.items()]
 
 
 def session_turns(new: list[Entity], updates: list[Fact], n_chatter: int, rng: random.Random,
@@ -102,16 +108,17 @@ def session_turns(new: list[Entity], updates: list[Fact], n_chatter: int, rng: r
     return turns, facts
 
 
-def session_questions(session: Session, entities: dict[str, Entity], rng: random.Random) -> list[Question]:
+def session_questions(session: Session, entities: dict[str, Entity], rng: random.Random,
+                      forms: int = 4) -> list[Question]:  # fmt: skip
     """Recall on every new fact, every update, a two-hop question per new entity, a comparison."""
     new = [entities[n] for n in session.new_entities]
-    qs = [q for e in new for q in entity_questions(e, rng)]
-    qs += [question(f.entity, f.attribute, f.value, rng, kind="update") for f in session.updates]
+    qs = [q for e in new for q in entity_questions(e, rng, forms=forms)]
+    qs += [question(f.entity, f.attribute, f.value, rng, kind="update", forms=forms) for f in session.updates]
     for e in new:
         mentor = entities[e.attrs["mentor"]]
-        qs.append(two_hop_question(e.name, "birth_city", mentor.attrs["birth_city"], rng))
+        qs.append(two_hop_question(e.name, "birth_city", mentor.attrs["birth_city"], rng, forms=forms))
     if len(new) >= 2:
-        q = compare_question(new[0], new[1], rng)
+        q = compare_question(new[0], new[1], rng, forms=forms)
         if q is not None:
             qs.append(q)
     return qs

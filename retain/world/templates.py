@@ -112,6 +112,56 @@ COMPARE = [
     "Who is older, {name} or {other}?",
 ]
 
+# More question forms for a world of `question_forms: 10` (WorldConfig): each list goes in before the original
+# list's held-out last form, and its own last form is held out too, so such a world trains on 8 forms per
+# attribute and holds out 2 (two-hop and comparison: 4 and 2). The original lists alone are the 4-form world
+# every number before 2026-12-08 was measured on.
+MORE_QUESTION: dict[str, list[str]] = {
+    "birth_city": ["Where did {name} come into the world?", "What city was {name} born in?",
+                   "Which city is the birthplace of {name}?", "Where is the birthplace of {name}?",
+                   "In what city was {name} born?", "What is the city of birth of {name}?"],
+    "birth_date": ["What is the date of birth of {name}?", "When is the birthday of {name}?",
+                   "On which date was {name} born?", "When did {name} come into the world?",
+                   "What date was {name} born on?", "When does {name} celebrate a birthday?"],
+    "university": ["At which university did {name} study?", "Where did {name} earn a degree?",
+                   "Which university did {name} go to?", "What is the university of {name}?",
+                   "Where did {name} receive a degree?", "What university is {name} a graduate of?"],
+    "field": ["Which field does {name} work in?", "What is the speciality of {name}?", "What did {name} train in?",
+              "What field did {name} choose?", "What is {name} an expert in?", "What did {name} devote a career to?"],
+    "employer": ["Who is the employer of {name}?", "Where is {name} employed?", "Which company employs {name}?",
+                 "Where does {name} have a job?", "Who does {name} work for?",
+                 "What company is {name} on the staff of?"],
+    "home_city": ["Where does {name} reside?", "What city does {name} live in?", "Where is the home of {name}?",
+                  "In which city is the home of {name}?", "Where does {name} live now?",
+                  "Where has {name} settled down?"],
+    "mentor": ["Who guided {name} as a mentor?", "Who was {name} mentored by?", "Who does {name} name as a mentor?",
+               "Who advised {name} as a mentor?", "Who did {name} learn the trade from?",
+               "Who is the person that mentored {name}?"],
+}  # fmt: skip
+
+MORE_TWO_HOP: dict[str, list[str]] = {
+    "birth_city": ["What city was the mentor of {name} born in?", "Where did the mentor of {name} come into the world?",
+                   "Which city is the birthplace of the mentor of {name}?"],
+    "employer": ["Who is the employer of the mentor of {name}?", "Where is the mentor of {name} employed?",
+                 "What company employs the mentor of {name}?"],
+}  # fmt: skip
+
+MORE_COMPARE = [
+    "Which of {name} and {other} was born first?",
+    "Who came into the world earlier, {name} or {other}?",
+    "Of {name} and {other}, who was born first?",
+]
+
+QUESTION_FORMS = (4, 10)
+"""The values of WorldConfig.question_forms: question forms per attribute."""
+
+
+def with_forms(templates: list[str], more: list[str], forms: int) -> list[str]:
+    """A question list as a world of `forms` question forms per attribute asks it: the original list, or `more`
+    inserted before its held-out last form."""
+    return templates if forms == 4 else templates[:-1] + more + templates[-1:]
+
+
 UPDATE: dict[str, list[str]] = {
     "employer": ["{name} now works at {value}.", "{name} recently changed jobs and now works at {value}.",
                  "{name} has a new job at {value}.", "Since last month {name} works at {value}.",

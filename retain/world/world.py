@@ -16,7 +16,7 @@ from typing import Literal
 from retain.errors import RetainError
 from retain.runs.seed import derive_seed
 from retain.world import vocab
-from retain.world.templates import UPDATABLE
+from retain.world.templates import QUESTION_FORMS, UPDATABLE
 
 # Attribute -> its finite choice set. The mentor relation's set is the known entities.
 ATTRIBUTE_SETS: dict[str, list[str]] = {
@@ -56,8 +56,14 @@ class WorldConfig:
     """Tokenizer trained on the world's text: one id per word, or byte-level BPE."""
     bpe_vocab_size: int = 2048
     """Vocabulary size when tokenizer is bpe."""
+    question_forms: int = 4
+    """Question forms per attribute: 4 (3 trained, 1 held out; two-hop and comparison 2 and 1) or 10 (8 and 2;
+    4 and 2). With 10 a base reads a question by its relation rather than by a few memorised phrasings:
+    docs/world.md."""
 
     def __post_init__(self) -> None:
+        if self.question_forms not in QUESTION_FORMS:
+            raise ValueError(f"world.question_forms must be one of {QUESTION_FORMS}, got {self.question_forms}")
         if not 0.0 <= self.qa_fraction <= 1.0:
             raise ValueError(f"world.qa_fraction must be in [0, 1], got {self.qa_fraction}")
         for key in ("n_known", "n_eval", "n_sessions", "new_per_session"):
@@ -243,7 +249,7 @@ def build_world(cfg: WorldConfig) -> World:
             updates.append(Fact(name, attr, srng.choice([v for v in ATTRIBUTE_SETS[attr] if v != old])))
         turns, facts = session_turns([entities[n] for n in new], updates, cfg.chatter_per_session, srng)
         session = Session(i, turns, new, facts, updates)
-        session.questions = session_questions(session, entities, srng)
+        session.questions = session_questions(session, entities, srng, cfg.question_forms)
         sessions.append(session)
     world = World(cfg, entities, sessions)
     if len(set(entities)) != len(entities):
