@@ -58,8 +58,8 @@ class WorldConfig:
     """Vocabulary size when tokenizer is bpe."""
     question_forms: int = 4
     """Question forms per attribute: 4 (3 trained, 1 held out; two-hop and comparison 2 and 1) or 10 (8 and 2;
-    4 and 2). With 10 a base reads a question by its relation rather than by a few memorised phrasings:
-    docs/world.md."""
+    4 and 2). 10 trains on more phrasings and holds out twice as many; 4 is the world of every number recorded
+    before 2026-12-08 (docs/world.md)."""
 
     def __post_init__(self) -> None:
         if self.question_forms not in QUESTION_FORMS:
