@@ -122,7 +122,7 @@ def main() -> None:
         varied = f"`world.seed={args.world}` and `seed` set to each training seed"
     tables = attribute_tables(runs, ["open_book", "heldout_template"])
     forms = read_yaml(runs[min(runs)][0] / "world" / "config.yaml").get("question_forms", 4)
-    heldout_forms = len(T.split(T.with_forms(T.QUESTION["field"], T.MORE_QUESTION["field"], forms), heldout=True))
+    heldout_forms = len(T.split(T.phrasings(forms).question["field"], heldout=True))
     body = (
         f"`{args.config}`{''.join(f' --set {o}' for o in args.overrides)} with {varied}. "
         f"Targets: closed-book >= {TARGETS['closed_book_acc']}, open-book >= {TARGETS['open_book_acc']}, within "

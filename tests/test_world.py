@@ -94,9 +94,8 @@ def _template_regex(template: str) -> re.Pattern:
 
 def _question_lists(forms: int) -> tuple[list[list[str]], list[str]]:
     """The question template lists of a world of `forms` question forms (recall and two-hop), and comparison's."""
-    lists = [T.with_forms(ts, T.MORE_QUESTION[a], forms) for a, ts in T.QUESTION.items()]
-    lists += [T.with_forms(ts, T.MORE_TWO_HOP[a], forms) for a, ts in T.TWO_HOP.items()]
-    return lists, T.with_forms(T.COMPARE, T.MORE_COMPARE, forms)
+    asked = T.phrasings(forms)
+    return [*asked.question.values(), *asked.two_hop.values()], asked.compare
 
 
 @pytest.fixture(scope="module", params=[4, 10])

@@ -31,10 +31,10 @@ def tokenizer_corpus(world: World) -> list[str]:
     words = [vocab.FIRST_NAMES, vocab.LAST_NAMES, vocab.CITIES, vocab.UNIVERSITIES, vocab.EMPLOYERS,
              vocab.FIELDS, vocab.MONTHS, vocab.DAYS, vocab.YEARS]  # fmt: skip
     corpus = [" ".join(w) for w in words]
-    forms = world.config.question_forms  # only the world's own forms: a 4-form world tokenizes as it always has
-    for group, more in ((T.BIO, {}), (T.QUESTION, T.MORE_QUESTION), (T.TWO_HOP, T.MORE_TWO_HOP), (T.UPDATE, {})):
-        corpus += [t for k, ts in group.items() for t in (T.with_forms(ts, more[k], forms) if more else ts)]
-    corpus += T.with_forms(T.COMPARE, T.MORE_COMPARE, forms) + T.INTRO + vocab.CHATTER + vocab.REPLIES
+    asked = T.phrasings(world.config.question_forms)  # the world's own forms: a 4-form world tokenizes as before
+    for group in (T.BIO, asked.question, asked.two_hop, T.UPDATE):
+        corpus += [t for ts in group.values() for t in ts]
+    corpus += asked.compare + T.INTRO + vocab.CHATTER + vocab.REPLIES
     corpus += ["Q: A: User: Assistant: Summary: Session Notes: Transcript:"]
     corpus += [bio(e, rng) for e in world.entities.values()]
     corpus += [s.transcript + " " + oracle_notes(s) for s in world.sessions]

@@ -36,8 +36,7 @@ def question(name: str, attribute: str, answer: str, rng: random.Random, heldout
     """A question on one attribute in a random phrasing of the world's `forms` (WorldConfig.question_forms)."""
     from retain.world.world import Question
 
-    templates = T.with_forms(T.QUESTION[attribute], T.MORE_QUESTION[attribute], forms)
-    text = rng.choice(T.split(templates, heldout)).format(name=name)
+    text = rng.choice(T.split(T.phrasings(forms).question[attribute], heldout)).format(name=name)
     return Question(text, answer, kind, name, attribute, heldout)
 
 
@@ -54,8 +53,7 @@ def two_hop_question(name: str, attribute: str, answer: str, rng: random.Random,
     """An attribute of the mentor of `name`; `answer` is the mentor's value."""
     from retain.world.world import Question
 
-    templates = T.with_forms(T.TWO_HOP[attribute], T.MORE_TWO_HOP[attribute], forms)
-    text = rng.choice(T.split(templates, heldout)).format(name=name)
+    text = rng.choice(T.split(T.phrasings(forms).two_hop[attribute], heldout)).format(name=name)
     return Question(text, answer, "two_hop", name, attribute, heldout)
 
 
@@ -73,8 +71,7 @@ def compare_question(a: Entity, b: Entity, rng: random.Random, heldout: bool = F
     if ka == kb:
         return None
     first, second = (a, b) if rng.random() < 0.5 else (b, a)
-    templates = T.with_forms(T.COMPARE, T.MORE_COMPARE, forms)
-    text = rng.choice(T.split(templates, heldout)).format(name=first.name, other=second.name)
+    text = rng.choice(T.split(T.phrasings(forms).compare, heldout)).format(name=first.name, other=second.name)
     return Question(text, a.name if ka < kb else b.name, "compare", f"{a.name}|{b.name}", "birth_date", heldout)
 
 

@@ -8,6 +8,9 @@ evaluation uses only them. `{name}` is an entity's full name, `{value}` the attr
 
 from __future__ import annotations
 
+import functools
+from typing import NamedTuple
+
 BIO: dict[str, list[str]] = {
     "birth_city": [
         "{name} was born in {value}.",
@@ -156,10 +159,29 @@ QUESTION_FORMS = (4, 10)
 """The values of WorldConfig.question_forms: question forms per attribute."""
 
 
-def with_forms(templates: list[str], more: list[str], forms: int) -> list[str]:
-    """A question list as a world of `forms` question forms per attribute asks it: the original list, or `more`
-    inserted before its held-out last form."""
-    return templates if forms == 4 else templates[:-1] + more + templates[-1:]
+class Phrasings(NamedTuple):
+    """The question templates of one world: recall by attribute, two-hop by attribute, comparison."""
+
+    question: dict[str, list[str]]
+    two_hop: dict[str, list[str]]
+    compare: list[str]
+
+
+@functools.cache
+def phrasings(forms: int) -> Phrasings:
+    """The templates a world of `forms` question forms per attribute asks: the original lists, or each with its
+    `MORE_*` forms inserted before its held-out last form (built once per value)."""
+    if forms == 4:
+        return Phrasings(QUESTION, TWO_HOP, COMPARE)
+
+    def more(templates: list[str], extra: list[str]) -> list[str]:
+        return templates[:-1] + extra + templates[-1:]
+
+    return Phrasings(
+        {a: more(ts, MORE_QUESTION[a]) for a, ts in QUESTION.items()},
+        {a: more(ts, MORE_TWO_HOP[a]) for a, ts in TWO_HOP.items()},
+        more(COMPARE, MORE_COMPARE),
+    )
 
 
 UPDATE: dict[str, list[str]] = {
